@@ -1,0 +1,134 @@
+"""Artifact format: one file that holds everything needed to rebuild the compressed parameters.
+
+The file is a safetensors file. Its tensors are the compressor's payload (packed codes, scales, INR
+parameters, ...). Its string metadata holds our JSON header:
+
+    format          "big2small-artifact"
+    format_version  FORMAT_VERSION
+    compressor      registry name of the compressor that wrote it
+    config          the compressor's settings (JSON)
+    meta            whatever the compressor needs to decode besides tensors (JSON: shapes, layer names, ...)
+    checksum        sha256 over header fields and every tensor's name, dtype, shape and bytes
+
+safetensors never executes code on load, so reading an artifact is safe whatever its origin. The file size on
+disk is the `compressed_bytes` every run reports: nothing that the rebuild needs lives anywhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as safetensors_load
+from safetensors.torch import save as safetensors_save
+
+FORMAT_NAME = "big2small-artifact"
+FORMAT_VERSION = 1
+
+
+class ArtifactError(ValueError):
+    """An artifact file that cannot be trusted: truncated, altered, or from an unknown format."""
+
+
+@dataclass
+class Compressed:
+    """What a compressor produces: named tensors plus JSON-able metadata.
+
+    `apply(model)` rebuilds the replaced parameters (or modules) in `model` by handing this object back to
+    the compressor class that wrote it, looked up by name, so decoding never depends on run configuration.
+    """
+
+    compressor: str
+    config: dict
+    tensors: dict[str, torch.Tensor]
+    meta: dict = field(default_factory=dict)
+    # Per-layer diagnostics from fitting (outliers, INR bytes, ...) for the results table; not stored.
+    layer_stats: dict[str, dict] = field(default_factory=dict, compare=False)
+
+    def apply(self, model: torch.nn.Module) -> torch.nn.Module:
+        from big2small.compressors import compressor_class
+
+        return compressor_class(self.compressor).rebuild(self, model)
+
+    def to_bytes(self) -> bytes:
+        tensors = {name: t.detach().cpu().contiguous() for name, t in self.tensors.items()}
+        header = {
+            "format": FORMAT_NAME,
+            "format_version": str(FORMAT_VERSION),
+            "compressor": self.compressor,
+            "config": _canonical_json(self.config),
+            "meta": _canonical_json(self.meta),
+        }
+        header["checksum"] = _checksum(header, tensors)
+        return safetensors_save(tensors, metadata=header)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, source: str = "artifact") -> Compressed:
+        try:
+            tensors = safetensors_load(data)
+            header = _read_header(data)
+        except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ArtifactError(f"{source}: not a readable artifact (truncated or corrupt): {error}") from None
+        if header.get("format") != FORMAT_NAME:
+            raise ArtifactError(f"{source}: not a {FORMAT_NAME} file (format={header.get('format')!r})")
+        if header.get("format_version") != str(FORMAT_VERSION):
+            raise ArtifactError(
+                f"{source}: format version {header.get('format_version')} is not supported "
+                f"(this version reads {FORMAT_VERSION})"
+            )
+        stored = header.pop("checksum", None)
+        if stored != _checksum(header, tensors):
+            raise ArtifactError(f"{source}: checksum mismatch, the artifact was altered or damaged")
+        return cls(
+            compressor=header["compressor"],
+            config=json.loads(header["config"]),
+            tensors=tensors,
+            meta=json.loads(header["meta"]),
+        )
+
+
+def write_artifact(compressed: Compressed, path: str | os.PathLike) -> int:
+    """Write the artifact and return its size on disk in bytes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(compressed.to_bytes())
+    tmp.replace(path)  # never leave a half-written artifact under the final name
+    return path.stat().st_size
+
+
+def read_artifact(path: str | os.PathLike) -> Compressed:
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"artifact not found: {path}")
+    return Compressed.from_bytes(path.read_bytes(), source=str(path))
+
+
+def _read_header(data: bytes) -> dict:
+    # safetensors layout: 8-byte little-endian header length, then the JSON header.
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length].decode("utf-8"))
+    metadata = header.get("__metadata__")
+    if not isinstance(metadata, dict):
+        raise ValueError("no metadata header")
+    return dict(metadata)
+
+
+def _canonical_json(value) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _checksum(header: dict, tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(k for k in header if k != "checksum"):
+        digest.update(f"{key}={header[key]}\n".encode())
+    for name in sorted(tensors):
+        tensor = tensors[name].contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()

@@ -1,0 +1,9 @@
+"""Errors a user can act on. Each carries a one-line message that says what is wrong and how to fix it."""
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; raised before any training or fitting starts."""
+
+
+class FittingError(RuntimeError):
+    """Fitting diverged (NaN or inf); the message names the layer."""

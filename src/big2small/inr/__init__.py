@@ -1,0 +1,1 @@
+"""Implicit neural representations of weight tensors: coordinates, networks, and the fitting module."""

@@ -1,0 +1,1 @@
+"""Model builders: each family in one file."""

@@ -1,0 +1,218 @@
+"""One run: build everything, get the base model, compress, write and re-read the artifact, evaluate, record.
+
+Each step is one call, readable top-down; nothing here knows which compressor, task or model it runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from big2small.base_model import base_model_cache_key, obtain_base_model
+from big2small.codec import Compressed, read_artifact, write_artifact
+from big2small.compressors.base import Compressor
+from big2small.errors import ConfigError, FittingError
+from big2small.tasks.base import Task
+from big2small.tracking import Tracker, write_metrics_json
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_FILE = "compressed.safetensors"
+
+
+@dataclass
+class RunParts:
+    """Everything a run is made of, built (and so validated) before any work starts."""
+
+    data: L.LightningDataModule
+    task: Task
+    model: nn.Module
+    compressor: Compressor
+    tracker: Tracker
+
+
+def build_parts(cfg: DictConfig) -> RunParts:
+    """Instantiate every configured object; any invalid value fails here, before training or fitting."""
+    _check_common(cfg)
+    data = instantiate(cfg.data, _convert_="all")
+    task = instantiate(cfg.task, _convert_="all")
+    model = instantiate(cfg.model.net, _convert_="all")
+    compressor = instantiate(cfg.compressor, _convert_="all")
+    tracker = instantiate(cfg.logger, _convert_="all") if cfg.get("logger") else Tracker()
+    checkpoint = cfg.model.get("checkpoint")
+    if checkpoint and not Path(checkpoint).is_file():
+        raise ConfigError(f"model.checkpoint: file not found: {checkpoint}")
+    return RunParts(data, task, model, compressor, tracker)
+
+
+def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Execute one run and return the metrics written to run_dir/metrics.json."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    parts = build_parts(cfg)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    parts.tracker.start(resolved, run_dir, run_name=f"{cfg.model.name}-{parts.compressor.name}-s{cfg.seed}")
+    try:
+        metrics = _execute(cfg, parts, run_dir)
+    finally:
+        parts.tracker.finish()  # one tracker run per job, closed even when the job fails
+    print(summary_line(metrics), flush=True)
+    return metrics
+
+
+def _execute(cfg: DictConfig, parts: RunParts, run_dir: Path) -> dict[str, Any]:
+    seed = int(cfg.seed)
+    make_trainer = _trainer_factory(cfg, run_dir, parts.tracker)
+    eval_trainer = _trainer_factory(cfg, run_dir, None, single_device=True)
+
+    cache_key = base_model_cache_key(
+        OmegaConf.to_container(cfg.model.net, resolve=True), OmegaConf.to_container(cfg.data, resolve=True),
+        seed, parts.task,
+    )
+    base_model, base_source = obtain_base_model(
+        parts.model, checkpoint=cfg.model.get("checkpoint"), trusted_pickle=bool(cfg.model.get("trusted_pickle")),
+        task=parts.task, data=parts.data, make_trainer=lambda **kw: make_trainer(logger_prefix="base", **kw),
+        cache_dir=Path(cfg.paths.cache_dir) / "base_models", cache_key=cache_key, seed=seed,
+    )
+    base_model.eval()
+
+    L.seed_everything(seed, workers=True, verbose=False)
+    started = time.perf_counter()
+    compressed = parts.compressor.fit(
+        copy.deepcopy(base_model),
+        data=parts.data if parts.compressor.uses_data else None,
+        trainer_factory=lambda **kw: make_trainer(logger_prefix="fit", **kw),
+    )
+    fit_seconds = time.perf_counter() - started
+
+    artifact_path = run_dir / ARTIFACT_FILE
+    compressed_bytes = write_artifact(compressed, artifact_path)
+    started = time.perf_counter()
+    rebuilt_model = rebuild_from_artifact(artifact_path, base_model)
+    decode_seconds = time.perf_counter() - started
+
+    base_metrics = parts.task.evaluate(base_model, parts.data, eval_trainer)
+    rebuilt_metrics = parts.task.evaluate(rebuilt_model, parts.data, eval_trainer)
+
+    replaced = compressed.meta["replaced"]
+    metrics = _run_metrics(cfg, parts, base_model, replaced, compressed_bytes, base_metrics, rebuilt_metrics)
+    metrics.update(
+        fit_seconds=fit_seconds, decode_seconds=decode_seconds, seed=seed, base_model_source=base_source,
+        artifact=str(artifact_path), uses_data=parts.compressor.uses_data,
+    )
+    metrics["layers"] = layer_table(base_model, rebuilt_model, replaced, compressed.layer_stats)
+
+    write_metrics_json(run_dir, metrics)
+    parts.tracker.log_summary(metrics)
+    parts.tracker.log_table("layers", metrics["layers"])
+    return metrics
+
+
+def rebuild_from_artifact(artifact_path: Path, base_model: nn.Module) -> nn.Module:
+    """A copy of `base_model` whose replaced parameters come from the artifact alone.
+
+    The replaced parameters are first overwritten with NaN, so a rebuild that misses one cannot silently keep
+    the original weights: the finiteness check below names it.
+    """
+    compressed: Compressed = read_artifact(artifact_path)
+    model = copy.deepcopy(base_model)
+    with torch.no_grad():
+        for name in compressed.meta["replaced"]:
+            model.get_parameter(name).fill_(math.nan)
+    model = compressed.apply(model)
+    for name, param in model.named_parameters():
+        if not torch.isfinite(param).all():
+            raise FittingError(f"rebuilt parameter {name} has NaN or inf values")
+    return model.eval()
+
+
+def layer_table(base_model: nn.Module, rebuilt_model: nn.Module, replaced: list[str],
+                extra: dict[str, dict] | None = None) -> list[dict[str, Any]]:
+    """Per replaced parameter: size and relative reconstruction error ||W' - W|| / ||W|| (where shapes match)."""
+    rebuilt_params = dict(rebuilt_model.named_parameters())
+    rows = []
+    for name in replaced:
+        original = base_model.get_parameter(name).detach().float()
+        row: dict[str, Any] = {"layer": name, "shape": list(original.shape), "params": original.numel()}
+        rebuilt = rebuilt_params.get(name)
+        if rebuilt is not None and rebuilt.shape == original.shape:
+            error = torch.linalg.vector_norm(rebuilt.detach().float() - original)
+            row["relative_error"] = float(error / torch.linalg.vector_norm(original).clamp_min(1e-12))
+        row.update((extra or {}).get(name, {}))
+        rows.append(row)
+    return rows
+
+
+def summary_line(metrics: dict[str, Any]) -> str:
+    name = metrics["metric_name"]
+    return (
+        f"[{metrics['compressor']}] ratio {metrics['compression_ratio']:.2f}x "
+        f"(model {metrics['model_compression_ratio']:.2f}x, {metrics['compressed_bytes']} bytes) | "
+        f"{name}: base {metrics['base_metric']:.4f} -> rebuilt {metrics['compressed_metric']:.4f} "
+        f"(drop {metrics['metric_drop']:+.4f})"
+    )
+
+
+def _run_metrics(cfg, parts: RunParts, base_model, replaced, compressed_bytes, base_metrics, rebuilt_metrics):
+    params = dict(base_model.named_parameters())
+    replaced_count = sum(params[name].numel() for name in replaced if name in params)
+    total_count = sum(p.numel() for p in params.values())
+    original_bytes = 4 * replaced_count
+    uncompressed_bytes = 4 * (total_count - replaced_count)
+    metric = parts.task.metric_name
+    metrics = {
+        "task": parts.task.name,
+        "data": cfg.data.name,
+        "model": cfg.model.name,
+        "compressor": parts.compressor.name,
+        "target_ratio": parts.compressor.target_ratio,
+        "num_parameters": total_count,
+        "original_bytes": original_bytes,
+        "compressed_bytes": compressed_bytes,
+        "uncompressed_bytes": uncompressed_bytes,
+        "compression_ratio": original_bytes / compressed_bytes,
+        "model_compression_ratio": 4 * total_count / (compressed_bytes + uncompressed_bytes),
+        "metric_name": metric,
+        "base_metric": base_metrics[metric],
+        "compressed_metric": rebuilt_metrics[metric],
+        "metric_drop": base_metrics[metric] - rebuilt_metrics[metric],
+    }
+    for key in sorted(set(base_metrics) - {metric}):
+        metrics[f"base_{key}"] = base_metrics[key]
+        metrics[f"compressed_{key}"] = rebuilt_metrics.get(key)
+    return metrics
+
+
+def _trainer_factory(cfg: DictConfig, run_dir: Path, tracker: Tracker | None, single_device: bool = False):
+    """Build Lightning Trainers from conf/trainer; evaluation always runs on a single device."""
+    partial_trainer = instantiate(cfg.trainer)
+
+    def make(logger_prefix: str | None = None, **overrides) -> L.Trainer:
+        logger = tracker.lightning_logger(logger_prefix) if tracker is not None and logger_prefix else False
+        settings = {"default_root_dir": str(run_dir), "logger": logger}
+        if single_device:
+            settings.update(devices=1, strategy="auto", num_nodes=1)
+        settings.update(overrides)
+        return partial_trainer(**settings)
+
+    return make
+
+
+def _check_common(cfg: DictConfig) -> None:
+    if cfg.get("seed") is None or int(cfg.seed) < 0:
+        raise ConfigError(f"seed must be a non-negative integer (got {cfg.get('seed')})")
+    for group in ("task", "data", "model", "compressor", "trainer"):
+        if cfg.get(group) is None:
+            raise ConfigError(f"config group {group!r} is missing")
+

@@ -1,0 +1,1 @@
+"""Tasks own the loss, the metric and the Lightning loops that train and evaluate a model."""

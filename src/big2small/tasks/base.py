@@ -1,0 +1,46 @@
+"""What every task provides: train a model on its data, evaluate one on the test split."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+from torch import nn
+
+from big2small.errors import ConfigError
+
+TrainerFactory = Callable[..., L.Trainer]
+
+
+class Task(ABC):
+    # The headline metric's name in metrics.json (higher is better for every task here).
+    metric_name: str
+
+    def __init__(self, name: str, epochs: int = 10, lr: float = 1e-3, weight_decay: float = 0.0) -> None:
+        if int(epochs) < 1:
+            raise ConfigError(f"task: epochs must be >= 1 (got {epochs})")
+        if not float(lr) > 0:
+            raise ConfigError(f"task: lr must be > 0 (got {lr})")
+        self.name, self.epochs, self.lr, self.weight_decay = name, int(epochs), float(lr), float(weight_decay)
+
+    def training_settings(self) -> dict[str, Any]:
+        """Everything that changes the trained base model; part of the base-model cache key."""
+        return {"task": self.name, "epochs": self.epochs, "lr": self.lr, "weight_decay": self.weight_decay}
+
+    @abstractmethod
+    def lightning_module(self, model: nn.Module, data: L.LightningDataModule) -> L.LightningModule:
+        """Wrap `model` in the module whose training/test steps define this task."""
+
+    def train(self, model: nn.Module, data: L.LightningDataModule, make_trainer: TrainerFactory) -> nn.Module:
+        trainer = make_trainer(max_epochs=self.epochs)
+        trainer.fit(self.lightning_module(model, data), datamodule=data)
+        return model
+
+    def evaluate(self, model: nn.Module, data: L.LightningDataModule, make_trainer: TrainerFactory) -> dict[str, float]:
+        """Test-split metrics as {name: value}; the headline one is under `metric_name`."""
+        trainer = make_trainer()
+        results = trainer.test(self.lightning_module(model, data), datamodule=data, verbose=False)
+        prefix = "test/"
+        return {key[len(prefix) :]: float(value) for key, value in results[0].items() if key.startswith(prefix)}

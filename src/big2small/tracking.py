@@ -1,0 +1,131 @@
+"""Where a run's results go: metrics.json always, plus one experiment tracker (W&B, CSV or none)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.json"
+
+
+def write_metrics_json(run_dir: Path, metrics: dict[str, Any]) -> Path:
+    path = Path(run_dir) / METRICS_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(_json_safe(metrics), indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)  # a sweep that re-reads metrics.json never sees a half-written file
+    return path
+
+
+def scalar_items(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The scalars of metrics.json (numbers, strings, booleans), i.e. what goes into a tracker's summary."""
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
+
+
+class Tracker:
+    """No tracking beyond metrics.json (`logger=none`)."""
+
+    def start(self, config: dict, run_dir: Path, run_name: str) -> None:
+        self.run_dir = Path(run_dir)
+
+    def lightning_logger(self, prefix: str):
+        """A Lightning logger for training curves, or False."""
+        return False
+
+    def log_summary(self, metrics: dict[str, Any]) -> None:
+        pass
+
+    def log_table(self, name: str, rows: list[dict[str, Any]]) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+class CsvTracker(Tracker):
+    """Writes summary.csv-style files into the run dir (`logger=csv`): scalars.csv and one CSV per table."""
+
+    def lightning_logger(self, prefix: str):
+        from lightning.pytorch.loggers import CSVLogger
+
+        return CSVLogger(save_dir=str(self.run_dir), name="curves", version=prefix)
+
+    def log_summary(self, metrics):
+        _write_csv(self.run_dir / "scalars.csv", [scalar_items(metrics)])
+
+    def log_table(self, name, rows):
+        if rows:
+            _write_csv(self.run_dir / f"{name}.csv", rows)
+
+
+class WandbTracker(Tracker):
+    """One W&B run per job. Offline unless the user set WANDB_MODE; `wandb sync` uploads it later."""
+
+    def __init__(self, project: str = "big2small", entity: str | None = None, mode: str = "offline",
+                 group: str | None = None, job_type: str | None = None, tags: list[str] | None = None) -> None:
+        if mode not in ("offline", "online", "disabled"):
+            from big2small.errors import ConfigError
+
+            raise ConfigError(f"logger.mode must be offline, online or disabled (got {mode!r})")
+        self.project, self.entity, self.mode = project, entity, mode
+        self.group, self.job_type, self.tags = group, job_type, list(tags or [])
+        self.run = None
+
+    def start(self, config, run_dir, run_name):
+        import wandb
+
+        super().start(config, run_dir, run_name)
+        os.environ.setdefault("WANDB_SILENT", "true")  # our own line below says where the run is
+        self.run = wandb.init(
+            project=self.project, entity=self.entity, mode=os.environ.get("WANDB_MODE", self.mode),
+            group=self.group, job_type=self.job_type, tags=self.tags, name=run_name, config=config,
+            dir=str(self.run_dir), reinit="finish_previous",
+        )
+
+    def lightning_logger(self, prefix):
+        from lightning.pytorch.loggers import WandbLogger
+
+        return WandbLogger(experiment=self.run, prefix=prefix)
+
+    def log_summary(self, metrics):
+        for key, value in scalar_items(metrics).items():
+            self.run.summary[key] = value
+
+    def log_table(self, name, rows):
+        import wandb
+
+        if rows:
+            columns = list(rows[0])
+            self.run.log({name: wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in rows])})
+
+    def finish(self):
+        if self.run is not None:
+            offline = self.run.settings.mode == "offline"
+            run_dir = self.run.dir
+            self.run.finish()
+            self.run = None
+            if offline:
+                print(f"W&B offline run: {Path(run_dir).parent}  (upload: wandb sync <that dir>)", flush=True)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
