@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 import lightning as L
@@ -48,7 +49,7 @@ def obtain_base_model(
     model.eval()
     cache_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = cached.with_suffix(".tmp")
+    tmp = cached.with_suffix(f".{os.getpid()}.tmp")  # parallel sweep jobs may train the same model at once
     save_file(state, str(tmp), metadata={"cache_key": cache_key})
     tmp.replace(cached)
     return model, f"trained:{cached}"

@@ -27,5 +27,10 @@ def available() -> list[str]:
 
 
 def _import_builtin() -> None:
-    # Importing a module registers its compressor; done lazily to keep `import big2small` light.
-    from big2small.compressors import big2small_inr, none, quant  # noqa: F401
+    # Importing a module registers the compressor it defines (via @register); every module of this package
+    # is imported, so adding a compressor is adding one file. Done lazily to keep `import big2small` light.
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")

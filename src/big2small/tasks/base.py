@@ -18,16 +18,26 @@ class Task(ABC):
     # The headline metric's name in metrics.json (higher is better for every task here).
     metric_name: str
 
-    def __init__(self, name: str, epochs: int = 10, lr: float = 1e-3, weight_decay: float = 0.0) -> None:
+    def __init__(self, name: str, epochs: int = 10, lr: float = 1e-3, weight_decay: float = 0.0,
+                 weight_penalty: Callable[[nn.Module], Any] | None = None) -> None:
         if int(epochs) < 1:
             raise ConfigError(f"task: epochs must be >= 1 (got {epochs})")
         if not float(lr) > 0:
             raise ConfigError(f"task: lr must be > 0 (got {lr})")
         self.name, self.epochs, self.lr, self.weight_decay = name, int(epochs), float(lr), float(weight_decay)
+        # Optional training-time regulariser on the weights (e.g. smoothness penalties that make a model
+        # easier to compress): a callable model -> scalar tensor added to the loss.
+        self.weight_penalty = weight_penalty
+
+    def regularization(self, model: nn.Module):
+        """The weight penalty's value for `model` (0.0 without one); added to every training loss."""
+        return self.weight_penalty(model) if self.weight_penalty is not None else 0.0
 
     def training_settings(self) -> dict[str, Any]:
         """Everything that changes the trained base model; part of the base-model cache key."""
-        return {"task": self.name, "epochs": self.epochs, "lr": self.lr, "weight_decay": self.weight_decay}
+        penalty = getattr(self.weight_penalty, "settings", lambda: repr(self.weight_penalty))()
+        return {"task": self.name, "epochs": self.epochs, "lr": self.lr, "weight_decay": self.weight_decay,
+                "weight_penalty": penalty if self.weight_penalty is not None else None}
 
     @abstractmethod
     def lightning_module(self, model: nn.Module, data: L.LightningDataModule) -> L.LightningModule:

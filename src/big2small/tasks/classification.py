@@ -15,8 +15,8 @@ class ClassificationTask(Task):
     metric_name = "accuracy"
 
     def __init__(self, name: str = "classification", epochs: int = 15, lr: float = 3e-3,
-                 weight_decay: float = 1e-4, label_smoothing: float = 0.0) -> None:
-        super().__init__(name, epochs, lr, weight_decay)
+                 weight_decay: float = 1e-4, label_smoothing: float = 0.0, weight_penalty=None) -> None:
+        super().__init__(name, epochs, lr, weight_decay, weight_penalty)
         self.label_smoothing = float(label_smoothing)
 
     def training_settings(self) -> dict:
@@ -39,6 +39,7 @@ class ClassificationModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         images, labels = batch
         loss = F.cross_entropy(self(images), labels, label_smoothing=self.task.label_smoothing)
+        loss = loss + self.task.regularization(self.model)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 

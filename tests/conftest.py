@@ -1,0 +1,33 @@
+"""Shared test fixtures. Tests may read ../shared (CI has it); tests that need it skip cleanly without it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT_ROOT.parent / "shared"
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip("../shared is not present")
+    return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    torch.manual_seed(0)
+    yield
+
+
+def tiny_cnn(seed: int = 0) -> torch.nn.Module:
+    """A small conv net with BN, a bias and a linear head: enough structure for every compressor."""
+    from big2small.models.small_cnn import SmallCNN
+
+    torch.manual_seed(seed)
+    model = SmallCNN(in_channels=1, num_classes=10, channels=(8, 16, 32))
+    return model.eval()
