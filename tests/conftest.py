@@ -31,3 +31,11 @@ def tiny_cnn(seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     model = SmallCNN(in_channels=1, num_classes=10, channels=(8, 16, 32))
     return model.eval()
+
+
+def compose_config(overrides: list[str]):
+    """The run config exactly as `python src/train.py <overrides>` composes it (hydra node excluded)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=overrides)

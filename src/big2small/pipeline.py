@@ -23,6 +23,7 @@ from big2small.base_model import base_model_cache_key, obtain_base_model
 from big2small.codec import Compressed, read_artifact, write_artifact
 from big2small.compressors.base import Compressor
 from big2small.errors import ConfigError, FittingError
+from big2small.sweep import finished_job_metrics
 from big2small.tasks.base import Task
 from big2small.tracking import Tracker, write_metrics_json
 
@@ -45,6 +46,8 @@ class RunParts:
 def build_parts(cfg: DictConfig) -> RunParts:
     """Instantiate every configured object; any invalid value fails here, before training or fitting."""
     _check_common(cfg)
+    # Seed before building anything: the model's initial weights come from the global RNG.
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     data = instantiate(cfg.data, _convert_="all")
     task = instantiate(cfg.task, _convert_="all")
     model = instantiate(cfg.model.net, _convert_="all")
@@ -60,9 +63,14 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Execute one run and return the metrics written to run_dir/metrics.json."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    done = finished_job_metrics(run_dir, cfg) if cfg.get("sweep") and cfg.sweep.get("skip_done") else None
+    if done is not None:
+        print(f"skipped {run_dir}: its metrics.json is complete (sweep.skip_done=true)", flush=True)
+        return done
     parts = build_parts(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    parts.tracker.start(resolved, run_dir, run_name=f"{cfg.model.name}-{parts.compressor.name}-s{cfg.seed}")
+    parts.tracker.start(resolved, run_dir, run_name=f"{cfg.model.name}-{parts.compressor.name}-s{cfg.seed}",
+                        job_type=parts.compressor.name, tags=[parts.task.name, cfg.data.name, cfg.model.name])
     try:
         metrics = _execute(cfg, parts, run_dir)
     finally:

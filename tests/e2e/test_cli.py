@@ -1,0 +1,62 @@
+"""The real CLI in a subprocess: what a researcher types, and the files it leaves behind."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+
+TRAIN = [sys.executable, str(PROJECT_ROOT / "src" / "train.py")]
+
+
+def _cli(args, tmp_path, extra_env=None):
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(extra_env or {})}
+    return subprocess.run([*TRAIN, *args, f"paths.output_root={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}",
+                           "task.epochs=3"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_single_run_writes_metrics_artifact_and_offline_wandb_run(tmp_path):
+    run_dir = tmp_path / "run"
+    result = _cli(["compressor=quant", "compressor.bits=4", f"hydra.run.dir={run_dir}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["compressed_bytes"] == (run_dir / "compressed.safetensors").stat().st_size
+    assert metrics["compressor"] == "quant" and metrics["metric_name"] == "accuracy"
+    assert list((run_dir / "wandb").glob("offline-run-*")), "an offline W&B run dir must exist"
+    summary = [line for line in result.stdout.splitlines() if line.startswith("[quant] ratio")]
+    assert summary and f"{metrics['compression_ratio']:.2f}x" in summary[0]
+
+
+def test_two_job_multirun_gives_job_dirs_and_summary_csv(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = _cli(["-m", "compressor=quant", "compressor.bits=8,2", "logger=none", f"hydra.sweep.dir={sweep_dir}"],
+                  tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job in ("0", "1"):
+        metrics = json.loads((sweep_dir / job / "metrics.json").read_text())
+        assert metrics["compressed_bytes"] == (sweep_dir / job / "compressed.safetensors").stat().st_size
+    with open(sweep_dir / "summary.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2
+    ratios = sorted(float(row["compression_ratio"]) for row in rows)
+    assert ratios[0] < 4.1 and ratios[1] > 10  # 8 bits ~4x, 2 bits ~16x less scales and header
+
+
+def test_unknown_group_option_lists_valid_choices(tmp_path):
+    result = _cli(["compressor=no_such_method"], tmp_path)
+    assert result.returncode != 0
+    assert "Available options" in result.stderr and "quant" in result.stderr
+
+
+@pytest.mark.parametrize("override, message", [("compressor.bits=0", "bits must be an integer in 2..16")])
+def test_bad_value_is_one_line_error_before_training(tmp_path, override, message):
+    result = _cli(["compressor=quant", override, "logger=none"], tmp_path)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "ConfigError" in line]
+    assert len(errors) == 1 and message in errors[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "cache").exists()
