@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import lightning as L
+import torch
+from lightning.pytorch.accelerators import CPUAccelerator
 from torch import nn
 
 from big2small.errors import ConfigError
@@ -49,8 +51,20 @@ class Task(ABC):
         return model
 
     def evaluate(self, model: nn.Module, data: L.LightningDataModule, make_trainer: TrainerFactory) -> dict[str, float]:
-        """Test-split metrics as {name: value}; the headline one is under `metric_name`."""
-        trainer = make_trainer()
-        results = trainer.test(self.lightning_module(model, data), datamodule=data, verbose=False)
+        """Test-split metrics as {name: value}; the headline one is under `metric_name`.
+
+        Runs under torch.inference_mode with the batch size of the data module's `eval_batch_size`. On CPU the
+        model is switched to channels-last memory format for the pass (oneDNN convolutions run about twice as
+        fast that way; the layout of the input follows the weights) and switched back afterwards.
+        """
+        trainer = make_trainer(inference_mode=True)
+        on_cpu = isinstance(trainer.accelerator, CPUAccelerator)
+        if on_cpu:
+            model.to(memory_format=torch.channels_last)
+        try:
+            results = trainer.test(self.lightning_module(model, data), datamodule=data, verbose=False)
+        finally:
+            if on_cpu:
+                model.to(memory_format=torch.contiguous_format)
         prefix = "test/"
         return {key[len(prefix) :]: float(value) for key, value in results[0].items() if key.startswith(prefix)}
