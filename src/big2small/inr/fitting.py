@@ -1,14 +1,19 @@
-"""Fitting stacks of INRs to weight tensors with a Lightning loop.
+"""Fitting stacks of INRs to their targets in one Lightning loop.
 
-Each `INRGroup` holds G INRs of one shape (same width, depth, coordinate dims) and the G standardised target
-tensors they represent. Every step samples `batch_size` coordinates from every target and takes one Adam step
-on all INRs of all groups together, so many layers cost one batched computation per step, not a Python loop.
+An `INRGroup` holds the G targets whose INRs have one shape (kind, coordinate dims, outputs, width) and one
+`BatchedINR` for all of them, so a step costs one batched computation per group, not a Python loop per layer.
+
+Each INR's loss depends on its own parameters only, its coordinates are sampled from its own seed, and the
+loss is a sum over INRs, so every INR follows the same trajectory whichever INRs share its stack. That is what
+lets several ranks each fit a share of the INRs (balanced by cost): the total loss on a rank covers its share
+only, scaled by the world size so that DDP's gradient averaging hands every INR exactly its own gradient
+(the other ranks add exact zeros). After the fit every rank, and rank 0 in particular, holds all INRs.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import lightning as L
 import torch
@@ -16,75 +21,138 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from big2small.errors import FittingError
-from big2small.inr.coords import grid_coordinates
-from big2small.inr.networks import BatchedFourierMLP
+from big2small.inr.coords import FitTarget
+from big2small.inr.losses import frequency_term
+from big2small.inr.networks import BatchedINR
+from big2small.inr.settings import FitSettings, LossSettings, StorageSettings
+from big2small.inr.sharding import balanced_shares
 
 
 @dataclass
 class INRGroup:
-    names: list[str]                 # one weight tensor name per INR, for messages and tables
-    targets: list[torch.Tensor]      # standardised weight tensors, all with the same number of dims
-    net: BatchedFourierMLP
+    targets: list[FitTarget]
+    net: BatchedINR
+    coords: torch.Tensor = field(init=False)   # (G, N_max, D), zero-padded
+    values: torch.Tensor = field(init=False)   # (G, N_max, K), zero-padded
+    mask: torch.Tensor = field(init=False)     # (G, N_max, 1): 1 on real rows
 
     def __post_init__(self) -> None:
-        self.shapes = torch.tensor([list(t.shape) for t in self.targets], dtype=torch.int64)
-        self.numels = self.shapes.prod(dim=1)
-        longest = int(self.numels.max())
-        # Padded flat targets (G, longest); padding is never sampled.
-        self.flat_targets = torch.zeros(len(self.targets), longest)
+        longest = max(t.coords.shape[0] for t in self.targets)
+        count, dims, outputs = len(self.targets), self.targets[0].dims, self.targets[0].outputs
+        self.coords = torch.zeros(count, longest, dims)
+        self.values = torch.zeros(count, longest, outputs)
+        self.mask = torch.zeros(count, longest, 1)
         for g, target in enumerate(self.targets):
-            self.flat_targets[g, : target.numel()] = target.reshape(-1)
+            rows = target.coords.shape[0]
+            self.coords[g, :rows], self.values[g, :rows], self.mask[g, :rows] = target.coords, target.values, 1
+        self.rows = torch.tensor([t.coords.shape[0] for t in self.targets])
 
-    def predict_all(self) -> list[torch.Tensor]:
-        """Evaluate every INR on its full grid (chunked to bound memory)."""
-        longest = int(self.numels.max())
-        outputs = []
-        with torch.no_grad():
-            for start in range(0, longest, 65536):
-                index = torch.arange(start, min(start + 65536, longest))[None].expand(len(self.targets), -1)
-                index = torch.minimum(index, (self.numels - 1)[:, None])
-                outputs.append(self.net(grid_coordinates(index, self.shapes)))
-        flat = torch.cat(outputs, dim=1)
-        return [flat[g, : int(n)].reshape(t.shape) for g, (n, t) in enumerate(zip(self.numels, self.targets))]
+    def predict(self, which: torch.Tensor | None = None) -> torch.Tensor:
+        """Every (or the `which`) INR on its whole grid: (g, N_max, K), differentiable."""
+        coords = self.coords if which is None else self.coords[which]
+        return self.net(coords.to(_device(self.net)), which)
+
+    def cost(self, g: int, batch_size: int | None) -> float:
+        rows = int(self.rows[g]) if batch_size is None else batch_size
+        return float(rows * sum(i * o for i, o in self.net.sizes))
 
 
 class INRFitModule(L.LightningModule):
-    def __init__(self, groups: list[INRGroup], steps: int, lr: float, batch_size: int, seed: int) -> None:
+    def __init__(self, groups: list[INRGroup], fit: FitSettings, loss: LossSettings, storage: StorageSettings,
+                 seed: int) -> None:
         super().__init__()
         self.groups = groups
         self.nets = nn.ModuleList(group.net for group in groups)
-        self.steps, self.lr, self.batch_size = steps, lr, batch_size
-        self.sampler = torch.Generator().manual_seed(seed)
+        self.fit_settings, self.loss_settings, self.storage = fit, loss, storage
+        self.seed = seed
+        self.owned: list[torch.Tensor] = [torch.arange(len(g.targets)) for g in groups]
+
+    # ------------------------------------------------------------ sharing across ranks
+    def setup(self, stage: str) -> None:
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        items = [(gi, g) for gi, group in enumerate(self.groups) for g in range(len(group.targets))]
+        costs = [self.groups[gi].cost(g, self.fit_settings.batch_size) for gi, g in items]
+        mine = set(balanced_shares(costs, world)[rank])
+        self.owned = [torch.tensor([g for k, (gi, g) in enumerate(items) if gi == group_index and k in mine],
+                                   dtype=torch.long) for group_index in range(len(self.groups))]
+        self.world_size = world
 
     def train_dataloader(self) -> DataLoader:
-        # One dummy item per step: the coordinates are sampled inside training_step.
-        return DataLoader(TensorDataset(torch.arange(self.steps)), batch_size=1)
+        # One dummy item per step: coordinates come from the targets inside training_step.
+        return DataLoader(TensorDataset(torch.arange(self.fit_settings.steps)), batch_size=1)
 
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        qat_from = self.fit_settings.steps - self.storage.qat_steps
+        quantise = self.storage.bits == 8 and self.global_step >= qat_from
+        for net in self.nets:
+            net.fake_quant = quantise
+
+    # ------------------------------------------------------------ the loss
     def training_step(self, batch, batch_idx):
-        losses = []
-        for group in self.groups:
-            count = len(group.targets)
-            index = (torch.rand(count, self.batch_size, generator=self.sampler) * group.numels[:, None]).long()
-            target = torch.gather(group.flat_targets, 1, index).to(self.device)
-            coords = grid_coordinates(index, group.shapes).to(self.device)
-            per_inr = ((group.net(coords) - target) ** 2).mean(dim=1)
-            _raise_on_nan(per_inr, group.names)
-            losses.append(per_inr)
-        per_inr = torch.cat(losses)
-        loss = per_inr.mean()
-        self.log("fit/mse", loss, prog_bar=True)
-        return loss
+        # Touch every parameter so DDP sees them all used; rows this rank does not own get exact zero gradients.
+        total = sum(p.sum() for p in self.parameters()) * 0.0
+        squared_error = squared_target = torch.zeros((), device=self.device)
+        count = 0
+        for group, which in zip(self.groups, self.owned, strict=False):
+            if which.numel() == 0:
+                continue
+            per_inr, error, target_energy = self._group_loss(group, which)
+            _raise_on_nan(per_inr, [group.targets[int(g)].key for g in which])
+            total = total + per_inr.sum() * getattr(self, "world_size", 1)
+            squared_error, squared_target = squared_error + error, squared_target + target_energy
+            count += which.numel()
+        self.log("loss", total.detach() / max(count, 1) / getattr(self, "world_size", 1), prog_bar=True)
+        self.log("rel_err", torch.sqrt(squared_error / squared_target.clamp_min(1e-12)), prog_bar=True)
+        return total
+
+    def _group_loss(self, group: INRGroup, which: torch.Tensor):
+        if self.fit_settings.batch_size is None:
+            predicted = group.predict(which)
+            values, mask = group.values[which].to(self.device), group.mask[which].to(self.device)
+        else:
+            index = self._sample(group, which)  # (g, B)
+            coords = torch.gather(group.coords[which], 1, index[..., None].expand(-1, -1, group.coords.shape[2]))
+            values = torch.gather(group.values[which], 1, index[..., None].expand(-1, -1, group.values.shape[2]))
+            predicted = group.net(coords.to(self.device), which)
+            values, mask = values.to(self.device), torch.ones_like(values[..., :1]).to(self.device)
+        squared = (predicted - values) ** 2 * mask
+        denominators = mask.sum(dim=(1, 2)) * values.shape[2]
+        per_inr = squared.sum(dim=(1, 2)) / denominators
+        if self.loss_settings.frequency_weight > 0:
+            per_inr = per_inr + self.loss_settings.frequency_weight * torch.stack(
+                [self._frequency(group.targets[int(g)], predicted[k]) for k, g in enumerate(which)])
+        return per_inr, squared.detach().sum(), (values**2 * mask).sum()
+
+    def _frequency(self, target: FitTarget, predicted: torch.Tensor) -> torch.Tensor:
+        values = target.values.to(predicted.device)
+        terms = [frequency_term(segment.matrix(predicted), segment.matrix(values), self.loss_settings.gamma)
+                 for segment in target.segments]
+        return torch.stack(terms).mean()
+
+    def _sample(self, group: INRGroup, which: torch.Tensor) -> torch.Tensor:
+        # A generator per INR and step, from (seed, target ordinal, step): the draw does not depend on which
+        # other INRs share the stack or the rank, and a resumed fit draws what the uninterrupted one would have.
+        rows = []
+        for g in which.tolist():
+            target = group.targets[g]
+            generator = torch.Generator().manual_seed(
+                (self.seed * 1_000_003 + target.ordinal * 7_919 + self.global_step) % (2**63))
+            rows.append(torch.randint(0, int(group.rows[g]), (self.fit_settings.batch_size,), generator=generator))
+        return torch.stack(rows)
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.lr)
+        steps = self.fit_settings.steps
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.fit_settings.lr)
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, self.steps) / self.steps))
-        )
+            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps)))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
-def _raise_on_nan(per_inr_loss: torch.Tensor, names: list[str]) -> None:
+def _device(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def _raise_on_nan(per_inr_loss: torch.Tensor, keys: list[str]) -> None:
     bad = ~torch.isfinite(per_inr_loss.detach())
     if bad.any():
-        name = names[int(bad.nonzero()[0])]
-        raise FittingError(f"INR fitting diverged (non-finite loss) on layer {name}; lower compressor.lr")
+        raise FittingError(f"INR fitting diverged (non-finite loss) on {keys[int(bad.nonzero()[0])]}; lower fit.lr")

@@ -1,4 +1,8 @@
-"""A stack of G equally shaped Fourier-feature MLPs evaluated as one batched computation (bmm)."""
+"""Stacks of G equally shaped INRs evaluated as one batched computation (baddbmm over the stack).
+
+Every INR's initial parameters come from its own seed, so an INR fitted in any stack (all layers on one process,
+or a share of them on one of several ranks) starts, and with the same steps ends, the same.
+"""
 
 from __future__ import annotations
 
@@ -9,61 +13,83 @@ from torch import nn
 from torch.nn import functional as F
 
 from big2small.inr.coords import fourier_features
+from big2small.inr.settings import INRSettings
+from big2small.inr.storage import fake_quantize
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
 
-def mlp_layer_sizes(coord_dims: int, frequencies: int, width: int, depth: int) -> list[tuple[int, int]]:
-    """(fan_in, fan_out) of each linear layer: input features -> depth hidden layers of `width` -> 1."""
-    sizes = [coord_dims * (1 + 2 * frequencies)] + [width] * depth + [1]
-    return list(zip(sizes[:-1], sizes[1:]))
+def layer_sizes(settings: INRSettings, dims: int, outputs: int, width: int) -> list[tuple[int, int]]:
+    """(fan_in, fan_out) of each linear layer of one INR: input -> `depth` hidden layers of `width` -> outputs."""
+    inputs = dims * (1 + 2 * settings.frequencies) if settings.kind == "fourier" else dims
+    sizes = [inputs] + [width] * settings.depth + [outputs]
+    return list(zip(sizes[:-1], sizes[1:], strict=False))
 
 
-def mlp_parameter_count(coord_dims: int, frequencies: int, width: int, depth: int) -> int:
-    return sum(fan_in * fan_out + fan_out for fan_in, fan_out in mlp_layer_sizes(coord_dims, frequencies, width, depth))
+def parameter_count(settings: INRSettings, dims: int, outputs: int, width: int) -> int:
+    return sum(i * o + o for i, o in layer_sizes(settings, dims, outputs, width))
 
 
-class BatchedFourierMLP(nn.Module):
-    """G independent MLPs with identical shapes; weights stacked as (G, fan_in, fan_out)."""
+class BatchedINR(nn.Module):
+    """G MLPs with identical shapes; layer l's weights stacked as (G, fan_in, fan_out)."""
 
-    def __init__(self, count: int, coord_dims: int, frequencies: int, width: int, depth: int,
-                 activation: str = "relu") -> None:
+    def __init__(self, sizes: list[tuple[int, int]], seeds: list[int]) -> None:
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}")
-        self.frequencies, self.activation = frequencies, activation
-        self.weights = nn.ParameterList()
-        self.biases = nn.ParameterList()
-        for fan_in, fan_out in mlp_layer_sizes(coord_dims, frequencies, width, depth):
-            bound = 1 / math.sqrt(fan_in)
-            self.weights.append(nn.Parameter(torch.empty(count, fan_in, fan_out).uniform_(-bound, bound)))
-            self.biases.append(nn.Parameter(torch.empty(count, 1, fan_out).uniform_(-bound, bound)))
-
-    def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        """coords (G, B, D) -> values (G, B)."""
-        h = fourier_features(coords, self.frequencies)
-        act = ACTIVATIONS[self.activation]
-        last = len(self.weights) - 1
-        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            h = torch.baddbmm(bias, h, weight)
-            if i < last:
-                h = act(h)
-        return h.squeeze(-1)
-
-    def flat_parameters(self) -> torch.Tensor:
-        """(G, P): each MLP's parameters flattened in a fixed order (weights then bias, layer by layer)."""
-        parts = []
-        for weight, bias in zip(self.weights, self.biases):
-            parts += [weight.reshape(weight.shape[0], -1), bias.reshape(bias.shape[0], -1)]
-        return torch.cat(parts, dim=1)
-
-    def load_flat_parameters(self, flat: torch.Tensor) -> None:
-        offset = 0
+        self.sizes = sizes
+        self.fake_quant = False  # True: forward sees int8-rounded weights (quantisation-aware steps)
+        self.weights = nn.ParameterList(nn.Parameter(torch.empty(len(seeds), i, o)) for i, o in sizes)
+        self.biases = nn.ParameterList(nn.Parameter(torch.empty(len(seeds), 1, o)) for _, o in sizes)
         with torch.no_grad():
-            for weight, bias in zip(self.weights, self.biases):
-                for param in (weight, bias):
-                    size = param[0].numel()
-                    param.copy_(flat[:, offset : offset + size].reshape(param.shape))
-                    offset += size
-        if offset != flat.shape[1]:
-            raise ValueError(f"expected {offset} parameters per INR, got {flat.shape[1]}")
+            for g, seed in enumerate(seeds):
+                generator = torch.Generator().manual_seed(int(seed))
+                for layer, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=False)):
+                    w_bound, b_bound = self.init_bounds(layer)
+                    weight[g].uniform_(-w_bound, w_bound, generator=generator)
+                    bias[g].uniform_(-b_bound, b_bound, generator=generator)
+
+    def init_bounds(self, layer: int) -> tuple[float, float]:
+        bound = 1 / math.sqrt(self.sizes[layer][0])
+        return bound, bound
+
+    def encode(self, coords: torch.Tensor) -> torch.Tensor:
+        return coords
+
+    def activate(self, h: torch.Tensor, layer: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, coords: torch.Tensor, which: torch.Tensor | None = None) -> torch.Tensor:
+        """coords (g, B, D) -> values (g, B, K), for all INRs or the stack rows `which`."""
+        h = self.encode(coords)
+        last = len(self.sizes) - 1
+        for layer, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=False)):
+            if which is not None:
+                weight, bias = weight[which], bias[which]
+            if self.fake_quant:
+                weight = fake_quantize(weight)
+            h = torch.baddbmm(bias, h, weight)
+            if layer < last:
+                h = self.activate(h, layer)
+        return h
+
+
+class BatchedFourierMLP(BatchedINR):
+    """Fourier features of the coordinates, then a ReLU/GELU MLP."""
+
+    def __init__(self, sizes, seeds, frequencies: int, activation: str) -> None:
+        super().__init__(sizes, seeds)
+        self.frequencies, self.activation = frequencies, activation
+
+    def encode(self, coords):
+        return fourier_features(coords, self.frequencies)
+
+    def activate(self, h, layer):
+        return ACTIVATIONS[self.activation](h)
+
+
+def build_network(settings: INRSettings, dims: int, outputs: int, width: int, seeds: list[int]) -> BatchedINR:
+    sizes = layer_sizes(settings, dims, outputs, width)
+    if settings.kind == "siren":
+        from big2small.inr.siren import BatchedSiren
+
+        return BatchedSiren(sizes, seeds, settings.omega0)
+    return BatchedFourierMLP(sizes, seeds, settings.frequencies, settings.activation)

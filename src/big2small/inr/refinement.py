@@ -1,0 +1,103 @@
+"""Data-free function-space refinement: after weight-space fitting, tune the INRs so that the rebuilt network's
+outputs match the original network's on synthetic inputs. No data module is ever touched.
+
+Synthetic inputs (`bn_stats`, as in ZeroQ): Gaussian noise optimised until every BatchNorm layer's batch mean and
+standard deviation match its stored running statistics. `noise` uses the Gaussian noise as is. Generating the
+inputs is a short plain optimisation of the images (not of any model), so it runs outside Lightning; the
+refinement itself is a Lightning fit of the INR parameters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.utils.data import DataLoader, TensorDataset
+
+from big2small.inr.fitting import INRGroup
+from big2small.inr.reconstruct import LayerCode, reconstruct
+from big2small.inr.settings import RefinementSettings
+
+NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def synthetic_inputs(model: nn.Module, shape: list[int], settings: RefinementSettings, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randn(settings.num_inputs, *shape, generator=generator)
+    norms = [m for m in model.modules() if isinstance(m, NORM_TYPES)]
+    if settings.inputs == "noise" or not norms or settings.input_steps == 0:
+        return images
+    captured: list[torch.Tensor] = []
+    hooks = [m.register_forward_pre_hook(lambda _m, args: captured.append(args[0])) for m in norms]
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    images.requires_grad_(True)
+    optimizer = torch.optim.Adam([images], lr=0.1)
+    try:
+        for _ in range(settings.input_steps):
+            captured.clear()
+            optimizer.zero_grad()
+            model(images)
+            loss = sum(_statistics_gap(x, m) for x, m in zip(captured, norms, strict=False))
+            loss.backward()
+            optimizer.step()
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for p in model.parameters():
+            p.requires_grad_(True)
+    return images.detach()
+
+
+def _statistics_gap(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+    dims = [0] + list(range(2, x.dim()))
+    mean, std = x.mean(dim=dims), x.var(dim=dims, unbiased=False).add(norm.eps).sqrt()
+    return torch.linalg.vector_norm(mean - norm.running_mean) + \
+        torch.linalg.vector_norm(std - norm.running_var.add(norm.eps).sqrt())
+
+
+class RefineModule(L.LightningModule):
+    """Tunes all INRs so that the network rebuilt from them reproduces the teacher's logits."""
+
+    def __init__(self, groups: list[INRGroup], codes: dict[str, LayerCode], model: nn.Module,
+                 inputs: torch.Tensor, teacher: torch.Tensor, settings: RefinementSettings,
+                 quantised: bool) -> None:
+        super().__init__()
+        self.groups, self.codes, self.settings, self.quantised = groups, codes, settings, quantised
+        self.nets = nn.ModuleList(group.net for group in groups)
+        self.model = [model.eval()]  # in a list: a frozen reference, not a submodule whose weights train
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.inputs, self.teacher = inputs, teacher  # teacher: the original network's outputs on `inputs`
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(0)
+        sampler = torch.utils.data.RandomSampler(self.inputs, replacement=True,
+                                                 num_samples=self.settings.steps * self.settings.batch_size,
+                                                 generator=generator)
+        return DataLoader(TensorDataset(self.inputs, self.teacher), batch_size=self.settings.batch_size,
+                          sampler=sampler)
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        for net in self.nets:
+            net.fake_quant = self.quantised
+
+    def training_step(self, batch, batch_idx):
+        images, teacher = batch
+        weights = reconstruct(self.groups, self.codes)
+        model = self.model[0].to(self.device)
+        student = functional_call(model, weights, (images,), strict=False)
+        loss = torch.mean((student - teacher) ** 2) / teacher.var().clamp_min(1e-12)
+        self.log("refine_loss", loss, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self):
+        steps = self.settings.steps
+        optimizer = torch.optim.Adam(self.nets.parameters(), lr=self.settings.lr)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps)))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
