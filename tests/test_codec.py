@@ -41,7 +41,7 @@ def test_altered_tensor_byte_fails_checksum(tmp_path):
 def test_altered_header_fails_checksum(tmp_path):
     path = tmp_path / "a.safetensors"
     write_artifact(_sample(), path)
-    data = path.read_bytes().replace(b'"compressor":"quant"', b'"compressor":"quanx"')
+    data = path.read_bytes().replace(b'\\"compressor\\":\\"quant\\"', b'\\"compressor\\":\\"quanx\\"')
     path.write_bytes(data)
     with pytest.raises(ArtifactError, match="checksum mismatch"):
         read_artifact(path)

@@ -1,7 +1,9 @@
 """Artifact format: one file that holds everything needed to rebuild the compressed parameters.
 
 The file is a safetensors file. Its tensors are the compressor's payload (packed codes, scales, INR
-parameters, ...). Its string metadata holds our JSON header:
+parameters, ...). Its string metadata holds one entry, `big2small`, whose value is our JSON header (one entry,
+because safetensors writes metadata entries in hash order; a single canonical string keeps files byte-identical
+across runs):
 
     format          "big2small-artifact"
     format_version  FORMAT_VERSION
@@ -29,6 +31,7 @@ from safetensors.torch import save as safetensors_save
 
 FORMAT_NAME = "big2small-artifact"
 FORMAT_VERSION = 1
+HEADER_KEY = "big2small"
 
 
 class ArtifactError(ValueError):
@@ -65,7 +68,7 @@ class Compressed:
             "meta": _canonical_json(self.meta),
         }
         header["checksum"] = _checksum(header, tensors)
-        return safetensors_save(tensors, metadata=header)
+        return safetensors_save(tensors, metadata={HEADER_KEY: _canonical_json(header)})
 
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str = "artifact") -> Compressed:
@@ -114,9 +117,12 @@ def _read_header(data: bytes) -> dict:
     length = int.from_bytes(data[:8], "little")
     header = json.loads(data[8 : 8 + length].decode("utf-8"))
     metadata = header.get("__metadata__")
-    if not isinstance(metadata, dict):
-        raise ValueError("no metadata header")
-    return dict(metadata)
+    if not isinstance(metadata, dict) or HEADER_KEY not in metadata:
+        raise ValueError("no big2small header")
+    fields = json.loads(metadata[HEADER_KEY])
+    if not isinstance(fields, dict):
+        raise ValueError("malformed big2small header")
+    return fields
 
 
 def _canonical_json(value) -> str:
