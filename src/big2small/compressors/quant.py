@@ -5,7 +5,11 @@ bits, plus its range r_c = max |w_c| in fp16; the weight is rebuilt as q * r_c /
 rather than the step keeps fp16 away from its subnormals at 16 bits (steps there are ~1e-6). The range is
 rounded *up* to fp16 so no weight is clipped.
 
-`target_ratio` (instead of `bits`) picks the largest bit width whose predicted ratio reaches the target.
+Size knob: `bits` (2..16, the same for every layer). When `target_ratio` is set it takes precedence over `bits`:
+bit widths are then chosen per layer (mixed precision) so that the artifact, header included, reaches the
+target as closely as one-bit steps allow. Starting from 2 bits everywhere, the layer whose next bit removes the
+most squared error per stored byte (error of uniform quantisation ~ range^2 4^-b) gets it, until the budget is
+spent.
 """
 
 from __future__ import annotations
@@ -19,6 +23,13 @@ from big2small.codec import Compressed
 from big2small.compressors import register
 from big2small.compressors.base import Compressor
 from big2small.compressors.bitpack import pack_uint, packed_size, unpack_uint
+from big2small.compressors.budget import (
+    HEADER_SLACK_BYTES,
+    artifact_bytes,
+    budget_bytes,
+    greedy_raise,
+    report_landing,
+)
 from big2small.compressors.layers import set_parameter
 from big2small.errors import ConfigError
 
@@ -31,45 +42,72 @@ class UniformQuantizer(Compressor):
 
     def __init__(self, bits: int | None = 8, target_ratio=None, layer_types=("conv", "linear"), min_params=0):
         super().__init__(target_ratio, layer_types, min_params)
-        if bits is not None and target_ratio is not None:
-            raise ConfigError("quant: set either bits or target_ratio, not both (bits=null to use target_ratio)")
         if bits is None and target_ratio is None:
             raise ConfigError("quant: set bits (2..16) or target_ratio")
         if bits is not None and (int(bits) != bits or not MIN_BITS <= int(bits) <= MAX_BITS):
             raise ConfigError(f"quant: bits must be an integer in {MIN_BITS}..{MAX_BITS} (got {bits})")
-        self.bits = None if bits is None else int(bits)
+        # target_ratio, when set, decides the widths; bits is then unused (recorded as null in the header).
+        self.bits = None if bits is None or target_ratio is not None else int(bits)
 
     def settings(self) -> dict:
         return {**super().settings(), "bits": self.bits}
 
     def fit(self, model, *, data=None, trainer_factory=None) -> Compressed:
         weights = self.select(model)
-        bits = self.bits if self.bits is not None else self._bits_for_target(weights)
+        if self.bits is not None:
+            bits_per_layer = {name: self.bits for name in weights}
+        else:
+            bits_per_layer = self._bits_for_target(weights)
+        compressed = self._pack(weights, bits_per_layer)
+        compressed.layer_stats = {name: {"bits": b} for name, b in bits_per_layer.items()}
+        original = 4 * sum(w.numel() for w in weights.values())
+        report_landing(self.name, original / artifact_bytes(compressed), self.target_ratio,
+                       f"quant stores {MIN_BITS}..{MAX_BITS} bits per weight plus an fp16 range per channel")
+        return compressed
+
+    def _pack(self, weights: dict[str, torch.Tensor], bits_per_layer: dict[str, int],
+              sizing_only: bool = False) -> Compressed:
         codes, ranges, layers = [], [], []
         for name, weight in weights.items():
-            q, channel_range = quantize(weight, bits)
-            codes.append(pack_uint(q + (2 ** (bits - 1) - 1), bits))
-            ranges.append(channel_range)
-            layers.append({"name": name, "shape": list(weight.shape)})
+            bits = bits_per_layer[name]
+            if sizing_only:
+                codes.append(torch.zeros(packed_size(weight.numel(), bits), dtype=torch.uint8))
+                ranges.append(torch.zeros(weight.shape[0], dtype=torch.float16))
+            else:
+                q, channel_range = quantize(weight, bits)
+                codes.append(pack_uint(q + (2 ** (bits - 1) - 1), bits))
+                ranges.append(channel_range)
+            layers.append({"name": name, "shape": list(weight.shape), "bits": bits})
         tensors = {"codes": torch.cat(codes), "ranges": torch.cat(ranges)}
-        meta = {"replaced": list(weights), "bits": bits, "layers": layers}
-        return Compressed(self.name, self.settings(), tensors, meta)
+        return Compressed(self.name, self.settings(), tensors, {"replaced": list(weights), "layers": layers})
 
-    def _bits_for_target(self, weights: dict[str, torch.Tensor]) -> int:
+    def _bits_for_target(self, weights: dict[str, torch.Tensor]) -> dict[str, int]:
         original = 4 * sum(w.numel() for w in weights.values())
-        for bits in range(MAX_BITS, MIN_BITS - 1, -1):
-            payload = sum(packed_size(w.numel(), bits) + 2 * w.shape[0] for w in weights.values())
-            if original / payload >= self.target_ratio:
-                return bits
-        return MIN_BITS  # unreachable target: the run reports the ratio it measured
+        lowest = {name: MIN_BITS for name in weights}
+        sizing = self._pack(weights, lowest, sizing_only=True)
+        overhead = artifact_bytes(sizing) - sum(t.numel() * t.element_size() for t in sizing.tensors.values())
+        payload = sum(packed_size(w.numel(), MIN_BITS) + 2 * w.shape[0] for w in weights.values())
+        spare = budget_bytes(original, self.target_ratio) - overhead - HEADER_SLACK_BYTES - payload
+        # Mean squared channel range: the error of b-bit uniform quantisation scales as range^2 * 4^-b.
+        spread = {name: float((w.reshape(w.shape[0], -1).abs().amax(dim=1) ** 2).mean()) for name, w in weights.items()}
+
+        def step_bytes(name, bits):
+            if bits >= MAX_BITS:
+                return None
+            count = weights[name].numel()
+            return packed_size(count, bits + 1) - packed_size(count, bits)
+
+        def priority(name, bits):
+            return spread[name] * 4.0 ** (-bits) * weights[name].numel() / max(step_bytes(name, bits), 1)
+
+        return greedy_raise(lowest, step_bytes, priority, spare)
 
     @classmethod
     def rebuild(cls, compressed: Compressed, model: nn.Module) -> nn.Module:
-        bits = int(compressed.meta["bits"])
         codes, ranges = compressed.tensors["codes"], compressed.tensors["ranges"]
         byte_offset = channel_offset = 0
         for layer in compressed.meta["layers"]:
-            shape = layer["shape"]
+            shape, bits = layer["shape"], int(layer["bits"])
             count, channels = math.prod(shape), shape[0]
             size = packed_size(count, bits)
             q = unpack_uint(codes[byte_offset : byte_offset + size], bits, count) - (2 ** (bits - 1) - 1)
