@@ -1,4 +1,6 @@
-"""End of a multirun: collect every job's metrics.json into summary.csv at the sweep root."""
+"""What a sweep knows about its jobs: which finished (metrics.json complete), their scalars in summary.csv,
+and the end-of-multirun hook that turns a finished sweep into a report and an aggregate W&B run.
+"""
 
 from __future__ import annotations
 
@@ -15,16 +17,55 @@ from big2small.tracking import METRICS_FILE, scalar_items
 
 log = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.csv"
+# A metrics.json without these was not written by a finished job (write_metrics_json writes it last, whole).
+COMPLETE_METRICS_KEYS = (
+    "task", "data", "model", "compressor", "seed", "compression_ratio", "model_compression_ratio",
+    "metric_name", "base_metric", "compressed_metric", "metric_drop",
+)
+
+
+def read_complete_metrics(job_dir: Path) -> dict[str, Any] | None:
+    """The job's metrics.json if it exists, parses and holds every key a finished job writes; else None."""
+    path = Path(job_dir) / METRICS_FILE
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(metrics, dict) or any(metrics.get(key) is None for key in COMPLETE_METRICS_KEYS):
+        return None
+    return metrics
+
+
+def finished_job_metrics(job_dir: Path, cfg: DictConfig) -> dict[str, Any] | None:
+    """For `sweep.skip_done`: the complete metrics of this job dir, if they belong to this job's config.
+
+    A job dir is named by its overrides, so a complete metrics.json there is this job's result; the seed, model
+    and data are compared as well so that a dir reused for a different job (e.g. numbered dirs of an edited
+    sweep) is run again rather than silently skipped.
+    """
+    metrics = read_complete_metrics(job_dir)
+    if metrics is None:
+        return None
+    expected = {"seed": int(cfg.seed), "model": cfg.model.get("name"), "data": cfg.data.get("name")}
+    mismatched = {key: metrics.get(key) for key, value in expected.items() if metrics.get(key) != value}
+    if mismatched:
+        log.warning("%s holds results of another job (%s): running it again", job_dir, mismatched)
+        return None
+    return metrics
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """Every job dir Hydra created under sweep_dir (it holds .hydra/overrides.yaml), finished or not."""
+    return sorted((p.parent.parent for p in Path(sweep_dir).rglob(".hydra/overrides.yaml")), key=str)
 
 
 def collect_job_metrics(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Scalars of every finished job under sweep_dir (a job without a readable metrics.json is skipped)."""
+    """Scalars of every finished job under sweep_dir (a job without a complete metrics.json is left out)."""
     rows = []
-    for path in sorted(Path(sweep_dir).rglob(METRICS_FILE), key=lambda p: str(p)):
-        try:
-            metrics = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            log.warning("skipping %s: %s", path, error)
+    for path in sorted(Path(sweep_dir).rglob(METRICS_FILE), key=str):
+        metrics = read_complete_metrics(path.parent)
+        if metrics is None:
+            log.warning("skipping %s: not a complete metrics.json", path)
             continue
         rows.append({"job_dir": str(path.parent.relative_to(sweep_dir)), **scalar_items(metrics)})
     return rows
@@ -43,11 +84,28 @@ def write_summary_csv(sweep_dir: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 class SweepSummaryCallback(Callback):
+    """At the end of a multirun: summary.csv, the rate-accuracy report and (logger=wandb) one aggregate W&B run.
+
+    A failure here is logged, never raised: the jobs' own results are already on disk, and
+    `python src/report.py <sweep_dir>` makes the report again.
+    """
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from big2small.report import make_report
+        from big2small.report.results import ReportError
+
         sweep_dir = Path(config.hydra.sweep.dir)
-        rows = collect_job_metrics(sweep_dir)
-        if not rows:
-            log.warning("no finished jobs under %s: no summary written", sweep_dir)
+        try:
+            report = make_report(sweep_dir)
+        except ReportError as error:
+            log.warning("no report: %s", error)
             return
-        path = write_summary_csv(sweep_dir, rows)
-        print(f"sweep summary: {path} ({len(rows)} jobs)", flush=True)
+        print(report.describe(), flush=True)
+        if config.get("logger") is not None and str(config.logger.get("_target_", "")).endswith("WandbTracker"):
+            from big2small.report.wandb_aggregate import log_aggregate_run
+
+            try:
+                run_dir = log_aggregate_run(report, config.logger, sweep_name=config.get("sweep", {}).get("name"))
+                print(f"W&B aggregate run: {run_dir}", flush=True)
+            except Exception as error:  # noqa: BLE001 - the sweep's results must survive a tracker failure
+                log.warning("aggregate W&B run failed: %s: %s", type(error).__name__, error)

@@ -28,7 +28,9 @@ def scalar_items(metrics: dict[str, Any]) -> dict[str, Any]:
 class Tracker:
     """No tracking beyond metrics.json (`logger=none`)."""
 
-    def start(self, config: dict, run_dir: Path, run_name: str) -> None:
+    def start(self, config: dict, run_dir: Path, run_name: str, job_type: str | None = None,
+              tags: list[str] | tuple[str, ...] = ()) -> None:
+        """Open the job's run; `job_type` and `tags` label it (the pipeline passes compressor, task, data, model)."""
         self.run_dir = Path(run_dir)
 
     def lightning_logger(self, prefix: str):
@@ -74,14 +76,15 @@ class WandbTracker(Tracker):
         self.group, self.job_type, self.tags = group, job_type, list(tags or [])
         self.run = None
 
-    def start(self, config, run_dir, run_name):
+    def start(self, config, run_dir, run_name, job_type=None, tags=()):
         import wandb
 
         super().start(config, run_dir, run_name)
         os.environ.setdefault("WANDB_SILENT", "true")  # our own line below says where the run is
+        all_tags = list(dict.fromkeys([*self.tags, *tags]))  # configured tags first, no duplicates
         self.run = wandb.init(
             project=self.project, entity=self.entity, mode=os.environ.get("WANDB_MODE", self.mode),
-            group=self.group, job_type=self.job_type, tags=self.tags, name=run_name, config=config,
+            group=self.group, job_type=self.job_type or job_type, tags=all_tags, name=run_name, config=config,
             dir=str(self.run_dir), reinit="finish_previous",
         )
 

@@ -1,0 +1,65 @@
+"""The rate-accuracy figure: one panel per (task, data, model), compression ratio (log scale) against the metric,
+one line per compressor with seed error bars, the uncompressed model dashed, Pareto-optimal points ringed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display (sweeps run on servers and in Hydra callbacks)
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+
+from big2small.report.points import Panel, series_of  # noqa: E402
+
+MARKERS = "osD^v<>pXh*"
+
+
+def is_fraction_metric(panel: Panel) -> bool:
+    """Accuracy, Dice, IoU... live in [0, 1]: shown in percent."""
+    values = [panel.base_metric] + [p.metric for p in panel.points]
+    return all(0.0 <= v <= 1.0 for v in values)
+
+
+def plot_rate_accuracy(panels: list[Panel], path: Path, ratio_label: str = "compression ratio") -> Path:
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 5.2), squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        _draw_panel(ax, panel, ratio_label)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return Path(path)
+
+
+def _draw_panel(ax, panel: Panel, ratio_label: str) -> None:
+    scale = 100.0 if is_fraction_metric(panel) else 1.0
+    unit = " (%)" if scale == 100.0 else ""
+    colors = plt.get_cmap("tab10").colors
+    for index, (name, points) in enumerate(series_of(panel).items()):
+        data_note = " [uses data]" if points[0].uses_data else ""
+        ax.errorbar(
+            [p.ratio for p in points], [scale * p.metric for p in points],
+            yerr=[scale * p.metric_std for p in points], xerr=[p.ratio_std for p in points],
+            color=colors[index % len(colors)], marker=MARKERS[index % len(MARKERS)], markersize=5,
+            capsize=3, linewidth=1.5, label=name + data_note,
+        )
+    pareto = [p for p in panel.points if p.pareto]
+    ax.scatter([p.ratio for p in pareto], [scale * p.metric for p in pareto], s=170, facecolors="none",
+               edgecolors="black", linewidths=1.3, zorder=5, label="Pareto-optimal")
+    base = scale * panel.base_metric
+    ax.axhline(base, color="black", linestyle="--", linewidth=1.2,
+               label=f"uncompressed ({base:.1f}{'%' if unit else ''})")
+    if panel.base_metric_std > 0:  # base models trained per seed: show their spread too
+        spread = scale * panel.base_metric_std
+        ax.axhspan(base - spread, base + spread, color="grey", alpha=0.15, linewidth=0)
+
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(LogLocator(base=2))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}×"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(f"{ratio_label} (original bytes / compressed bytes, log scale)")
+    ax.set_ylabel(f"{panel.metric_name}{unit}")
+    ax.set_title(panel.name)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left", framealpha=0.9)

@@ -1,0 +1,117 @@
+"""From jobs to curve points: jobs that differ only in their seed become one point (mean and spread), points of
+one compressor (and the same non-ratio settings) form one curve, and each panel (task, data, model) gets the
+uncompressed model's metric and its Pareto front.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+RATIO_KEY = "compression_ratio"
+# Overrides that move a point along its curve rather than start a new curve (matched on the last key part).
+RATE_KNOBS = frozenset({"target_ratio", "bits", "sparsity", "rank", "rank_fraction", "width", "keep_fraction"})
+# Overrides already told apart by the panel (task/data/model) or the compressor name, or averaged over (seed).
+NOT_A_SETTING = frozenset({"seed", "task", "data", "model", "compressor", "experiment", "logger", "trainer",
+                           "sweep.skip_done", "sweep.name"})
+
+
+@dataclass
+class Point:
+    panel: str
+    series: str
+    compressor: str
+    uses_data: bool
+    settings: str  # the point's own knob values, e.g. "target_ratio=4"
+    seeds: int
+    ratio: float
+    ratio_std: float
+    metric: float
+    metric_std: float
+    drop: float  # base minus compressed metric, mean over seeds
+    pareto: bool = False
+
+
+@dataclass
+class Panel:
+    name: str
+    metric_name: str
+    base_metric: float
+    base_metric_std: float
+    points: list[Point]
+
+
+def panel_name(job: dict[str, Any]) -> str:
+    return f"{job['model']} on {job['data']} ({job['task']})"
+
+
+def build_panels(jobs: list[dict[str, Any]], ratio_key: str = RATIO_KEY) -> list[Panel]:
+    varying = _varying_setting_keys(jobs)
+    by_point: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for job in jobs:
+        overrides = job.get("overrides", {})
+        knobs = tuple((k, overrides[k]) for k in varying if k in overrides and _is_knob(k))
+        others = tuple((k, overrides.get(k)) for k in varying if not _is_knob(k))
+        by_point[(panel_name(job), job["compressor"], others, knobs, job.get("target_ratio"))].append(job)
+
+    panels: dict[str, list[Point]] = defaultdict(list)
+    for (panel, compressor, others, knobs, target), group in by_point.items():
+        knob_text = ", ".join(f"{_short(k)}={v}" for k, v in knobs) or (f"target_ratio={target}" if target else "")
+        series = compressor + (" (" + ", ".join(f"{_short(k)}={v}" for k, v in others) + ")" if others else "")
+        ratios = [float(j[ratio_key]) for j in group]
+        metrics = [float(j["compressed_metric"]) for j in group]
+        panels[panel].append(Point(
+            panel=panel, series=series, compressor=compressor, uses_data=bool(group[0].get("uses_data")),
+            settings=knob_text, seeds=len(group), ratio=statistics.fmean(ratios), ratio_std=_std(ratios),
+            metric=statistics.fmean(metrics), metric_std=_std(metrics),
+            drop=statistics.fmean(float(j["metric_drop"]) for j in group),
+        ))
+
+    result = []
+    for name in sorted(panels):
+        panel_jobs = [j for j in jobs if panel_name(j) == name]
+        bases = [float(j["base_metric"]) for j in panel_jobs]
+        points = sorted(panels[name], key=lambda p: (p.series, p.ratio))
+        mark_pareto(points)
+        result.append(Panel(name, panel_jobs[0]["metric_name"], statistics.fmean(bases), _std(bases), points))
+    return result
+
+
+def mark_pareto(points: list[Point]) -> None:
+    """A point is Pareto-optimal when no other point has at least its ratio and its metric, one of them higher."""
+    for p in points:
+        p.pareto = not any(
+            q is not p and q.ratio >= p.ratio and q.metric >= p.metric and (q.ratio > p.ratio or q.metric > p.metric)
+            for q in points
+        )
+
+
+def series_of(panel: Panel) -> dict[str, list[Point]]:
+    """The panel's curves, each sorted by ratio."""
+    curves: dict[str, list[Point]] = defaultdict(list)
+    for point in panel.points:
+        curves[point.series].append(point)
+    return {name: sorted(pts, key=lambda p: p.ratio) for name, pts in sorted(curves.items())}
+
+
+def _varying_setting_keys(jobs: list[dict[str, Any]]) -> list[str]:
+    """Override keys whose value differs between jobs (constant overrides, e.g. a shortened run, name nothing)."""
+    values: dict[str, set] = defaultdict(set)
+    for job in jobs:
+        for key in {k for j in jobs for k in j.get("overrides", {})}:
+            values[key].add(job.get("overrides", {}).get(key))
+    return sorted(k for k, v in values.items() if len(v) > 1 and k not in NOT_A_SETTING)
+
+
+def _is_knob(key: str) -> bool:
+    return key.rsplit(".", 1)[-1] in RATE_KNOBS
+
+
+def _short(key: str) -> str:
+    return key.removeprefix("compressor.")
+
+
+def _std(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0

@@ -1,0 +1,92 @@
+"""make_report and src/report.py: files written into the sweep dir, tables, and clear messages on bad input."""
+
+import csv
+import subprocess
+import sys
+
+import matplotlib.image
+import pytest
+
+from big2small.report import PLOT_FILE, REPORT_FILE, make_report
+from big2small.report.results import ReportError
+from big2small.sweep import SUMMARY_FILE
+from tests.conftest import PROJECT_ROOT
+from tests.report.fake_sweep import rate_sweep, write_job, write_unfinished_job
+
+REPORT_CLI = [sys.executable, str(PROJECT_ROOT / "src" / "report.py")]
+
+
+def _table_row(markdown: str, compressor: str) -> list[str]:
+    (line,) = [row for row in markdown.splitlines() if row.startswith(f"| {compressor} |")]
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_report_writes_png_markdown_and_summary(tmp_path):
+    report = make_report(rate_sweep(tmp_path))
+    image = matplotlib.image.imread(tmp_path / PLOT_FILE)
+    assert image.shape[0] > 300 and image.shape[1] > 500
+    with open(tmp_path / SUMMARY_FILE) as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 8 and {r["compressor"] for r in rows} == {"quant", "magnitude"}
+    markdown = (tmp_path / REPORT_FILE).read_text()
+    assert f"![rate-accuracy plot]({PLOT_FILE})" in markdown
+    assert "Uncompressed accuracy: 80.0 %" in markdown
+    assert "Incomplete sweep" not in markdown and report.results.unfinished == []
+
+
+def test_table_gives_best_metric_per_ratio_and_largest_ratio_within_one_point(tmp_path):
+    make_report(rate_sweep(tmp_path))
+    markdown = (tmp_path / REPORT_FILE).read_text()
+    quant = _table_row(markdown, "quant")
+    # columns: compressor, uses data, >=2x, >=4x, >=8x, >=16x, largest ratio within 1 point, points x seeds
+    assert quant[2].startswith("79.4 %") and "(4.1×)" in quant[2]
+    assert quant[4].startswith("75.0 % ± 1.4") and "(8.0×)" in quant[4]
+    assert quant[5] == "–" and quant[6] == "4.1× (79.4 %)" and quant[7] == "2 × 2"
+    magnitude = _table_row(markdown, "magnitude")
+    assert magnitude[3] == "–"  # its largest measured ratio is 3x
+    assert magnitude[6].startswith("1.9×")  # 0.7-point drop at 1.9x; 37.5 points at 3x
+
+
+def test_tolerance_changes_what_counts_as_lossless(tmp_path):
+    make_report(rate_sweep(tmp_path), tolerance=0.001)
+    assert _table_row((tmp_path / REPORT_FILE).read_text(), "quant")[6] == "–"
+
+
+def test_partial_sweep_reports_finished_jobs_and_names_the_rest(tmp_path):
+    write_job(tmp_path, "quant/a", compressor="quant", ratio=4.0, metric=0.79, target_ratio=4.0)
+    write_unfinished_job(tmp_path, "quant/b", ["compressor=quant", "compressor.target_ratio=8", "seed=0"])
+    broken = write_unfinished_job(tmp_path, "quant/c", ["compressor=quant", "compressor.target_ratio=16", "seed=0"])
+    (broken / "metrics.json").write_text('{"compressor": "quant", "compression')  # killed mid-write
+    report = make_report(tmp_path)
+    assert len(report.results.jobs) == 1 and report.results.unfinished == ["quant/b", "quant/c"]
+    assert "2 job(s) without a complete metrics.json" in report.describe()
+    assert "`quant/b`, `quant/c`" in (tmp_path / REPORT_FILE).read_text()
+
+
+@pytest.mark.parametrize("make_dir, message", [
+    (lambda p: p / "missing", "no such directory"),
+    (lambda p: p, "no job dirs and with a complete metrics.json"),
+    (lambda p: write_unfinished_job(p, "quant/a", ["compressor=quant"]).parent.parent,
+     "1 job dirs, none with a complete metrics.json"),
+])
+def test_nothing_to_report_is_a_clear_error(tmp_path, make_dir, message):
+    with pytest.raises(ReportError, match=message):
+        make_report(make_dir(tmp_path))
+
+
+def test_bad_options_are_refused(tmp_path):
+    with pytest.raises(ReportError, match="ratio must be one of"):
+        make_report(rate_sweep(tmp_path), ratio_key="bytes")
+
+
+def test_cli_reports_a_partial_sweep_and_fails_cleanly_on_an_empty_one(tmp_path):
+    sweep = tmp_path / "sweep"
+    write_job(sweep, "quant/a", compressor="quant", ratio=4.0, metric=0.79, target_ratio=4.0)
+    write_unfinished_job(sweep, "quant/b", ["compressor=quant"])
+    done = subprocess.run([*REPORT_CLI, str(sweep)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "report from 1 finished jobs" in done.stdout and "quant/b" in done.stdout
+    assert (sweep / PLOT_FILE).is_file()
+    empty = subprocess.run([*REPORT_CLI, str(tmp_path / "empty")], capture_output=True, text=True, timeout=120)
+    assert empty.returncode == 2
+    assert empty.stderr.strip().count("\n") == 0 and "no such directory" in empty.stderr
