@@ -15,6 +15,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -48,11 +49,11 @@ def build_parts(cfg: DictConfig) -> RunParts:
     _check_common(cfg)
     # Seed before building anything: the model's initial weights come from the global RNG.
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    data = instantiate(cfg.data, _convert_="all")
-    task = instantiate(cfg.task, _convert_="all")
-    model = instantiate(cfg.model.net, _convert_="all")
-    compressor = instantiate(cfg.compressor, _convert_="all")
-    tracker = instantiate(cfg.logger, _convert_="all") if cfg.get("logger") else Tracker()
+    data = _build(cfg.data)
+    task = _build(cfg.task)
+    model = _build(cfg.model.net)
+    compressor = _build(cfg.compressor)
+    tracker = _build(cfg.logger) if cfg.get("logger") else Tracker()
     checkpoint = cfg.model.get("checkpoint")
     if checkpoint and not Path(checkpoint).is_file():
         raise ConfigError(f"model.checkpoint: file not found: {checkpoint}")
@@ -215,6 +216,19 @@ def _trainer_factory(cfg: DictConfig, run_dir: Path, tracker: Tracker | None, si
         return partial_trainer(**settings)
 
     return make
+
+
+def _build(node: DictConfig):
+    """hydra.utils.instantiate, re-raising our ConfigError as itself rather than wrapped in Hydra's exception."""
+    try:
+        return instantiate(node, _convert_="all")
+    except InstantiationException as error:
+        cause = error.__cause__
+        while cause is not None and not isinstance(cause, ConfigError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise
 
 
 def _check_common(cfg: DictConfig) -> None:
