@@ -1,10 +1,10 @@
 """Entry point: compose conf/, then run one compression experiment (or a sweep with -m)."""
 
-import logging
 import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from big2small.errors import ConfigError, FittingError
@@ -20,8 +20,10 @@ def main(cfg: DictConfig) -> None:
     try:
         run(cfg, HydraConfig.get().runtime.output_dir)
     except (ConfigError, FittingError) as error:
-        # A user error: one line, no traceback, non-zero exit.
-        logging.getLogger("big2small").error("%s: %s", type(error).__name__, error)
+        # A user error: one line on stderr, no traceback, non-zero exit.
+        print(f"{type(error).__name__}: {error}", file=sys.stderr, flush=True)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            return  # one bad job must not end the sweep: it leaves no metrics.json, and the report names it
         sys.exit(2)
 
 
