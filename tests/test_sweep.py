@@ -49,12 +49,3 @@ def test_skip_done_returns_the_finished_metrics_without_running(tmp_path):
     assert run(cfg, job) == before
     assert not (job / ARTIFACT_FILE).exists(), "a skipped job must not compress again"
     assert not (tmp_path / "cache").exists(), "a skipped job must not train a base model"
-
-
-def test_an_unfinished_job_is_run_even_with_skip_done(tmp_path):
-    (tmp_path / "job").mkdir()
-    (tmp_path / "job" / "metrics.json").write_text('{"compressor": "quant"')  # a job killed mid-write
-    cfg = compose_config(["logger=none", "sweep.skip_done=true", "compressor=quant", "compressor.bits=8",
-                          "task.epochs=1", f"paths.output_root={tmp_path}"])
-    metrics = run(cfg, tmp_path / "job")
-    assert read_complete_metrics(tmp_path / "job") is not None and metrics["compressor"] == "quant"

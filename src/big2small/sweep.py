@@ -39,14 +39,16 @@ def read_complete_metrics(job_dir: Path) -> dict[str, Any] | None:
 def finished_job_metrics(job_dir: Path, cfg: DictConfig) -> dict[str, Any] | None:
     """For `sweep.skip_done`: the complete metrics of this job dir, if they belong to this job's config.
 
-    A job dir is named by its overrides, so a complete metrics.json there is this job's result; the seed, model
-    and data are compared as well so that a dir reused for a different job (e.g. numbered dirs of an edited
-    sweep) is run again rather than silently skipped.
+    A job dir is named by its overrides, so a complete metrics.json there is this job's result; the seed, model,
+    data and checkpoint are compared as well so that a dir reused for a different job (numbered dirs of an edited
+    sweep, or a checkpoint left out of the dir name) is run again rather than silently skipped.
     """
     metrics = read_complete_metrics(job_dir)
     if metrics is None:
         return None
     expected = {"seed": int(cfg.seed), "model": cfg.model.get("name"), "data": cfg.data.get("name")}
+    if cfg.model.get("checkpoint"):
+        expected["base_model_source"] = f"checkpoint:{cfg.model.checkpoint}"
     mismatched = {key: metrics.get(key) for key, value in expected.items() if metrics.get(key) != value}
     if mismatched:
         log.warning("%s holds results of another job (%s): running it again", job_dir, mismatched)

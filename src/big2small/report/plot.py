@@ -62,4 +62,7 @@ def _draw_panel(ax, panel: Panel, ratio_label: str) -> None:
     ax.set_ylabel(f"{panel.metric_name}{unit}")
     ax.set_title(panel.name)
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left", framealpha=0.9)
+    handles, labels = ax.get_legend_handles_labels()
+    references = [i for i, label in enumerate(labels) if label == "Pareto-optimal" or label.startswith("uncompressed")]
+    order = [i for i in range(len(labels)) if i not in references] + references  # curves first, references last
+    ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=8, loc="lower left", framealpha=0.9)

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 RATIO_KEY = "compression_ratio"
-# Overrides that move a point along its curve rather than start a new curve (matched on the last key part).
-RATE_KNOBS = frozenset({"target_ratio", "bits", "sparsity", "rank", "rank_fraction", "width", "keep_fraction"})
+# Overrides that move a point along its curve rather than start a new curve: the compressors' size knobs.
+RATE_KNOBS = frozenset({"compressor.target_ratio", "compressor.bits", "compressor.sparsity", "compressor.rank_fraction",
+                        "compressor.energy", "compressor.inr.width"})
 # Overrides already told apart by the panel (task/data/model) or the compressor name, or averaged over (seed).
 NOT_A_SETTING = frozenset({"seed", "task", "data", "model", "compressor", "experiment", "logger", "trainer",
                            "sweep.skip_done", "sweep.name"})
@@ -106,11 +107,12 @@ def _varying_setting_keys(jobs: list[dict[str, Any]]) -> list[str]:
 
 
 def _is_knob(key: str) -> bool:
-    return key.rsplit(".", 1)[-1] in RATE_KNOBS
+    return key in RATE_KNOBS
 
 
 def _short(key: str) -> str:
-    return key.removeprefix("compressor.")
+    """Labels: `compressor.outliers.enabled` -> `outliers.enabled`, `experiment/variant` -> `variant`."""
+    return key.rsplit("/", 1)[-1].removeprefix("compressor.")
 
 
 def _std(values: list[float]) -> float:
