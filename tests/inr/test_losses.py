@@ -1,0 +1,20 @@
+import torch
+
+from big2small.inr.losses import frequency_aware_loss, frequency_term, frequency_weights
+
+
+def test_lambda_zero_is_plain_mse():
+    a, b = torch.randn(8, 18), torch.randn(8, 18)
+    assert torch.allclose(frequency_aware_loss(a, b, 0.0, 1.0), torch.mean((a - b) ** 2))
+    assert frequency_term(a, a, 1.0) == 0
+
+
+def test_high_frequency_errors_cost_more_than_equal_energy_low_frequency_errors():
+    rows = torch.arange(16.0)[:, None].expand(16, 16)
+    low = torch.ones(16, 16)                            # a constant offset: frequency zero
+    high = torch.cos(torch.pi * rows)                   # alternating rows: the highest row frequency
+    zero = torch.zeros(16, 16)
+    assert torch.allclose((low**2).mean(), (high**2).mean())
+    assert frequency_term(high, zero, 1.0) > 1.5 * frequency_term(low, zero, 1.0)
+    weights = frequency_weights(16, 16, 2.0)
+    assert weights[0, 0] == 1 and torch.isclose(weights.max(), torch.tensor(4.0))
