@@ -37,7 +37,7 @@ class PrunablePair:
 
 def prunable_pairs(model: nn.Module, min_params: int = 0) -> list[PrunablePair]:
     try:
-        graph = fx.symbolic_trace(model).graph
+        graph = _LayerTracer().trace(model)
     except Exception as error:  # fx raises many types for untraceable control flow
         raise ConfigError(f"id_prune: cannot trace the model to find its channel structure: {error}") from None
     modules = dict(model.named_modules())
@@ -53,6 +53,14 @@ def prunable_pairs(model: nn.Module, min_params: int = 0) -> list[PrunablePair]:
         if pair is not None:
             pairs.append(PrunablePair(node.target, pair[0], pair[1], channels))
     return pairs
+
+
+class _LayerTracer(fx.Tracer):
+    """Keeps subclasses of torch layers (e.g. a BatchNorm without its counter) as single graph nodes."""
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        layer_types = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm, *CHANNELWISE_MODULES)
+        return isinstance(module, layer_types) or super().is_leaf_module(module, qualified_name)
 
 
 def _follow_chain(node: fx.Node, modules: dict[str, nn.Module], channels: int) -> tuple[str | None, str] | None:
