@@ -116,13 +116,9 @@ class Big2SmallCompressor(Compressor):
         return compressed
 
     def _groups(self, targets: list[FitTarget], widths: dict[str, int | None]) -> list[INRGroup]:
-        by_shape: dict[tuple[int, int, int], list[FitTarget]] = defaultdict(list)
-        for target in targets:
-            if widths[target.key] is not None:
-                by_shape[(target.dims, target.outputs, widths[target.key])].append(target)
         return [INRGroup(members, build_network(self.inr, dims, outputs, width,
                                                 [self.inr_seed(t.ordinal) for t in members]))
-                for (dims, outputs, width), members in by_shape.items()]
+                for (dims, outputs, width, _), members in _stacks(targets, widths).items()]
 
     def inr_seed(self, ordinal: int) -> int:
         return self.seed * 1_000_003 + ordinal
@@ -307,12 +303,8 @@ class Big2SmallCompressor(Compressor):
                                            tensors["outlier_index"].numel()):
             raise ValueError("big2small artifact: payload size does not match its layer list")
 
-        by_shape: dict[tuple[int, int, int], list[FitTarget]] = defaultdict(list)
-        for target in targets:
-            if widths[target.key] is not None:
-                by_shape[(target.dims, target.outputs, widths[target.key])].append(target)
         groups = []
-        for (dims, outputs, width), members in by_shape.items():
+        for (dims, outputs, width, _), members in _stacks(targets, widths).items():
             net = build_network(inr, dims, outputs, width, [0] * len(members))
             int8_rows = [rows[t.key][1] for t in members]
             unpack(net, torch.stack([rows[t.key][0] for t in members]),
@@ -324,6 +316,15 @@ class Big2SmallCompressor(Compressor):
         for name, weight in decoded.items():
             set_parameter(model, name, _restore_order(weight, meta["permutation"]["layers"].get(name), orders))
         return model
+
+
+def _stacks(targets: list[FitTarget], widths: dict[str, int | None]) -> dict[tuple, list[FitTarget]]:
+    """INR-fitted targets grouped into stacks of one shape and one row count (padding would waste compute)."""
+    stacks: dict[tuple, list[FitTarget]] = defaultdict(list)
+    for target in targets:
+        if widths[target.key] is not None:
+            stacks[(target.dims, target.outputs, widths[target.key], target.coords.shape[0])].append(target)
+    return stacks
 
 
 def _stored_counts(sizes: list[tuple[int, int]], bits: int) -> tuple[int, int]:

@@ -106,14 +106,19 @@ class INRFitModule(L.LightningModule):
         return total
 
     def _group_loss(self, group: INRGroup, which: torch.Tensor):
+        everything = which.numel() == len(group.targets)  # then skip copying the stacked tables
+        subset = None if everything else which
+        coords_table = group.coords if everything else group.coords[which]
+        values_table = group.values if everything else group.values[which]
         if self.fit_settings.batch_size is None:
-            predicted = group.predict(which)
-            values, mask = group.values[which].to(self.device), group.mask[which].to(self.device)
+            predicted = group.net(coords_table.to(self.device), subset)
+            values = values_table.to(self.device)
+            mask = (group.mask if everything else group.mask[which]).to(self.device)
         else:
             index = self._sample(group, which)  # (g, B)
-            coords = torch.gather(group.coords[which], 1, index[..., None].expand(-1, -1, group.coords.shape[2]))
-            values = torch.gather(group.values[which], 1, index[..., None].expand(-1, -1, group.values.shape[2]))
-            predicted = group.net(coords.to(self.device), which)
+            coords = torch.gather(coords_table, 1, index[..., None].expand(-1, -1, group.coords.shape[2]))
+            values = torch.gather(values_table, 1, index[..., None].expand(-1, -1, group.values.shape[2]))
+            predicted = group.net(coords.to(self.device), subset)
             values, mask = values.to(self.device), torch.ones_like(values[..., :1]).to(self.device)
         squared = (predicted - values) ** 2 * mask
         denominators = mask.sum(dim=(1, 2)) * values.shape[2]

@@ -1,0 +1,82 @@
+"""Shared set-up of the Big2Small benchmarks: ResNet-20 from ../shared, CIFAR-10 images, top-1, a fit harness.
+
+Data-free: the compressor never sees an image. Images are only used to *measure* top-1: the first 2,000 test
+images for the reported figures, and 1,000 held-out training images (train_10k.npz, seeded) for any choice.
+"""
+
+from __future__ import annotations
+
+import copy
+import resource
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from big2small.codec import Compressed
+from big2small.compressors.big2small_inr import Big2SmallCompressor
+from big2small.data.cifar10 import Cifar10DataModule
+from big2small.logs import quiet_library_logs
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CHECKPOINT = SHARED / "models/cifar10/resnet20-12fca82f.th"
+TEST_IMAGES = 2000
+
+
+def resnet20() -> torch.nn.Module:
+    from big2small.checkpoints import load_checkpoint
+    from big2small.models.cifar_resnet import CifarResNet
+
+    return load_checkpoint(CifarResNet(depth=20), CHECKPOINT, trusted_pickle=True).eval()
+
+
+def image_sets() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    data = Cifar10DataModule(root=str(SHARED / "data/cifar10"), heldout_size=1000, augment=False)
+    data.setup("fit")
+    test_x, test_y = data.splits["test"].tensors
+    held_x, held_y = data.splits["heldout"].tensors
+    return {"test": (test_x[:TEST_IMAGES], test_y[:TEST_IMAGES]), "heldout": (held_x, held_y)}
+
+
+def top1(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    model.eval()
+    with torch.inference_mode():
+        predictions = torch.cat([model(chunk).argmax(1) for chunk in images.split(500)])
+    return float((predictions == labels).float().mean())
+
+
+def trainer_factory(root: str = "outputs/benchmarks/big2small"):
+    def make(**overrides):
+        settings = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, deterministic=True, default_root_dir=root)
+        settings.update(overrides)
+        return L.Trainer(**settings)
+    return make
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def fit_and_rebuild(model: torch.nn.Module, **settings) -> dict:
+    """Fit, serialise, decode; returns timings, sizes and the rebuilt model."""
+    compressor = Big2SmallCompressor(**settings)
+    started = time.perf_counter()
+    compressed = compressor.fit(copy.deepcopy(model), trainer_factory=trainer_factory())
+    fit_seconds = time.perf_counter() - started
+    data = compressed.to_bytes()
+    started = time.perf_counter()
+    rebuilt = Compressed.from_bytes(data).apply(copy.deepcopy(model))
+    decode_seconds = time.perf_counter() - started
+    original = 4 * sum(model.get_parameter(n).numel() for n in compressed.meta["replaced"])
+    return {"ratio": original / len(data), "bytes": len(data), "fit_seconds": fit_seconds,
+            "decode_seconds": decode_seconds, "rebuilt": rebuilt, "compressed": compressed}
+
+
+def setup() -> None:
+    if not CHECKPOINT.is_file():
+        sys.exit(f"needs {CHECKPOINT} (the shared ResNet-20 checkpoint)")
+    quiet_library_logs()
+    torch.set_num_threads(int(__import__("os").environ.get("OMP_NUM_THREADS", "1")))
