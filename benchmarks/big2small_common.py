@@ -1,7 +1,8 @@
 """Shared set-up of the Big2Small benchmarks: ResNet-20 from ../shared, CIFAR-10 images, top-1, a fit harness.
 
-Data-free: the compressor never sees an image. Images are only used to *measure* top-1: the first 2,000 test
-images for the reported figures, and 1,000 held-out training images (train_10k.npz, seeded) for any choice.
+Data-free: the compressor never sees an image. Images are only used to *measure* top-1: 2,000 test images (the
+first 200 of each class: test.npz is sorted by class) for the reported figures, and 1,000 held-out training
+images (train_10k.npz, seeded) for any choice.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ def image_sets() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     data.setup("fit")
     test_x, test_y = data.splits["test"].tensors
     held_x, held_y = data.splits["heldout"].tensors
-    return {"test": (test_x[:TEST_IMAGES], test_y[:TEST_IMAGES]), "heldout": (held_x, held_y)}
+    per_class = TEST_IMAGES // 10
+    chosen = torch.cat([(test_y == c).nonzero().reshape(-1)[:per_class] for c in range(10)])
+    return {"test": (test_x[chosen], test_y[chosen]), "heldout": (held_x, held_y)}
 
 
 def top1(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:

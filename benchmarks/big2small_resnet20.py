@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/big2small_resnet20.py --steps 1500 --ratios 4 8 12 16
 
 Prints one markdown row per ratio: measured ratio, fit seconds, fitting steps per second, process peak RSS,
-decode seconds, top-1 before and after on the first 2,000 test images (and on 1,000 held-out training images).
+decode seconds, top-1 before and after on 2,000 test images (200 per class) and on 1,000 held-out training
+images.
 Default compressor settings (conf/compressor/big2small.yaml) except the step count.
 """
 
