@@ -56,6 +56,6 @@ def test_experiment_sweep_gives_job_runs_aggregate_run_and_report_then_skips_don
     # Re-run: the finished job is skipped; the one whose metrics.json was cut short runs again.
     (jobs[8] / "metrics.json").write_text('{"compressor": "quant"')
     out = _multirun(tmp_path, "sweep.skip_done=true", "logger=none")
-    assert out.count("skipped ") == 1 and str(jobs[4]) in out  # and the refused job is tried again
+    assert out.count("its metrics.json is complete") == 1 and str(jobs[4]) in out  # the refused job runs again
     assert json.loads((jobs[8] / "metrics.json").read_text())["target_ratio"] == 8
     assert len(list((jobs[4] / "wandb").glob("offline-run-*"))) == 1, "a skipped job logs no new run"

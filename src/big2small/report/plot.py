@@ -23,7 +23,7 @@ def is_fraction_metric(panel: Panel) -> bool:
 
 
 def plot_rate_accuracy(panels: list[Panel], path: Path, ratio_label: str = "compression ratio") -> Path:
-    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 5.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(9.5 * len(panels), 5.2), squeeze=False)
     for ax, panel in zip(axes[0], panels, strict=True):
         _draw_panel(ax, panel, ratio_label)
     fig.tight_layout()
@@ -65,4 +65,6 @@ def _draw_panel(ax, panel: Panel, ratio_label: str) -> None:
     handles, labels = ax.get_legend_handles_labels()
     references = [i for i, label in enumerate(labels) if label == "Pareto-optimal" or label.startswith("uncompressed")]
     order = [i for i in range(len(labels)) if i not in references] + references  # curves first, references last
-    ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=8, loc="lower left", framealpha=0.9)
+    # Outside the axes, right: curves can run through any corner of the plot.
+    ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=8, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
