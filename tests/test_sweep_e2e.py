@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from big2small.report import PLOT_FILE, REPORT_FILE
 from big2small.sweep import SUMMARY_FILE
 from tests.conftest import PROJECT_ROOT
@@ -26,6 +28,7 @@ def _multirun(tmp_path, *overrides):
     return result.stdout
 
 
+@pytest.mark.slow  # two CLI multiruns: ~30 s of CPU
 def test_experiment_sweep_gives_job_runs_aggregate_run_and_report_then_skips_done_jobs(tmp_path):
     out = _multirun(tmp_path)
     assert "incomplete sweep: 1 job(s)" in out and "target_ratio=1," in out
