@@ -45,19 +45,24 @@ def gap_codes(mask: torch.Tensor, bits: int) -> torch.Tensor:
     return codes
 
 
-def gap_code_count(mask: torch.Tensor, bits: int) -> int:
-    """len(gap_codes(mask, bits)) without building it."""
+def _gaps(mask: torch.Tensor) -> torch.Tensor:
     kept = torch.nonzero(mask.reshape(-1), as_tuple=False).reshape(-1)
-    previous = torch.cat([torch.tensor([-1]), kept])[:-1]
-    return int(kept.numel() + ((kept - previous - 1) // ((1 << bits) - 1)).sum())
+    return kept - torch.cat([torch.tensor([-1]), kept])[:-1] - 1
+
+
+def gap_code_count(mask: torch.Tensor, bits: int, gaps: torch.Tensor | None = None) -> int:
+    """len(gap_codes(mask, bits)) without building it."""
+    gaps = _gaps(mask) if gaps is None else gaps
+    return int(gaps.numel() + (gaps // ((1 << bits) - 1)).sum())
 
 
 def cheapest_coding(mask: torch.Tensor) -> tuple[int, int, int]:
     """(bits, code count, bytes) of the smallest coding of `mask` (bits == BITMAP for the bitmap)."""
     n = mask.numel()
     best = (BITMAP, n, packed_size(n, 1))
+    gaps = _gaps(mask)
     for bits in range(1, MAX_GAP_BITS + 1):
-        count = gap_code_count(mask, bits)
+        count = gap_code_count(mask, bits, gaps)
         size = packed_size(count, bits)
         if size < best[2]:
             best = (bits, count, size)
