@@ -49,3 +49,13 @@ def test_models_get_separate_panels(tmp_path):
     panels = build_panels(load_sweep(tmp_path).jobs)
     assert [p.name for p in panels] == ["cifar_resnet20 on cifar10 (classification)",
                                        "cifar_resnet32 on cifar10 (classification)"]
+
+
+def test_an_override_of_one_compressor_does_not_label_the_others(tmp_path):
+    rate_sweep(tmp_path)
+    for target in (4, 8):
+        write_job(tmp_path, f"big2small/{target}", compressor="big2small", ratio=target, metric=0.1,
+                  target_ratio=float(target), overrides=["compressor=big2small", "compressor.fit.steps=300",
+                                                         f"compressor.target_ratio={target}", "seed=0"])
+    (panel,) = build_panels(load_sweep(tmp_path).jobs)
+    assert list(series_of(panel)) == ["big2small (fit.steps=300)", "magnitude", "quant"]

@@ -54,7 +54,8 @@ def build_panels(jobs: list[dict[str, Any]], ratio_key: str = RATIO_KEY) -> list
     for job in jobs:
         overrides = job.get("overrides", {})
         knobs = tuple((k, overrides[k]) for k in varying if k in overrides and _is_knob(k))
-        others = tuple((k, overrides.get(k)) for k in varying if not _is_knob(k))
+        # Only the job's own overrides name its curve (a key given to another compressor's jobs says nothing here).
+        others = tuple((k, overrides[k]) for k in varying if k in overrides and not _is_knob(k))
         by_point[(panel_name(job), job["compressor"], others, knobs, job.get("target_ratio"))].append(job)
 
     panels: dict[str, list[Point]] = defaultdict(list)
