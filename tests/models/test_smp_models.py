@@ -1,0 +1,36 @@
+"""smp segmentation builders: output resolution and channels, and clear errors for bad names."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from big2small.errors import ConfigError
+from big2small.models.smp_models import segmentation_model
+from big2small.models.torchvision_models import torchvision_classifier
+
+
+@pytest.mark.parametrize(("architecture", "settings"), [
+    ("Unet", {"encoder_depth": 2, "decoder_channels": [16, 8]}),
+    ("FPN", {"encoder_depth": 3, "upsampling": 1, "decoder_pyramid_channels": 16,
+             "decoder_segmentation_channels": 32}),
+    ("DeepLabV3Plus", {"encoder_depth": 4, "decoder_channels": 16, "decoder_atrous_rates": [2, 4, 6]}),
+])
+def test_architectures_keep_resolution(architecture, settings):
+    model = segmentation_model(architecture, "tu-resnet18", None, in_channels=1, num_classes=3, **settings).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 1, 32, 32)).shape == (1, 3, 32, 32)
+
+
+def test_unknown_names_are_config_errors():
+    with pytest.raises(ConfigError, match="architecture must be one of"):
+        segmentation_model("SegNet")
+    with pytest.raises(ConfigError, match="unknown smp encoder"):
+        segmentation_model("Unet", "resnet_typo")
+
+
+def test_torchvision_classifier_by_name_without_weights():
+    model = torchvision_classifier("resnet18", num_classes=10).eval()
+    assert model.fc.out_features == 10
+    with pytest.raises(ConfigError, match="unknown torchvision classification model"):
+        torchvision_classifier("resnet_typo")
