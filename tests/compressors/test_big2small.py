@@ -106,7 +106,7 @@ def test_a_smooth_weight_is_fitted_closely_and_outliers_come_back_exactly(tmp_pa
     assert compressed.layer_stats["0.weight"]["outliers"] == 1
 
 
-def test_resume_continues_an_interrupted_fit(tmp_path):
+def test_resume_continues_an_interrupted_fit(tmp_path, caplog):
     model = tiny_cnn()
     settings = dict(target_ratio=4, fit={"steps": 20, "checkpoint_dir": str(tmp_path / "ckpt"),
                                          "checkpoint_every": 10})
@@ -116,8 +116,10 @@ def test_resume_continues_an_interrupted_fit(tmp_path):
     halfway = Big2SmallCompressor(**interrupted).fit(copy.deepcopy(model),
                                                      trainer_factory=trainer_factory(tmp_path, max_steps=10))
     assert list((tmp_path / "ckpt2").rglob("last.ckpt"))
-    resumed = Big2SmallCompressor(**{**interrupted, "fit": {**interrupted["fit"], "resume": True}}).fit(
-        copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
+    with caplog.at_level("INFO", logger="big2small.compressors.big2small_inr"):
+        resumed = Big2SmallCompressor(**{**interrupted, "fit": {**interrupted["fit"], "resume": True}}).fit(
+            copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
+    assert "resuming the fit from" in caplog.text
     for name in straight.tensors:
         assert torch.allclose(straight.tensors[name].float(), resumed.tensors[name].float(), atol=1e-3), name
     assert not torch.allclose(halfway.tensors["inr_fp16"].float(), resumed.tensors["inr_fp16"].float())

@@ -145,7 +145,10 @@ class Big2SmallCompressor(Compressor):
 
     def _fit_key(self, weights, widths) -> str:
         """Checkpoints of a fit are found again only by a fit of the same weights with the same settings."""
-        digest = hashlib.sha256(json.dumps([self.settings(), widths], sort_keys=True, default=str).encode())
+        settings = self.settings()
+        settings["fit"] = {k: v for k, v in settings["fit"].items()  # where and whether to resume is not the fit
+                           if k not in ("resume", "checkpoint_dir", "checkpoint_every")}
+        digest = hashlib.sha256(json.dumps([settings, widths], sort_keys=True, default=str).encode())
         for name, weight in weights.items():
             digest.update(name.encode())
             digest.update(weight.numpy().tobytes())
