@@ -44,8 +44,10 @@ class LqPruning(Compressor):
     def fit(self, model, *, data=None, trainer_factory=None) -> Compressed:
         weights = self.select(model)
         worth = {name: terms_worth_keeping(w.reshape(w.shape[0], -1), self.q, self.eta) for name, w in weights.items()}
-        scale = 1.0 if self.target_ratio is None else self._scale_for_target(weights, worth)
-        masks = self.masks(weights, worth, scale)
+        # Each weight's magnitude rank within its neuron, computed once: a mask is then rank < keep.
+        ranks = {name: magnitude_ranks(w.reshape(w.shape[0], -1)) for name, w in weights.items()}
+        scale = 1.0 if self.target_ratio is None else self._scale_for_target(weights, worth, ranks)
+        masks = self.masks(weights, worth, ranks, scale)
         compressed = pack_pruned(self.name, self.settings(), weights, masks)
         compressed.layer_stats = mask_stats(masks)
         original = 4 * sum(w.numel() for w in weights.values())
@@ -54,16 +56,15 @@ class LqPruning(Compressor):
         return compressed
 
     @staticmethod
-    def masks(weights, worth, scale: float) -> dict[str, torch.Tensor]:
+    def masks(weights, worth, ranks, scale: float) -> dict[str, torch.Tensor]:
         masks = {}
         for name, weight in weights.items():
-            rows = weight.reshape(weight.shape[0], -1)
-            keep = torch.clamp(torch.ceil(scale * worth[name]), min=1, max=rows.shape[1]).long()
+            keep = torch.clamp(torch.ceil(scale * worth[name]), min=1, max=ranks[name].shape[1]).long()
             keep = torch.where(worth[name] > 0, keep, torch.zeros_like(keep))
-            masks[name] = keep_largest_per_row(rows, keep).reshape(weight.shape)
+            masks[name] = (ranks[name] < keep[:, None]).reshape(weight.shape)
         return masks
 
-    def _scale_for_target(self, weights, worth) -> float:
+    def _scale_for_target(self, weights, worth, ranks) -> float:
         original = 4 * sum(w.numel() for w in weights.values())
         budget = budget_bytes(original, self.target_ratio)
         # Beyond this scale every neuron keeps all its weights.
@@ -71,7 +72,7 @@ class LqPruning(Compressor):
                       for n, w in weights.items())
 
         def fits(scale: float) -> bool:
-            sized = pack_pruned(self.name, self.settings(), weights, self.masks(weights, worth, scale), True)
+            sized = pack_pruned(self.name, self.settings(), weights, self.masks(weights, worth, ranks, scale), True)
             return artifact_bytes(sized) <= budget
 
         scale = bisect_largest(fits, 0.0, highest)
@@ -94,8 +95,7 @@ def terms_worth_keeping(rows: torch.Tensor, q: float, eta: float) -> torch.Tenso
     return torch.where(nonzero, torch.exp(log_m), torch.zeros_like(log_m)).float()
 
 
-def keep_largest_per_row(rows: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Bool mask with the keep[i] largest |rows[i]| entries of each row set (ties by position)."""
+def magnitude_ranks(rows: torch.Tensor) -> torch.Tensor:
+    """Per entry, its place in its row by decreasing |w| (0 = largest; ties by position)."""
     order = torch.sort(rows.abs(), dim=1, descending=True, stable=True).indices
-    rank = torch.empty_like(order).scatter_(1, order, torch.arange(rows.shape[1]).expand_as(order).contiguous())
-    return rank < keep[:, None]
+    return torch.empty_like(order).scatter_(1, order, torch.arange(rows.shape[1]).expand_as(order).contiguous())

@@ -21,6 +21,7 @@ from big2small.compressors.pruned_weights import mask_stats, pack_pruned, rebuil
 from big2small.errors import ConfigError
 
 MODES = ("layerwise", "global")
+GLOBAL = ""  # key of the one order over all layers in global mode
 
 
 @register
@@ -52,25 +53,36 @@ class MagnitudePruning(Compressor):
                        "one more kept weight would overshoot the budget")
         return compressed
 
-    def masks(self, weights: dict[str, torch.Tensor], keep_fraction: float) -> dict[str, torch.Tensor]:
-        """Boolean keep-masks shaped like each weight."""
+    def masks(self, weights: dict[str, torch.Tensor], keep_fraction: float,
+              orders: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Boolean keep-masks shaped like each weight (`orders`: magnitude_order per layer / of all, if known)."""
+        orders = orders or self.orders(weights)
         if self.mode == "layerwise":
-            return {name: top_magnitude_mask(w, round(keep_fraction * w.numel())) for name, w in weights.items()}
+            return {name: top_magnitude_mask(w, round(keep_fraction * w.numel()), orders[name])
+                    for name, w in weights.items()}
         flat = torch.cat([w.reshape(-1) for w in weights.values()])
-        mask = top_magnitude_mask(flat, round(keep_fraction * flat.numel()))
+        mask = top_magnitude_mask(flat, round(keep_fraction * flat.numel()), orders[GLOBAL])
         masks, offset = {}, 0
         for name, weight in weights.items():
             masks[name] = mask[offset : offset + weight.numel()].reshape(weight.shape)
             offset += weight.numel()
         return masks
 
+    def orders(self, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Sort orders by decreasing |w|, computed once per fit (the target search builds many masks)."""
+        if self.mode == "layerwise":
+            return {name: magnitude_order(w) for name, w in weights.items()}
+        return {GLOBAL: magnitude_order(torch.cat([w.reshape(-1) for w in weights.values()]))}
+
     def _keep_fraction_for_target(self, weights: dict[str, torch.Tensor]) -> float:
         original = 4 * sum(w.numel() for w in weights.values())
         budget = budget_bytes(original, self.target_ratio)
         total = sum(w.numel() for w in weights.values())
+        orders = self.orders(weights)
 
         def fits(kept: float) -> bool:
-            sized = pack_pruned(self.name, self.settings(), weights, self.masks(weights, kept / total), True)
+            masks = self.masks(weights, kept / total, orders)
+            sized = pack_pruned(self.name, self.settings(), weights, masks, True)
             return artifact_bytes(sized) <= budget
 
         kept = bisect_largest(fits, 0, total, integer=True)
@@ -84,11 +96,14 @@ class MagnitudePruning(Compressor):
         return rebuild_pruned(compressed, model)
 
 
-def top_magnitude_mask(weight: torch.Tensor, keep: int) -> torch.Tensor:
-    """True at the `keep` entries of largest |w| (ties broken by position, deterministically)."""
-    flat = weight.reshape(-1).abs()
-    mask = torch.zeros(flat.numel(), dtype=torch.bool)
-    if keep > 0:
-        order = torch.sort(flat, descending=True, stable=True).indices
-        mask[order[:keep]] = True
+def magnitude_order(weight: torch.Tensor) -> torch.Tensor:
+    """Flat indices by decreasing |w| (ties broken by position, deterministically)."""
+    return torch.sort(weight.reshape(-1).abs(), descending=True, stable=True).indices
+
+
+def top_magnitude_mask(weight: torch.Tensor, keep: int, order: torch.Tensor | None = None) -> torch.Tensor:
+    """True at the `keep` entries of largest |w|."""
+    order = magnitude_order(weight) if order is None else order
+    mask = torch.zeros(weight.numel(), dtype=torch.bool)
+    mask[order[:keep]] = True
     return mask.reshape(weight.shape)
