@@ -81,7 +81,7 @@ def test_membrane_split_from_shared(shared_dir):
                                 val_size=5, test_size=5, crop_size=96)
     assert [len(data.split_names[s]) for s in ("train", "val", "test")] == [20, 5, 5]
     data.setup()
-    images, masks = data.splits["test"]
+    images, masks = data.splits["test"].tensors
     assert images.shape == (5, 1, 512, 512)
     # About 78 % of the label pixels mark cell interior (255 -> class 1).
     assert 0.6 < float(masks.float().mean()) < 0.9

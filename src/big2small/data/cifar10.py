@@ -11,11 +11,11 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from big2small.data.in_memory import InMemoryDataModule
 from big2small.data.splits import split_indices
 from big2small.errors import ConfigError
 
@@ -73,9 +73,10 @@ class AugmentedImages(Dataset):
         return image, self.labels[index]
 
 
-class Cifar10DataModule(L.LightningDataModule):
+class Cifar10DataModule(InMemoryDataModule):
     num_classes = 10
     in_channels = 3
+    val_split = "heldout"
 
     def __init__(
         self,
@@ -94,11 +95,9 @@ class Cifar10DataModule(L.LightningDataModule):
         num_classes: int = 10,
         in_channels: int = 3,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, shuffle_seed=split_seed)
         if (num_classes, in_channels) != (10, 3):
             raise ConfigError("data: cifar10 has num_classes=10 and in_channels=3; do not override them")
-        if int(batch_size) < 1 or int(eval_batch_size) < 1:
-            raise ConfigError(f"data: batch sizes must be >= 1 (got {batch_size}, {eval_batch_size})")
         if len(mean) != 3 or len(std) != 3 or any(float(s) <= 0 for s in std):
             raise ConfigError(f"data: mean and std need 3 values each, std > 0 (got {mean}, {std})")
         if int(heldout_size) < 0:
@@ -109,8 +108,6 @@ class Cifar10DataModule(L.LightningDataModule):
         self.mean = torch.tensor([float(m) for m in mean]).view(1, 3, 1, 1)
         self.std = torch.tensor([float(s) for s in std]).view(1, 3, 1, 1)
         self.augment, self.heldout_size, self.split_seed = bool(augment), int(heldout_size), int(split_seed)
-        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
-        self.splits: dict[str, TensorDataset] = {}
 
     def _detect_layout(self) -> str:
         """'npz' or 'torchvision', checked at construction so a wrong root fails before any work."""
@@ -150,9 +147,7 @@ class Cifar10DataModule(L.LightningDataModule):
             read_torchvision_split(self.root, True, True)
             read_torchvision_split(self.root, False, True)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
+    def load_splits(self) -> dict[str, TensorDataset]:
         train_images, train_labels = self._read(train=True)
         test_images, test_labels = self._read(train=False)
         if self.heldout_size >= len(train_labels):
@@ -161,37 +156,18 @@ class Cifar10DataModule(L.LightningDataModule):
         heldout_fraction = self.heldout_size / len(train_labels)
         parts = split_indices(len(train_labels), {"heldout": heldout_fraction}, self.split_seed)
         train_x, train_y = self.normalise(train_images), torch.from_numpy(train_labels)
-        self.splits = {
+        return {
             "train": TensorDataset(train_x[parts["rest"]], train_y[parts["rest"]]),
             "heldout": TensorDataset(train_x[parts["heldout"]], train_y[parts["heldout"]]),
             "test": TensorDataset(self.normalise(test_images), torch.from_numpy(test_labels)),
         }
 
-    def train_dataloader(self) -> DataLoader:
-        self.setup()
+    def training_set(self) -> Dataset:
         images, labels = self.splits["train"].tensors
-        dataset = AugmentedImages(images, labels) if self.augment else self.splits["train"]
-        generator = torch.Generator().manual_seed(self.split_seed)
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=True, generator=generator)
+        return AugmentedImages(images, labels) if self.augment else self.splits["train"]
 
-    def val_dataloader(self) -> DataLoader | list:
-        """The held-out part of the training split (empty, so no validation, when heldout_size is 0)."""
-        self.setup()
-        if len(self.splits["heldout"]) == 0:
-            return []
-        return DataLoader(self.splits["heldout"], batch_size=self.eval_batch_size)
-
-    def heldout_dataloader(self) -> DataLoader:
+    def heldout_dataloader(self) -> DataLoader | list:
         """Labelled training images never trained on, for choices that look at accuracy (never the test split)."""
         if self.heldout_size == 0:
             raise ConfigError("data: this choice needs held-out training images; set data.heldout_size > 0")
         return self.val_dataloader()
-
-    def test_dataloader(self) -> DataLoader:
-        self.setup()
-        return DataLoader(self.splits["test"], batch_size=self.eval_batch_size)
-
-    def calibration_images(self, count: int) -> torch.Tensor:
-        """Unlabelled, normalised training images for compressors that use data (never the test split)."""
-        self.setup()
-        return self.splits["train"].tensors[0][:count]

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import lightning as L
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
+from big2small.data.in_memory import InMemoryDataModule
 from big2small.data.splits import split_indices
 from big2small.errors import ConfigError
 
 
-class DigitsDataModule(L.LightningDataModule):
+class DigitsDataModule(InMemoryDataModule):
     num_classes = 10
     in_channels = 1
 
@@ -27,43 +27,19 @@ class DigitsDataModule(L.LightningDataModule):
         num_classes: int = 10,
         in_channels: int = 1,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, shuffle_seed=split_seed)
         if (num_classes, in_channels) != (10, 1):
             raise ConfigError("data: digits has num_classes=10 and in_channels=1; do not override them")
-        if batch_size < 1 or eval_batch_size < 1:
-            raise ConfigError(f"data: batch sizes must be >= 1 (got {batch_size}, {eval_batch_size})")
         if not (0 < test_fraction < 1 and 0 <= val_fraction < 1 and test_fraction + val_fraction < 1):
             raise ConfigError("data: test_fraction and val_fraction must lie in (0, 1) and sum to < 1")
         self.name = name
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.test_fraction, self.val_fraction, self.split_seed = test_fraction, val_fraction, split_seed
-        self.splits: dict[str, TensorDataset] = {}
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
+    def load_splits(self) -> dict[str, TensorDataset]:
         digits = load_digits()
         # Pixels are 0..16; scale to [0, 1] and centre so the net sees zero-mean inputs.
         images = torch.from_numpy((digits.images / 16.0 - 0.5) / 0.5).float().unsqueeze(1)
         labels = torch.from_numpy(digits.target.astype(np.int64))
         parts = split_indices(len(labels), {"test": self.test_fraction, "val": self.val_fraction}, self.split_seed)
         parts["train"] = parts.pop("rest")
-        self.splits = {name: TensorDataset(images[idx], labels[idx]) for name, idx in parts.items()}
-
-    def train_dataloader(self) -> DataLoader:
-        self.setup()
-        generator = torch.Generator().manual_seed(self.split_seed)
-        return DataLoader(self.splits["train"], batch_size=self.batch_size, shuffle=True, generator=generator)
-
-    def val_dataloader(self) -> DataLoader:
-        self.setup()
-        return DataLoader(self.splits["val"], batch_size=self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        self.setup()
-        return DataLoader(self.splits["test"], batch_size=self.eval_batch_size)
-
-    def calibration_images(self, count: int) -> torch.Tensor:
-        """Unlabelled training images for compressors that use data (never the test split)."""
-        self.setup()
-        return self.splits["train"].tensors[0][:count]
+        return {name: TensorDataset(images[idx], labels[idx]) for name, idx in parts.items()}

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from big2small.data.image_files import list_images, read_image
+from big2small.data.in_memory import InMemoryDataModule
 from big2small.data.splits import split_indices
 from big2small.errors import ConfigError
 
 
-class ImageFolderDataModule(L.LightningDataModule):
+class ImageFolderDataModule(InMemoryDataModule):
+    val_split = "heldout"
+
     def __init__(
         self,
         name: str = "image_folder",
@@ -38,12 +40,12 @@ class ImageFolderDataModule(L.LightningDataModule):
         batch_size: int = 64,
         eval_batch_size: int = 500,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, shuffle_seed=split_seed)
         if int(in_channels) not in (1, 3) or len(mean) != int(in_channels) or len(std) != int(in_channels):
             raise ConfigError(f"data: in_channels must be 1 or 3 with that many mean/std values "
                               f"(got {in_channels}, {list(mean)}, {list(std)})")
-        if int(image_size) < 1 or int(batch_size) < 1 or int(eval_batch_size) < 1 or int(heldout_size) < 0:
-            raise ConfigError("data: image_size and batch sizes must be >= 1, heldout_size >= 0")
+        if int(image_size) < 1 or int(heldout_size) < 0:
+            raise ConfigError(f"data: image_size must be >= 1 and heldout_size >= 0 (got {image_size}, {heldout_size})")
         if any(float(s) <= 0 for s in std):
             raise ConfigError(f"data: std values must be > 0 (got {list(std)})")
         self.name, self.root = name, Path(root)
@@ -51,7 +53,6 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.mean = torch.tensor([float(m) for m in mean]).view(1, -1, 1, 1)
         self.std = torch.tensor([float(s) for s in std]).view(1, -1, 1, 1)
         self.heldout_size, self.split_seed = int(heldout_size), int(split_seed)
-        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.classes = self._class_names(self.root / train_dir)
         if len(self.classes) != int(num_classes):
             raise ConfigError(f"data: num_classes is {num_classes} but {self.root / train_dir} has "
@@ -62,7 +63,6 @@ class ImageFolderDataModule(L.LightningDataModule):
                               f"{sorted(set(self.classes) ^ set(test_classes))}")
         self.num_classes = len(self.classes)
         self.split_dirs = {"train": self.root / train_dir, "test": self.root / test_dir}
-        self.splits: dict[str, TensorDataset] = {}
 
     @staticmethod
     def _class_names(folder: Path) -> list[str]:
@@ -89,36 +89,13 @@ class ImageFolderDataModule(L.LightningDataModule):
         batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
         return ((batch - self.mean) / self.std).contiguous(), torch.tensor(labels, dtype=torch.int64)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
+    def load_splits(self) -> dict[str, TensorDataset]:
         train_x, train_y = self._load(self.split_dirs["train"])
         if self.heldout_size >= len(train_y):
             raise ConfigError(f"data: heldout_size {self.heldout_size} leaves no training images (of {len(train_y)})")
         parts = split_indices(len(train_y), {"heldout": self.heldout_size / len(train_y)}, self.split_seed)
-        self.splits = {
+        return {
             "train": TensorDataset(train_x[parts["rest"]], train_y[parts["rest"]]),
             "heldout": TensorDataset(train_x[parts["heldout"]], train_y[parts["heldout"]]),
             "test": TensorDataset(*self._load(self.split_dirs["test"])),
         }
-
-    def train_dataloader(self) -> DataLoader:
-        self.setup()
-        generator = torch.Generator().manual_seed(self.split_seed)
-        return DataLoader(self.splits["train"], batch_size=self.batch_size, shuffle=True, generator=generator)
-
-    def val_dataloader(self) -> DataLoader | list:
-        """The held-out part of the training split (empty, so no validation, when heldout_size is 0)."""
-        self.setup()
-        if len(self.splits["heldout"]) == 0:
-            return []
-        return DataLoader(self.splits["heldout"], batch_size=self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        self.setup()
-        return DataLoader(self.splits["test"], batch_size=self.eval_batch_size)
-
-    def calibration_images(self, count: int) -> torch.Tensor:
-        """Unlabelled training images for compressors that use data (never the test split)."""
-        self.setup()
-        return self.splits["train"].tensors[0][:count]

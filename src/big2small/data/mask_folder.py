@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from big2small.data.image_files import list_images, read_image
+from big2small.data.in_memory import InMemoryDataModule
 from big2small.errors import ConfigError
 
 
@@ -48,7 +48,7 @@ class RandomCrops(Dataset):
         return image.contiguous(), mask.contiguous()
 
 
-class MaskFolderDataModule(L.LightningDataModule):
+class MaskFolderDataModule(InMemoryDataModule):
     def __init__(
         self,
         name: str = "mask_folder",
@@ -69,25 +69,23 @@ class MaskFolderDataModule(L.LightningDataModule):
         batch_size: int = 4,
         eval_batch_size: int = 4,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, shuffle_seed=split_seed)
         if int(num_classes) < 1 or int(in_channels) not in (1, 3):
             raise ConfigError(f"data: need num_classes >= 1 and in_channels 1 (grey) or 3 (RGB) "
                               f"(got {num_classes}, {in_channels})")
         if crop_size is not None and int(crop_size) < 1 or int(crops_per_image) < 1:
             raise ConfigError(f"data: crop_size (or null) and crops_per_image must be >= 1 "
                               f"(got {crop_size}, {crops_per_image})")
-        if int(batch_size) < 1 or int(eval_batch_size) < 1 or not float(std) > 0:
-            raise ConfigError(f"data: batch sizes must be >= 1 and std > 0 (got {batch_size}, {eval_batch_size}, {std})")
+        if not float(std) > 0:
+            raise ConfigError(f"data: std must be > 0 (got {std})")
         self.name, self.root = name, Path(root)
         self.num_classes, self.in_channels = int(num_classes), int(in_channels)
         self.binary_threshold, self.split_seed = int(binary_threshold), int(split_seed)
         self.crop_size = None if crop_size is None else int(crop_size)
         self.crops_per_image, self.flips = int(crops_per_image), bool(flips)
         self.mean, self.std = float(mean), float(std)
-        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.pairs = self._pair_files(self.root / image_dir, self.root / mask_dir)
         self.split_names = self._split(len(self.pairs), int(val_size), int(test_size))
-        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @staticmethod
     def _pair_files(image_folder: Path, mask_folder: Path) -> list[tuple[Path, Path]]:
@@ -131,27 +129,8 @@ class MaskFolderDataModule(L.LightningDataModule):
         scaled = (torch.stack(images).float() / 255.0 - self.mean) / self.std
         return scaled, torch.stack(masks)
 
-    def setup(self, stage: str | None = None) -> None:
-        if not self.splits:
-            self.splits = {split: self._load(indices) for split, indices in self.split_names.items()}
+    def load_splits(self) -> dict[str, TensorDataset]:
+        return {split: TensorDataset(*self._load(indices)) for split, indices in self.split_names.items()}
 
-    def train_dataloader(self) -> DataLoader:
-        self.setup()
-        crops = RandomCrops(*self.splits["train"], self.crop_size, self.crops_per_image, self.flips)
-        generator = torch.Generator().manual_seed(self.split_seed)
-        return DataLoader(crops, batch_size=self.batch_size, shuffle=True, generator=generator)
-
-    def val_dataloader(self) -> DataLoader | list:
-        self.setup()
-        if not self.split_names["val"]:
-            return []
-        return DataLoader(TensorDataset(*self.splits["val"]), batch_size=self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        self.setup()
-        return DataLoader(TensorDataset(*self.splits["test"]), batch_size=self.eval_batch_size)
-
-    def calibration_images(self, count: int) -> torch.Tensor:
-        """Unlabelled training images for compressors that use data (never the test split)."""
-        self.setup()
-        return self.splits["train"][0][:count]
+    def training_set(self) -> RandomCrops:
+        return RandomCrops(*self.splits["train"].tensors, self.crop_size, self.crops_per_image, self.flips)

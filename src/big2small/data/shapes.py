@@ -8,11 +8,11 @@ and noise; later shapes occlude earlier ones in both image and mask. Masks are i
 
 from __future__ import annotations
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
+from big2small.data.in_memory import InMemoryDataModule
 from big2small.errors import ConfigError
 
 SHAPE_CLASSES = ("disc", "square", "triangle")
@@ -53,7 +53,7 @@ def render_shapes(count: int, size: int, max_shapes: int, seed: int) -> tuple[np
     return np.clip(images, 0.0, 1.0), masks
 
 
-class ShapesDataModule(L.LightningDataModule):
+class ShapesDataModule(InMemoryDataModule):
     in_channels = 3
 
     def __init__(
@@ -70,7 +70,7 @@ class ShapesDataModule(L.LightningDataModule):
         num_classes: int = len(SHAPE_CLASSES) + 1,
         in_channels: int = 3,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, shuffle_seed=seed)
         multiclass = len(SHAPE_CLASSES) + 1
         if int(num_classes) not in (1, multiclass):
             raise ConfigError(f"data: shapes has num_classes {multiclass} (background + {', '.join(SHAPE_CLASSES)}) "
@@ -84,39 +84,15 @@ class ShapesDataModule(L.LightningDataModule):
             raise ConfigError("data: train_size and test_size must be >= 1, val_size >= 0")
         if int(max_shapes) < 1:
             raise ConfigError(f"data: max_shapes must be >= 1 (got {max_shapes})")
-        if int(batch_size) < 1 or int(eval_batch_size) < 1:
-            raise ConfigError(f"data: batch sizes must be >= 1 (got {batch_size}, {eval_batch_size})")
         self.name, self.image_size, self.max_shapes = name, int(image_size), int(max_shapes)
         self.sizes = {"train": int(train_size), "val": int(val_size), "test": int(test_size)}
         self.binary, self.seed = self.num_classes == 1, int(seed)
-        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
-        self.splits: dict[str, TensorDataset] = {}
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
+    def load_splits(self) -> dict[str, TensorDataset]:
+        splits = {}
         for offset, (split, count) in enumerate(self.sizes.items()):
             # One seed per split, so changing one split's size leaves the other splits' images unchanged.
             images, masks = render_shapes(count, self.image_size, self.max_shapes, self.seed * 3 + offset)
             masks = (masks > 0).astype(np.int64) if self.binary else masks
-            self.splits[split] = TensorDataset(torch.from_numpy((images - 0.5) / 0.25), torch.from_numpy(masks))
-
-    def train_dataloader(self) -> DataLoader:
-        self.setup()
-        generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.splits["train"], batch_size=self.batch_size, shuffle=True, generator=generator)
-
-    def val_dataloader(self) -> DataLoader | list:
-        self.setup()
-        if self.sizes["val"] == 0:
-            return []
-        return DataLoader(self.splits["val"], batch_size=self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        self.setup()
-        return DataLoader(self.splits["test"], batch_size=self.eval_batch_size)
-
-    def calibration_images(self, count: int) -> torch.Tensor:
-        """Unlabelled training images for compressors that use data (never the test split)."""
-        self.setup()
-        return self.splits["train"].tensors[0][:count]
+            splits[split] = TensorDataset(torch.from_numpy((images - 0.5) / 0.25), torch.from_numpy(masks))
+        return splits

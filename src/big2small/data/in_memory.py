@@ -1,0 +1,59 @@
+"""The part every data module here shares: splits decoded once into memory, and the loaders over them.
+
+A subclass builds its splits in `load_splits()` ("train" and "test", plus the optional validation split named by
+`val_split`, empty when the user asked for none); this class serves them to Lightning. Decoding everything in
+setup() means a corrupt file fails before any training starts.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from big2small.errors import ConfigError
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    val_split = "val"  # the split validation reads (a held-out part of the training images, for some data sets)
+
+    def __init__(self, batch_size: int, eval_batch_size: int, shuffle_seed: int) -> None:
+        super().__init__()
+        if int(batch_size) < 1 or int(eval_batch_size) < 1:
+            raise ConfigError(f"data: batch sizes must be >= 1 (got {batch_size}, {eval_batch_size})")
+        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
+        self.shuffle_seed = int(shuffle_seed)  # the training order depends on this seed alone
+        self.splits: dict[str, TensorDataset] = {}
+
+    def load_splits(self) -> dict[str, TensorDataset]:
+        raise NotImplementedError
+
+    def training_set(self) -> Dataset:
+        """What training batches are drawn from; subclasses wrap it with their augmentation."""
+        return self.splits["train"]
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.splits:
+            self.splits = self.load_splits()
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        generator = torch.Generator().manual_seed(self.shuffle_seed)
+        return DataLoader(self.training_set(), batch_size=self.batch_size, shuffle=True, generator=generator)
+
+    def val_dataloader(self) -> DataLoader | list:
+        """The validation split, or no loader (so Lightning skips validation) when it is empty."""
+        self.setup()
+        split = self.splits.get(self.val_split)
+        if split is None or len(split) == 0:
+            return []
+        return DataLoader(split, batch_size=self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        self.setup()
+        return DataLoader(self.splits["test"], batch_size=self.eval_batch_size)
+
+    def calibration_images(self, count: int) -> torch.Tensor:
+        """Unlabelled training images for compressors that use data (never the test split)."""
+        self.setup()
+        return self.splits["train"].tensors[0][:count]
