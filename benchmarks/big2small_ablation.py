@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import itertools
 
-from big2small_common import fit_and_rebuild, image_sets, resnet20, setup, top1
+from big2small_common import fit_and_rebuild, image_sets, mean_relative_error, resnet20, setup, top1
 
 
 def main() -> None:
@@ -42,11 +42,9 @@ def main() -> None:
             refinement={"enabled": refine, "steps": args.refine_steps, "lr": 1e-3, "num_inputs": 32,
                         "input_steps": 100})
         rebuilt = result["rebuilt"]
-        errors = [float((rebuilt.get_parameter(n).detach() - model.get_parameter(n)).norm()
-                        / model.get_parameter(n).norm()) for n in result["compressed"].meta["replaced"]]
         mark = {True: "on", False: "off"}
         print(f"| {mark[outliers]} | {mark[frequency]} | {mark[permute]} | {mark[refine]} | {result['ratio']:.2f} | "
-              f"{sum(errors) / len(errors):.3f} | {top1(rebuilt, *images['heldout']):.4f} | "
+              f"{mean_relative_error(model, result):.3f} | {top1(rebuilt, *images['heldout']):.4f} | "
               f"{top1(rebuilt, *images['test']):.4f} |", flush=True)
 
 

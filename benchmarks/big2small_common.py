@@ -59,6 +59,15 @@ def trainer_factory(root: str = "outputs/benchmarks/big2small"):
     return make
 
 
+def mean_relative_error(model: torch.nn.Module, result: dict) -> float:
+    """Mean over the replaced weights of ||W_rebuilt - W|| / ||W||."""
+    names = result["compressed"].meta["replaced"]
+    with torch.no_grad():
+        errors = [float((result["rebuilt"].get_parameter(n) - model.get_parameter(n)).norm()
+                        / model.get_parameter(n).norm()) for n in names]
+    return sum(errors) / len(errors)
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

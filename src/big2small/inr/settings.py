@@ -56,7 +56,7 @@ class INRSettings:
     min_width: int = 4             # narrower than this and a layer is stored as fp16 instead
     max_width: int = 512
     depth: int = 2                 # hidden layers
-    frequencies: int = 4           # Fourier features sin/cos(2^k pi x), k < frequencies (fourier only)
+    frequencies: int = 7           # Fourier features sin/cos(2^k pi x), k < frequencies (fourier only)
     activation: str = "relu"       # relu | gelu (fourier only)
     omega0: float = 30.0           # SIREN frequency scale
 
@@ -122,7 +122,7 @@ class FitSettings:
     """The weight-space fitting loop (Adam, cosine schedule), run by a Lightning Trainer."""
 
     steps: int = 1000
-    lr: float = 1e-3
+    lr: float = 3e-3
     batch_size: int | None = None  # coordinates sampled per INR per step; null = the whole grid every step
     resume: bool = False           # continue from the last checkpoint of an interrupted fit with equal settings
     checkpoint_dir: str | None = None  # where fits keep their checkpoints (null: no checkpoints, no resume)
