@@ -13,7 +13,7 @@ from tests.compressors.roundtrip import (
     round_trip,
 )
 
-BASELINES = ["quant", "kmeans", "magnitude", "lq_prune", "svd", "id_prune"]
+BASELINES = ["quant", "kmeans", "magnitude", "lq_prune", "svd", "id_prune", "hyper"]
 IMAGES = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(1))
 
 

@@ -24,6 +24,7 @@ SETTINGS: dict[str, dict] = {
     "lq_prune": {},
     "svd": {"rank_fraction": 0.5},
     "id_prune": {"keep_fraction": 0.5, "calibration_images": 8, "batch_size": 8},
+    "hyper": {"bits": 8},
     "big2small": {"target_ratio": 4.0, "fit": {"steps": 5}, "input_shape": [3, 32, 32]},
 }
 # Compressors that keep every weight to within 8-bit rounding: their rebuilt U-Net must compute nearly the same.
