@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--test-images", type=int, default=2000)
     parser.add_argument("--ratios", type=float, nargs="+", default=[2, 4, 8])
     parser.add_argument("--compressors", nargs="+",
-                        default=["quant", "kmeans", "magnitude", "lq_prune", "svd", "id_prune"])
+                        default=["quant", "kmeans", "magnitude", "lq_prune", "svd", "id_prune", "hyper"])
     args = parser.parse_args()
 
     common = ["data=cifar10", f"data.root={args.data_root}", "model=cifar_resnet20", "logger=none"]
