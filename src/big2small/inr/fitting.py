@@ -13,6 +13,7 @@ only, scaled by the world size so that DDP's gradient averaging hands every INR 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import lightning as L
@@ -124,15 +125,32 @@ class INRFitModule(L.LightningModule):
         denominators = mask.sum(dim=(1, 2)) * values.shape[2]
         per_inr = squared.sum(dim=(1, 2)) / denominators
         if self.loss_settings.frequency_weight > 0:
-            per_inr = per_inr + self.loss_settings.frequency_weight * torch.stack(
-                [self._frequency(group.targets[int(g)], predicted[k]) for k, g in enumerate(which)])
+            targets = [group.targets[int(g)] for g in which]
+            per_inr = per_inr + self.loss_settings.frequency_weight * self._frequency_terms(targets, predicted)
         return per_inr, squared.detach().sum(), (values**2 * mask).sum()
 
-    def _frequency(self, target: FitTarget, predicted: torch.Tensor) -> torch.Tensor:
-        values = target.values.to(predicted.device)
-        terms = [frequency_term(segment.matrix(predicted), segment.matrix(values), self.loss_settings.gamma)
-                 for segment in target.segments]
-        return torch.stack(terms).mean()
+    def _frequency_terms(self, targets: list[FitTarget], predicted: torch.Tensor) -> torch.Tensor:
+        """The frequency term of each target, (g,). Single-layer targets whose matrices share a shape (the usual
+        case in a stack) take one batched FFT; a target holding several layers (scope=model) averages its own."""
+        gamma = self.loss_settings.gamma
+        terms: list[torch.Tensor | None] = [None] * len(targets)
+        batches: dict[tuple, list[int]] = defaultdict(list)
+        for k, target in enumerate(targets):
+            if len(target.segments) == 1:
+                segment = target.segments[0]
+                batches[(segment.start, segment.count, segment.shape[0])].append(k)
+            else:
+                values = target.values.to(predicted.device)
+                terms[k] = torch.stack([frequency_term(s.matrix(predicted[k]), s.matrix(values), gamma)
+                                        for s in target.segments]).mean()
+        for (start, count, rows), members in batches.items():
+            rows_of = slice(start, start + count)
+            fitted = predicted[members, rows_of].reshape(len(members), rows, -1)
+            wanted = torch.stack([targets[k].values[rows_of] for k in members]).to(predicted.device)
+            for k, term in zip(members, frequency_term(fitted, wanted.reshape(len(members), rows, -1), gamma),
+                               strict=True):
+                terms[k] = term
+        return torch.stack(terms)
 
     def _sample(self, group: INRGroup, which: torch.Tensor) -> torch.Tensor:
         # A generator per INR and step, from (seed, target ordinal, step): the draw does not depend on which

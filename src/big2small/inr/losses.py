@@ -21,10 +21,10 @@ def frequency_weights(rows: int, cols: int, gamma: float) -> torch.Tensor:
 
 
 def frequency_term(predicted: torch.Tensor, target: torch.Tensor, gamma: float) -> torch.Tensor:
-    """mean_f omega(f) |FFT2(predicted) - FFT2(target)| for two (rows, cols) matrices."""
+    """mean_f omega(f) |FFT2(predicted) - FFT2(target)| for (..., rows, cols) matrices: one value per matrix."""
     difference = torch.fft.fft2(predicted - target, norm="ortho")  # FFT is linear: transform the difference once
-    weights = frequency_weights(predicted.shape[0], predicted.shape[1], float(gamma)).to(predicted.device)
-    return (weights * difference.abs()).mean()
+    weights = frequency_weights(predicted.shape[-2], predicted.shape[-1], float(gamma)).to(predicted.device)
+    return (weights * difference.abs()).mean(dim=(-2, -1))
 
 
 def frequency_aware_loss(predicted: torch.Tensor, target: torch.Tensor, weight: float, gamma: float) -> torch.Tensor:
