@@ -21,12 +21,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--refine-steps", type=int, default=100)
     parser.add_argument("--refine-lr", type=float, default=None, help="default: the compressor's refinement.lr")
+    parser.add_argument("--inr-kind", choices=["siren", "fourier"], default=None, help="default: the compressor's")
     parser.add_argument("--design", choices=["full", "one-at-a-time"], default="full",
                         help="full: all 16 combinations; one-at-a-time: all off, each alone on, all on (6 rows)")
     args = parser.parse_args()
     setup()
     model, images = resnet20(), image_sets()
-    print(f"ResNet-20 at target ratio {args.ratio:g}, {args.steps} fitting steps, {args.refine_steps} refinement "
+    print(f"ResNet-20 at target ratio {args.ratio:g}, INR {args.inr_kind or 'default'}, {args.steps} fitting steps, "
+          f"{args.refine_steps} refinement "
           f"steps (lr {args.refine_lr or 'default'}); base top-1: held-out {top1(model, *images['heldout']):.4f}, test {top1(model, *images['test']):.4f}",
           flush=True)
     print("| outliers | freq. loss | permutation | refinement | ratio | mean rel. error | held-out top-1 | test top-1 |")
@@ -38,6 +40,7 @@ def main() -> None:
     for outliers, frequency, permute, refine in combinations:
         result = fit_and_rebuild(
             model, target_ratio=args.ratio, fit={"steps": args.steps}, input_shape=[3, 32, 32],
+            inr={"kind": args.inr_kind} if args.inr_kind else {},
             outliers={"enabled": outliers}, loss={"frequency_weight": 0.1 if frequency else 0.0},
             permutation={"enabled": permute},
             refinement={"enabled": refine, "steps": args.refine_steps, "num_inputs": 32, "input_steps": 100,

@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--lr", type=float, default=None, help="default: the compressor's fit.lr")
     parser.add_argument("--bits", type=int, default=16, help="INR storage: 16 (fp16) or 8 (int8 + QAT steps)")
+    parser.add_argument("--inr-kind", choices=["siren", "fourier"], default=None, help="default: the compressor's")
     parser.add_argument("--frequencies", type=int, default=None,
                         help="Fourier frequencies of the INR input encoding; default: the compressor's")
     args = parser.parse_args()
@@ -38,6 +39,7 @@ def main() -> None:
     base_test, base_held = top1(model, *images["test"]), top1(model, *images["heldout"])
     fit = {"steps": args.steps, **({"lr": args.lr} if args.lr is not None else {})}
     inr = {"frequencies": args.frequencies} if args.frequencies is not None else {}
+    inr |= {"kind": args.inr_kind} if args.inr_kind else {}
     print(f"ResNet-20, {args.steps} fitting steps, {args.bits}-bit INRs, {fit | inr}, otherwise default "
           f"big2small settings; base top-1: test {base_test:.4f}, "
           f"held-out {base_held:.4f}", flush=True)

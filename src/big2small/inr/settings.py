@@ -49,7 +49,7 @@ def _choice(group: str, key: str, value, choices: tuple[str, ...]) -> str:
 class INRSettings:
     """The network family: coordinates (unit, scope) and the MLP shape."""
 
-    kind: str = "fourier"          # fourier (Fourier features + ReLU/GELU MLP) | siren (sine activations)
+    kind: str = "siren"            # fourier (Fourier features + ReLU/GELU MLP) | siren (sine activations)
     unit: str = "kernel"           # weight: one value per coordinate | kernel: kh*kw values per (layer, o, i)
     scope: str = "layer"           # layer: one INR per weight tensor | model: one INR per family of layers
     width: int | None = None       # fixed hidden width; null = chosen per INR to meet target_ratio
