@@ -126,11 +126,11 @@ class INRFitModule(L.LightningModule):
         per_inr = squared.sum(dim=(1, 2)) / denominators
         if self.loss_settings.frequency_weight > 0:
             targets = [group.targets[int(g)] for g in which]
-            per_inr = per_inr + self.loss_settings.frequency_weight * self._frequency_terms(targets, predicted)
+            per_inr = per_inr + self.loss_settings.frequency_weight * self._frequency_terms(targets, predicted, values)
         return per_inr, squared.detach().sum(), (values**2 * mask).sum()
 
-    def _frequency_terms(self, targets: list[FitTarget], predicted: torch.Tensor) -> torch.Tensor:
-        """The frequency term of each target, (g,). Single-layer targets whose matrices share a shape (the usual
+    def _frequency_terms(self, targets: list[FitTarget], predicted: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """The frequency term of each target, (g,); `values` is the device table `predicted` is compared with. Single-layer targets whose matrices share a shape (the usual
         case in a stack) take one batched FFT; a target holding several layers (scope=model) averages its own."""
         gamma = self.loss_settings.gamma
         terms: list[torch.Tensor | None] = [None] * len(targets)
@@ -140,15 +140,13 @@ class INRFitModule(L.LightningModule):
                 segment = target.segments[0]
                 batches[(segment.start, segment.count, segment.shape[0])].append(k)
             else:
-                values = target.values.to(predicted.device)
-                terms[k] = torch.stack([frequency_term(s.matrix(predicted[k]), s.matrix(values), gamma)
+                terms[k] = torch.stack([frequency_term(s.matrix(predicted[k]), s.matrix(values[k]), gamma)
                                         for s in target.segments]).mean()
         for (start, count, rows), members in batches.items():
             rows_of = slice(start, start + count)
             fitted = predicted[members, rows_of].reshape(len(members), rows, -1)
-            wanted = torch.stack([targets[k].values[rows_of] for k in members]).to(predicted.device)
-            for k, term in zip(members, frequency_term(fitted, wanted.reshape(len(members), rows, -1), gamma),
-                               strict=True):
+            wanted = values[members, rows_of].reshape(len(members), rows, -1)
+            for k, term in zip(members, frequency_term(fitted, wanted, gamma), strict=True):
                 terms[k] = term
         return torch.stack(terms)
 
