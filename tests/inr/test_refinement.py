@@ -1,10 +1,11 @@
 import copy
 
+import pytest
 import torch
 from torch import nn
 
 from big2small.compressors.big2small_inr import Big2SmallCompressor
-from big2small.inr.refinement import _statistics_gap, synthetic_inputs
+from big2small.inr.refinement import _statistics_gap, observing, synthetic_inputs
 from big2small.inr.settings import RefinementSettings
 from tests.compressors.test_big2small import trainer_factory
 from tests.conftest import tiny_cnn
@@ -46,16 +47,28 @@ def _smooth_mlp():
     return model.eval()
 
 
-def test_refinement_brings_the_rebuilt_outputs_closer_to_the_original(tmp_path):
+@pytest.mark.parametrize("feature_weight", [0.0, 1.0])
+def test_refinement_brings_the_rebuilt_outputs_closer_to_the_original(tmp_path, feature_weight):
     model = _smooth_mlp()
     x = torch.randn(256, 48, generator=torch.Generator().manual_seed(1))
 
     def output_error(refine: bool) -> float:
         compressor = Big2SmallCompressor(target_ratio=3, fit={"steps": 20, "lr": 3e-3}, input_shape=[48],
-                                         refinement={"enabled": refine, "inputs": "noise", "steps": 60, "lr": 3e-3})
+                                         refinement={"enabled": refine, "inputs": "noise", "steps": 60, "lr": 3e-3,
+                                                     "num_inputs": 64, "feature_weight": feature_weight})
         compressed = compressor.fit(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
         rebuilt = compressed.apply(copy.deepcopy(model)).eval()
         with torch.no_grad():
             return float((rebuilt(x) - model(x)).pow(2).mean() / model(x).var())
 
     assert output_error(refine=True) < 0.7 * output_error(refine=False)
+
+
+def test_observing_collects_the_named_layer_outputs_in_the_order_asked():
+    model = _smooth_mlp()
+    x = torch.randn(4, 48, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad(), observing(model, ["3", "0"]) as outputs:
+        model(x)
+    assert [o.shape[1] for o in outputs] == [32, 96]
+    torch.testing.assert_close(outputs[1], model[0](x))
+    assert not model[0]._forward_hooks  # the hooks are gone afterwards

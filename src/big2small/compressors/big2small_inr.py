@@ -165,7 +165,7 @@ class Big2SmallCompressor(Compressor):
                 for segment in target.segments:
                     set_parameter(student, segment.name, weights[segment.name].half().float())
         inputs = synthetic_inputs(copy.deepcopy(model), self.model_input_shape(model), self.refinement, self.seed)
-        module = RefineModule(groups, _layer_codes(prepared), student, inputs, _teacher_outputs(model, inputs),
+        module = RefineModule(groups, _layer_codes(prepared), student, copy.deepcopy(model), inputs,
                               self.refinement, quantised=self.storage.bits == 8)
         trainer = trainer_factory(max_steps=self.refinement.steps, max_epochs=-1, use_distributed_sampler=False,
                                   enable_checkpointing=False)
@@ -343,11 +343,6 @@ def _cat(parts: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
 
 def _layer_codes(prepared) -> dict[str, LayerCode]:
     return {name: LayerCode(p.mean, p.std, p.outlier_index, p.outlier_value) for name, p in prepared.items()}
-
-
-def _teacher_outputs(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([model.eval()(chunk) for chunk in inputs.split(256)])
 
 
 def _unpack_orders(meta: dict, packed: torch.Tensor | None) -> list[torch.Tensor]:

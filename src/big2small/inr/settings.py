@@ -156,11 +156,12 @@ class RefinementSettings:
 
     enabled: bool = False
     inputs: str = "bn_stats"       # bn_stats: noise optimised to match BN running statistics | noise
-    num_inputs: int = 64
-    input_steps: int = 200         # optimisation steps of the synthetic inputs (bn_stats)
-    steps: int = 200
-    lr: float = 1e-4
+    num_inputs: int = 256
+    input_steps: int = 100         # optimisation steps of the synthetic inputs (bn_stats)
+    steps: int = 300
+    lr: float = 1e-5               # SIREN's omega0 multiplies every change; 1e-4 wrecked ResNet-20 at 4x
     batch_size: int = 32
+    feature_weight: float = 1.0    # weight of matching every compressed layer's output; 0 = logits only
 
     def __post_init__(self) -> None:
         g = "refinement"
@@ -169,6 +170,7 @@ class RefinementSettings:
         for key in ("num_inputs", "input_steps", "steps", "batch_size"):
             setattr(self, key, _integer(g, key, getattr(self, key), 1 if key != "input_steps" else 0))
         self.lr = _positive(g, "lr", self.lr)
+        self.feature_weight = _positive(g, "feature_weight", self.feature_weight, allow_zero=True)
 
 
 def input_shape_setting(value) -> list[int] | None:
