@@ -1,8 +1,9 @@
 """Ablation of Big2Small on ResNet-20 at one ratio: outliers x frequency loss x permutation x refinement.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/big2small_ablation.py --ratio 8 --steps 500 --refine-steps 100
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/big2small_ablation.py --ratio 4 --steps 500
 
-Synthetic inputs for refinement: 32 images, 100 BN-statistics steps. Prints a markdown table: one row per combination (16, or 6 with --design one-at-a-time), with the measured ratio, the mean per-layer relative
+Refinement uses the compressor's settings (conf/compressor/big2small.yaml) unless --refine-steps or --refine-lr
+say otherwise. Prints a markdown table: one row per combination (16, or 6 with --design one-at-a-time), with the measured ratio, the mean per-layer relative
 reconstruction error, top-1 on 1,000 held-out training images (the number to choose by) and on 2,000 test
 images (200 per class) (reported, never chosen on).
 """
@@ -19,17 +20,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ratio", type=float, default=8)
     parser.add_argument("--steps", type=int, default=500)
-    parser.add_argument("--refine-steps", type=int, default=100)
+    parser.add_argument("--refine-steps", type=int, default=None, help="default: the compressor's refinement.steps")
     parser.add_argument("--refine-lr", type=float, default=None, help="default: the compressor's refinement.lr")
     parser.add_argument("--inr-kind", choices=["siren", "fourier"], default=None, help="default: the compressor's")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the INR initialisation, sampling and inputs")
     parser.add_argument("--design", choices=["full", "one-at-a-time"], default="full",
                         help="full: all 16 combinations; one-at-a-time: all off, each alone on, all on (6 rows)")
     args = parser.parse_args()
     setup()
     model, images = resnet20(), image_sets()
-    print(f"ResNet-20 at target ratio {args.ratio:g}, INR {args.inr_kind or 'default'}, {args.steps} fitting steps, "
-          f"{args.refine_steps} refinement "
-          f"steps (lr {args.refine_lr or 'default'}); base top-1: held-out {top1(model, *images['heldout']):.4f}, test {top1(model, *images['test']):.4f}",
+    print(f"ResNet-20 at target ratio {args.ratio:g}, seed {args.seed}, INR {args.inr_kind or 'default'}, {args.steps} fitting steps, "
+          f"{args.refine_steps or 'default'} refinement steps (lr {args.refine_lr or 'default'}); base top-1: held-out {top1(model, *images['heldout']):.4f}, test {top1(model, *images['test']):.4f}",
           flush=True)
     print("| outliers | freq. loss | permutation | refinement | ratio | mean rel. error | held-out top-1 | test top-1 |")
     print("|---|---|---|---|---|---|---|---|", flush=True)
@@ -39,11 +40,11 @@ def main() -> None:
         combinations = [tuple(i == k for i in range(4)) for k in range(-1, 4)] + [(True,) * 4]
     for outliers, frequency, permute, refine in combinations:
         result = fit_and_rebuild(
-            model, target_ratio=args.ratio, fit={"steps": args.steps}, input_shape=[3, 32, 32],
+            model, target_ratio=args.ratio, fit={"steps": args.steps}, input_shape=[3, 32, 32], seed=args.seed,
             inr={"kind": args.inr_kind} if args.inr_kind else {},
             outliers={"enabled": outliers}, loss={"frequency_weight": 0.1 if frequency else 0.0},
             permutation={"enabled": permute},
-            refinement={"enabled": refine, "steps": args.refine_steps, "num_inputs": 32, "input_steps": 100,
+            refinement={"enabled": refine, **({"steps": args.refine_steps} if args.refine_steps else {}),
                         **({"lr": args.refine_lr} if args.refine_lr is not None else {})})
         rebuilt = result["rebuilt"]
         mark = {True: "on", False: "off"}

@@ -5,8 +5,9 @@
 Prints one markdown row per ratio: measured ratio, fit seconds, fitting steps per second, process peak RSS,
 decode seconds, top-1 before and after on 2,000 test images (200 per class) and on 1,000 held-out training
 images.
-Default compressor settings (conf/compressor/big2small.yaml) except steps, learning rate, storage bits and the
-number of Fourier frequencies, which are options here.
+Default compressor settings (conf/compressor/big2small.yaml) except steps, learning rate, storage bits, the
+number of Fourier frequencies and refinement (off unless --refine), which are options here. With --refine the
+fit seconds include the synthetic inputs and the refinement, and steps/s is left out ("-").
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def main() -> None:
     parser.add_argument("--inr-kind", choices=["siren", "fourier"], default=None, help="default: the compressor's")
     parser.add_argument("--frequencies", type=int, default=None,
                         help="Fourier frequencies of the INR input encoding; default: the compressor's")
+    parser.add_argument("--refine", action="store_true", help="data-free refinement with the compressor's settings")
+    parser.add_argument("--refine-steps", type=int, default=None, help="default: the compressor's refinement.steps")
     args = parser.parse_args()
     setup()
     model, images = resnet20(), image_sets()
@@ -40,17 +43,23 @@ def main() -> None:
     fit = {"steps": args.steps, **({"lr": args.lr} if args.lr is not None else {})}
     inr = {"frequencies": args.frequencies} if args.frequencies is not None else {}
     inr |= {"kind": args.inr_kind} if args.inr_kind else {}
-    print(f"ResNet-20, {args.steps} fitting steps, {args.bits}-bit INRs, {fit | inr}, otherwise default "
+    refinement = {"enabled": args.refine}
+    if args.refine_steps is not None:
+        refinement["steps"] = args.refine_steps
+    print(f"ResNet-20, {args.steps} fitting steps, {args.bits}-bit INRs, {fit | inr}, refinement {refinement}, "
+          f"otherwise default "
           f"big2small settings; base top-1: test {base_test:.4f}, "
           f"held-out {base_held:.4f}", flush=True)
     print("| target | measured ratio | bytes | fit s | steps/s | peak RSS MB | decode s | mean rel. error "
           "| test top-1 before -> after | held-out top-1 after |")
     print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for ratio in args.ratios:
-        result = fit_and_rebuild(model, target_ratio=ratio, fit=fit, storage={"bits": args.bits}, inr=inr)
+        result = fit_and_rebuild(model, target_ratio=ratio, fit=fit, storage={"bits": args.bits}, inr=inr,
+                                 refinement=refinement, input_shape=[3, 32, 32])
         rebuilt = result["rebuilt"]
+        speed = "-" if args.refine else f"{args.steps / result['fit_seconds']:.1f}"
         print(f"| {ratio:g} | {result['ratio']:.2f} | {result['bytes']} | {result['fit_seconds']:.1f} | "
-              f"{args.steps / result['fit_seconds']:.1f} | {peak_rss_mb():.0f} | {result['decode_seconds']:.3f} | "
+              f"{speed} | {peak_rss_mb():.0f} | {result['decode_seconds']:.3f} | "
               f"{mean_relative_error(model, result):.3f} | "
               f"{base_test:.4f} -> {top1(rebuilt, *images['test']):.4f} | {top1(rebuilt, *images['heldout']):.4f} |",
               flush=True)

@@ -25,6 +25,12 @@ from big2small.inr.settings import RefinementSettings
 NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
+# Images are optimised in chunks of this many: each chunk's batch statistics are matched on their own (as a training
+# batch's would be), memory stays bounded, and time grows linearly with num_inputs (one batch of 1,024 CIFAR
+# images took over ten times as long as four batches of 256 on a 2-core machine).
+CHUNK = 128
+
+
 def synthetic_inputs(model: nn.Module, shape: list[int], settings: RefinementSettings, seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     images = torch.randn(settings.num_inputs, *shape, generator=generator)
@@ -36,21 +42,28 @@ def synthetic_inputs(model: nn.Module, shape: list[int], settings: RefinementSet
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    images.requires_grad_(True)
-    optimizer = torch.optim.Adam([images], lr=0.1)
     try:
-        for _ in range(settings.input_steps):
-            captured.clear()
-            optimizer.zero_grad()
-            model(images)
-            loss = sum(_statistics_gap(x, m) for x, m in zip(captured, norms, strict=False))
-            loss.backward()
-            optimizer.step()
+        chunks = [_match_statistics(model, chunk, norms, captured, settings.input_steps)
+                  for chunk in images.split(CHUNK)]
     finally:
         for hook in hooks:
             hook.remove()
         for p in model.parameters():
             p.requires_grad_(True)
+    return torch.cat(chunks)
+
+
+def _match_statistics(model: nn.Module, images: torch.Tensor, norms: list[nn.Module], captured: list[torch.Tensor],
+                      steps: int) -> torch.Tensor:
+    images = images.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([images], lr=0.1)
+    for _ in range(steps):
+        captured.clear()
+        optimizer.zero_grad()
+        model(images)
+        loss = sum(_statistics_gap(x, m) for x, m in zip(captured, norms, strict=False))
+        loss.backward()
+        optimizer.step()
     return images.detach()
 
 
