@@ -23,6 +23,8 @@ def main() -> None:
     parser.add_argument("--refine-steps", type=int, default=None, help="default: the compressor's refinement.steps")
     parser.add_argument("--refine-lr", type=float, default=None, help="default: the compressor's refinement.lr")
     parser.add_argument("--inr-kind", choices=["siren", "fourier"], default=None, help="default: the compressor's")
+    parser.add_argument("--refinement", choices=["both", "on", "off"], default="both",
+                        help="only the rows with refinement on (or off), e.g. to run the halves on two cores")
     parser.add_argument("--seed", type=int, default=0, help="seeds the INR initialisation, sampling and inputs")
     parser.add_argument("--design", choices=["full", "one-at-a-time"], default="full",
                         help="full: all 16 combinations; one-at-a-time: all off, each alone on, all on (6 rows)")
@@ -38,6 +40,8 @@ def main() -> None:
         combinations = list(itertools.product([False, True], repeat=4))
     else:
         combinations = [tuple(i == k for i in range(4)) for k in range(-1, 4)] + [(True,) * 4]
+    if args.refinement != "both":
+        combinations = [c for c in combinations if c[3] == (args.refinement == "on")]
     for outliers, frequency, permute, refine in combinations:
         result = fit_and_rebuild(
             model, target_ratio=args.ratio, fit={"steps": args.steps}, input_shape=[3, 32, 32], seed=args.seed,

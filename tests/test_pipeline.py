@@ -95,3 +95,15 @@ def test_nan_weights_stop_big2small_and_name_the_layer(tmp_path, cache_dir):
 def test_diverging_inr_fit_stops_with_the_layer_named(tmp_path, cache_dir):
     with pytest.raises(FittingError, match=r"diverged.*(features\.\d+\.weight|classifier\.weight)"):
         _run(tmp_path, cache_dir, ["compressor=big2small", "compressor.fit.steps=30", "compressor.fit.lr=1e30"])
+
+
+@pytest.mark.parametrize("overrides, shape", [
+    ([], [1, 8, 8]),                                                 # digits images are 8x8, grey
+    (["task=segmentation"], [3, 32, 32]),                            # shapes at its image_size
+    (["compressor.input_shape=[1,16,16]"], [1, 16, 16]),             # the user's own setting wins
+])
+def test_big2small_takes_the_data_input_shape_unless_given_one(overrides, shape):
+    from big2small.pipeline import build_parts
+
+    parts = build_parts(compose_config(["logger=none", "compressor=big2small", *overrides]))
+    assert parts.compressor.input_shape == shape

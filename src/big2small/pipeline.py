@@ -53,6 +53,9 @@ def build_parts(cfg: DictConfig) -> RunParts:
     task = _build(cfg.task)
     model = _build(cfg.model.net)
     compressor = _build(cfg.compressor)
+    # Synthetic inputs (Big2Small's refinement) must have the data's shape; a user's own data module may not say.
+    data_shape = getattr(data, "input_shape", None)
+    compressor.accept_input_shape(data_shape() if callable(data_shape) else None)
     tracker = _build(cfg.logger) if cfg.get("logger") else Tracker()
     checkpoint = cfg.model.get("checkpoint")
     if checkpoint and not Path(checkpoint).is_file():

@@ -45,6 +45,11 @@ class Compressor(ABC):
         except ValueError as error:
             raise ConfigError(f"{self.name}: {error}") from None
 
+    def accept_input_shape(self, shape: list[int] | None) -> None:
+        """The data's input shape (a setting, not data), offered by the pipeline before fit(). Compressors that
+        run the model on synthetic inputs use it when not told a shape of their own; the rest ignore it."""
+        return None
+
     def select(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """The weights this compressor replaces, by parameter name."""
         weights = compressible_weights(model, self.layer_types, self.min_params)

@@ -171,8 +171,12 @@ class Big2SmallCompressor(Compressor):
                                   enable_checkpointing=False)
         trainer.fit(module)
 
+    def accept_input_shape(self, shape: list[int] | None) -> None:
+        if self.input_shape is None and shape is not None:
+            self.input_shape = input_shape_setting(shape)
+
     def model_input_shape(self, model: nn.Module) -> list[int]:
-        """input_shape, or else inferred from the first layer: channels of the first conv at 32 per side."""
+        """input_shape (set, or accepted from the data), else inferred: the first conv's channels at 32 per side."""
         if self.input_shape is not None:
             return self.input_shape
         for module in model.modules():

@@ -76,6 +76,9 @@ class AugmentedImages(Dataset):
 class Cifar10DataModule(InMemoryDataModule):
     num_classes = 10
     in_channels = 3
+
+    def input_shape(self) -> list[int]:
+        return [3, 32, 32]
     val_split = "heldout"
 
     def __init__(

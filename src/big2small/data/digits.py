@@ -16,6 +16,9 @@ class DigitsDataModule(InMemoryDataModule):
     num_classes = 10
     in_channels = 1
 
+    def input_shape(self) -> list[int]:
+        return [1, 8, 8]
+
     def __init__(
         self,
         name: str = "digits",

@@ -89,6 +89,9 @@ class ImageFolderDataModule(InMemoryDataModule):
         batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
         return ((batch - self.mean) / self.std).contiguous(), torch.tensor(labels, dtype=torch.int64)
 
+    def input_shape(self) -> list[int]:
+        return [self.in_channels, self.image_size, self.image_size]
+
     def load_splits(self) -> dict[str, TensorDataset]:
         train_x, train_y = self._load(self.split_dirs["train"])
         if self.heldout_size >= len(train_y):

@@ -28,6 +28,11 @@ class InMemoryDataModule(L.LightningDataModule):
     def load_splits(self) -> dict[str, TensorDataset]:
         raise NotImplementedError
 
+    def input_shape(self) -> list[int] | None:
+        """One model input's shape without the batch dim, from the settings alone (no image is read); None when
+        only the images would tell. Data-free compressors that run the model on synthetic inputs use it."""
+        return None
+
     def training_set(self) -> Dataset:
         """What training batches are drawn from; subclasses wrap it with their augmentation."""
         return self.splits["train"]

@@ -129,6 +129,10 @@ class MaskFolderDataModule(InMemoryDataModule):
         scaled = (torch.stack(images).float() / 255.0 - self.mean) / self.std
         return scaled, torch.stack(masks)
 
+    def input_shape(self) -> list[int] | None:
+        """The training crop; without crops the image size varies with the files, so it is not known here."""
+        return [self.in_channels, self.crop_size, self.crop_size] if self.crop_size else None
+
     def load_splits(self) -> dict[str, TensorDataset]:
         return {split: TensorDataset(*self._load(indices)) for split, indices in self.split_names.items()}
 

@@ -56,6 +56,9 @@ def render_shapes(count: int, size: int, max_shapes: int, seed: int) -> tuple[np
 class ShapesDataModule(InMemoryDataModule):
     in_channels = 3
 
+    def input_shape(self) -> list[int]:
+        return [3, self.image_size, self.image_size]
+
     def __init__(
         self,
         name: str = "shapes",
