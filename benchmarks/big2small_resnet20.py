@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--inr-kind", choices=["siren", "fourier"], default=None, help="default: the compressor's")
     parser.add_argument("--frequencies", type=int, default=None,
                         help="Fourier frequencies of the INR input encoding; default: the compressor's")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the INR initialisation, sampling and inputs")
     parser.add_argument("--refine", action="store_true", help="data-free refinement with the compressor's settings")
     parser.add_argument("--refine-steps", type=int, default=None, help="default: the compressor's refinement.steps")
     args = parser.parse_args()
@@ -46,7 +47,7 @@ def main() -> None:
     refinement = {"enabled": args.refine}
     if args.refine_steps is not None:
         refinement["steps"] = args.refine_steps
-    print(f"ResNet-20, {args.steps} fitting steps, {args.bits}-bit INRs, {fit | inr}, refinement {refinement}, "
+    print(f"ResNet-20, {args.steps} fitting steps, {args.bits}-bit INRs, {fit | inr}, refinement {refinement}, seed {args.seed}, "
           f"otherwise default "
           f"big2small settings; base top-1: test {base_test:.4f}, "
           f"held-out {base_held:.4f}", flush=True)
@@ -55,7 +56,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for ratio in args.ratios:
         result = fit_and_rebuild(model, target_ratio=ratio, fit=fit, storage={"bits": args.bits}, inr=inr,
-                                 refinement=refinement, input_shape=[3, 32, 32])
+                                 refinement=refinement, input_shape=[3, 32, 32], seed=args.seed)
         rebuilt = result["rebuilt"]
         speed = "-" if args.refine else f"{args.steps / result['fit_seconds']:.1f}"
         print(f"| {ratio:g} | {result['ratio']:.2f} | {result['bytes']} | {result['fit_seconds']:.1f} | "
