@@ -37,6 +37,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seeds the INR initialisation, sampling and inputs")
     parser.add_argument("--refine", action="store_true", help="data-free refinement with the compressor's settings")
     parser.add_argument("--refine-steps", type=int, default=None, help="default: the compressor's refinement.steps")
+    parser.add_argument("--refine-inputs", type=int, default=None, help="default: the compressor's num_inputs")
+    parser.add_argument("--refine-lr", type=float, default=None, help="default: the compressor's refinement.lr")
     args = parser.parse_args()
     setup()
     model, images = resnet20(), image_sets()
@@ -45,8 +47,9 @@ def main() -> None:
     inr = {"frequencies": args.frequencies} if args.frequencies is not None else {}
     inr |= {"kind": args.inr_kind} if args.inr_kind else {}
     refinement = {"enabled": args.refine}
-    if args.refine_steps is not None:
-        refinement["steps"] = args.refine_steps
+    for key, value in (("steps", args.refine_steps), ("num_inputs", args.refine_inputs), ("lr", args.refine_lr)):
+        if value is not None:
+            refinement[key] = value
     print(f"ResNet-20, {args.steps} fitting steps, {args.bits}-bit INRs, {fit | inr}, refinement {refinement}, seed {args.seed}, "
           f"otherwise default "
           f"big2small settings; base top-1: test {base_test:.4f}, "
