@@ -41,3 +41,20 @@ def test_two_process_fit_equals_one_process_fit(tmp_path):
     untrained = Big2SmallCompressor(**{**settings, "fit": {"steps": 1, "lr": 1e-12}}).fit(
         copy.deepcopy(model), trainer_factory=_factory(1, tmp_path / "c"))
     assert not torch.equal(untrained.tensors["inr_fp16"], single.tensors["inr_fp16"])
+
+
+@pytest.mark.slow
+def test_two_process_refinement_equals_one_process_refinement(tmp_path):
+    # Refinement draws the same synthetic batches on every rank, so DDP averages two equal gradients: exact again.
+    model = tiny_cnn()
+    settings = dict(target_ratio=3.0, inr={"min_width": 2}, fit={"steps": 5, "lr": 3e-3}, seed=3,
+                    input_shape=[1, 8, 8],
+                    refinement={"enabled": True, "num_inputs": 8, "input_steps": 3, "steps": 5, "batch_size": 4,
+                                "lr": 1e-3})
+    single = Big2SmallCompressor(**settings).fit(copy.deepcopy(model), trainer_factory=_factory(1, tmp_path / "a"))
+    double = Big2SmallCompressor(**settings).fit(copy.deepcopy(model), trainer_factory=_factory(2, tmp_path / "b"))
+    for name in single.tensors:
+        assert torch.equal(single.tensors[name], double.tensors[name]), name
+    unrefined = Big2SmallCompressor(**{**settings, "refinement": {"enabled": False}}).fit(
+        copy.deepcopy(model), trainer_factory=_factory(1, tmp_path / "c"))
+    assert not torch.equal(unrefined.tensors["inr_fp16"], single.tensors["inr_fp16"])
