@@ -25,13 +25,14 @@ def main() -> None:
     parser.add_argument("--inr-kind", choices=["siren", "fourier"], default=None, help="default: the compressor's")
     parser.add_argument("--refinement", choices=["both", "on", "off"], default="both",
                         help="only the rows with refinement on (or off), e.g. to run the halves on two cores")
+    parser.add_argument("--bits", type=int, default=16, help="INR storage: 16 (fp16) or 8 (int8 + QAT steps)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the INR initialisation, sampling and inputs")
     parser.add_argument("--design", choices=["full", "one-at-a-time"], default="full",
                         help="full: all 16 combinations; one-at-a-time: all off, each alone on, all on (6 rows)")
     args = parser.parse_args()
     setup()
     model, images = resnet20(), image_sets()
-    print(f"ResNet-20 at target ratio {args.ratio:g}, seed {args.seed}, INR {args.inr_kind or 'default'}, {args.steps} fitting steps, "
+    print(f"ResNet-20 at target ratio {args.ratio:g}, seed {args.seed}, {args.bits}-bit INR {args.inr_kind or 'default'}, {args.steps} fitting steps, "
           f"{args.refine_steps or 'default'} refinement steps (lr {args.refine_lr or 'default'}); base top-1: held-out {top1(model, *images['heldout']):.4f}, test {top1(model, *images['test']):.4f}",
           flush=True)
     print("| outliers | freq. loss | permutation | refinement | ratio | mean rel. error | held-out top-1 | test top-1 |")
@@ -45,6 +46,7 @@ def main() -> None:
     for outliers, frequency, permute, refine in combinations:
         result = fit_and_rebuild(
             model, target_ratio=args.ratio, fit={"steps": args.steps}, input_shape=[3, 32, 32], seed=args.seed,
+            storage={"bits": args.bits},
             inr={"kind": args.inr_kind} if args.inr_kind else {},
             outliers={"enabled": outliers}, loss={"frequency_weight": 0.1 if frequency else 0.0},
             permutation={"enabled": permute},
