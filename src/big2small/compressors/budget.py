@@ -11,11 +11,22 @@ import logging
 from collections.abc import Callable, Hashable
 
 from big2small.codec import Compressed
+from big2small.errors import ConfigError
 
 # Slack left for header bytes that change between the sizing pass and the final artifact (digits in JSON).
 HEADER_SLACK_BYTES = 64
 # How far above the target a ratio may land before a compressor reports that it could not get closer.
 TOLERANCE = 0.05
+
+
+def fixed_bits(name: str, bits, target_ratio, low: int, high: int) -> int | None:
+    """A bit-width compressor's fixed `bits`, validated; None when target_ratio decides the widths instead (bits is
+    then unused, recorded as null in the header)."""
+    if bits is None and target_ratio is None:
+        raise ConfigError(f"{name}: set bits ({low}..{high}) or target_ratio")
+    if bits is not None and (int(bits) != bits or not low <= int(bits) <= high):
+        raise ConfigError(f"{name}: bits must be an integer in {low}..{high} (got {bits})")
+    return None if bits is None or target_ratio is not None else int(bits)
 
 
 def artifact_bytes(compressed: Compressed) -> int:

@@ -33,6 +33,7 @@ from big2small.compressors.budget import (
     HEADER_SLACK_BYTES,
     artifact_bytes,
     budget_bytes,
+    fixed_bits,
     greedy_raise,
     report_landing,
 )
@@ -52,17 +53,13 @@ class HyperCompression(Compressor):
     def __init__(self, bits: int | None = 8, group_size: int | str = "auto", target_ratio=None,
                  layer_types=("conv", "linear"), min_params=0) -> None:
         super().__init__(target_ratio, layer_types, min_params)
-        if bits is None and target_ratio is None:
-            raise ConfigError("hyper: set bits (1..16) or target_ratio")
-        if bits is not None and (int(bits) != bits or not MIN_BITS <= int(bits) <= MAX_BITS):
-            raise ConfigError(f"hyper: bits must be an integer in {MIN_BITS}..{MAX_BITS} (got {bits})")
+        self.bits = fixed_bits(self.name, bits, target_ratio, MIN_BITS, MAX_BITS)
         if group_size == "auto":
             group_size = 1 if target_ratio is not None and float(target_ratio) < 4 else 2
         if isinstance(group_size, bool) or not isinstance(group_size, int | float) or int(group_size) != group_size \
                 or not 1 <= int(group_size) <= MAX_GROUP_SIZE:
             raise ConfigError(f"hyper: group_size must be an integer in 1..{MAX_GROUP_SIZE} or auto (got {group_size})")
         self.group_size = int(group_size)
-        self.bits = None if bits is None or target_ratio is not None else int(bits)
 
     def settings(self) -> dict:
         return {**super().settings(), "bits": self.bits, "group_size": self.group_size}

@@ -27,6 +27,7 @@ from big2small.compressors.budget import (
     HEADER_SLACK_BYTES,
     artifact_bytes,
     budget_bytes,
+    fixed_bits,
     greedy_raise,
     report_landing,
 )
@@ -44,13 +45,9 @@ class KMeansSharing(Compressor):
     def __init__(self, bits: int | None = 4, iterations: int = 30, target_ratio=None,
                  layer_types=("conv", "linear"), min_params=0) -> None:
         super().__init__(target_ratio, layer_types, min_params)
-        if bits is None and target_ratio is None:
-            raise ConfigError("kmeans: set bits (1..16) or target_ratio")
-        if bits is not None and (int(bits) != bits or not MIN_BITS <= int(bits) <= MAX_BITS):
-            raise ConfigError(f"kmeans: bits must be an integer in {MIN_BITS}..{MAX_BITS} (got {bits})")
+        self.bits = fixed_bits(self.name, bits, target_ratio, MIN_BITS, MAX_BITS)
         if int(iterations) != iterations or int(iterations) < 0:
             raise ConfigError(f"kmeans: iterations must be an integer >= 0 (got {iterations})")
-        self.bits = None if bits is None or target_ratio is not None else int(bits)
         self.iterations = int(iterations)
 
     def settings(self) -> dict:

@@ -27,11 +27,11 @@ from big2small.compressors.budget import (
     HEADER_SLACK_BYTES,
     artifact_bytes,
     budget_bytes,
+    fixed_bits,
     greedy_raise,
     report_landing,
 )
 from big2small.compressors.layers import set_parameter
-from big2small.errors import ConfigError
 
 MIN_BITS, MAX_BITS = 2, 16
 
@@ -42,12 +42,7 @@ class UniformQuantizer(Compressor):
 
     def __init__(self, bits: int | None = 8, target_ratio=None, layer_types=("conv", "linear"), min_params=0):
         super().__init__(target_ratio, layer_types, min_params)
-        if bits is None and target_ratio is None:
-            raise ConfigError("quant: set bits (2..16) or target_ratio")
-        if bits is not None and (int(bits) != bits or not MIN_BITS <= int(bits) <= MAX_BITS):
-            raise ConfigError(f"quant: bits must be an integer in {MIN_BITS}..{MAX_BITS} (got {bits})")
-        # target_ratio, when set, decides the widths; bits is then unused (recorded as null in the header).
-        self.bits = None if bits is None or target_ratio is not None else int(bits)
+        self.bits = fixed_bits(self.name, bits, target_ratio, MIN_BITS, MAX_BITS)
 
     def settings(self) -> dict:
         return {**super().settings(), "bits": self.bits}
