@@ -164,8 +164,9 @@ class Big2SmallCompressor(Compressor):
             if widths[target.key] is None:
                 for segment in target.segments:
                     set_parameter(student, segment.name, weights[segment.name].half().float())
-        inputs = synthetic_inputs(copy.deepcopy(model), self.model_input_shape(model), self.refinement, self.seed)
-        module = RefineModule(groups, _layer_codes(prepared), student, copy.deepcopy(model), inputs,
+        teacher = copy.deepcopy(model)  # makes the synthetic inputs, then serves as the frozen reference
+        inputs = synthetic_inputs(teacher, self.model_input_shape(model), self.refinement, self.seed)
+        module = RefineModule(groups, _layer_codes(prepared), student, teacher, inputs,
                               self.refinement, quantised=self.storage.bits == 8)
         trainer = trainer_factory(max_steps=self.refinement.steps, max_epochs=-1, use_distributed_sampler=False,
                                   enable_checkpointing=False)
