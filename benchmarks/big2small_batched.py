@@ -17,11 +17,17 @@ from collections import defaultdict
 import torch
 from big2small_common import resnet20, setup
 
-from big2small.inr.coords import build_targets
-from big2small.inr.fitting import INRFitModule, INRGroup
-from big2small.inr.networks import build_network
-from big2small.inr.outliers import preprocess
-from big2small.inr.settings import FitSettings, INRSettings, LossSettings, OutlierSettings, StorageSettings
+from big2small.methods.big2small.coords import build_targets
+from big2small.methods.big2small.fitting import INRFitModule, INRGroup
+from big2small.methods.big2small.networks import build_network
+from big2small.methods.big2small.outliers import preprocess
+from big2small.methods.big2small.settings import (
+    FitSettings,
+    INRSettings,
+    LossSettings,
+    OutlierSettings,
+    StorageSettings,
+)
 
 
 def stacks(targets, settings: INRSettings, per_layer: bool) -> list[INRGroup]:

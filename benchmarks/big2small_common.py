@@ -17,9 +17,10 @@ import lightning as L
 import torch
 
 from big2small.codec import Compressed
-from big2small.compressors.big2small_inr import Big2SmallCompressor
 from big2small.data.cifar10 import Cifar10DataModule
 from big2small.logs import quiet_library_logs
+from big2small.methods.big2small.compressor import Big2SmallCompressor
+from big2small.methods.registry import rebuild
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CHECKPOINT = SHARED / "models/cifar10/resnet20-12fca82f.th"
@@ -80,7 +81,7 @@ def fit_and_rebuild(model: torch.nn.Module, **settings) -> dict:
     fit_seconds = time.perf_counter() - started
     data = compressed.to_bytes()
     started = time.perf_counter()
-    rebuilt = Compressed.from_bytes(data).apply(copy.deepcopy(model))
+    rebuilt = rebuild(Compressed.from_bytes(data), copy.deepcopy(model))
     decode_seconds = time.perf_counter() - started
     original = 4 * sum(model.get_parameter(n).numel() for n in compressed.meta["replaced"])
     return {"ratio": original / len(data), "bytes": len(data), "fit_seconds": fit_seconds,

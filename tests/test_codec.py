@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from big2small.codec import ArtifactError, Compressed, read_artifact, write_artifact
+from big2small.codec import Compressed, read_artifact, write_artifact
+from big2small.errors import ArtifactError
 
 
 def _sample() -> Compressed:

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from big2small.report import PLOT_FILE, REPORT_FILE
-from big2small.sweep import SUMMARY_FILE
+from big2small.runs import SUMMARY_FILE
 from tests.conftest import PROJECT_ROOT
 
 TRAIN = [sys.executable, str(PROJECT_ROOT / "src" / "train.py")]

@@ -29,21 +29,19 @@ from safetensors import SafetensorError
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
+from big2small.errors import ArtifactError
+
 FORMAT_NAME = "big2small-artifact"
 FORMAT_VERSION = 1
 HEADER_KEY = "big2small"
-
-
-class ArtifactError(ValueError):
-    """An artifact file that cannot be trusted: truncated, altered, or from an unknown format."""
 
 
 @dataclass
 class Compressed:
     """What a compressor produces: named tensors plus JSON-able metadata.
 
-    `apply(model)` rebuilds the replaced parameters (or modules) in `model` by handing this object back to
-    the compressor class that wrote it, looked up by name, so decoding never depends on run configuration.
+    Decoding is the registry's job (`big2small.methods.registry.rebuild`): it hands this object to the compressor
+    class named in it, so decoding never depends on run configuration and this module imports no compressor.
     """
 
     compressor: str
@@ -52,11 +50,6 @@ class Compressed:
     meta: dict = field(default_factory=dict)
     # Per-layer diagnostics from fitting (outliers, INR bytes, ...) for the results table; not stored.
     layer_stats: dict[str, dict] = field(default_factory=dict, compare=False)
-
-    def apply(self, model: torch.nn.Module) -> torch.nn.Module:
-        from big2small.compressors import compressor_class
-
-        return compressor_class(self.compressor).rebuild(self, model)
 
     def to_bytes(self) -> bytes:
         tensors = {name: t.detach().cpu().contiguous() for name, t in self.tensors.items()}

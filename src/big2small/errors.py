@@ -7,3 +7,7 @@ class ConfigError(ValueError):
 
 class FittingError(RuntimeError):
     """Fitting diverged (NaN or inf); the message names the layer."""
+
+
+class ArtifactError(ValueError):
+    """An artifact file that cannot be trusted: truncated, altered, or from an unknown format."""

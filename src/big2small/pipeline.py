@@ -22,9 +22,12 @@ from torch import nn
 
 from big2small.base_model import base_model_cache_key, obtain_base_model
 from big2small.codec import Compressed, read_artifact, write_artifact
-from big2small.compressors.base import Compressor
+from big2small.encodings.dtype_bytes import fp32_bytes
 from big2small.errors import ConfigError, FittingError
-from big2small.sweep import finished_job_metrics
+from big2small.methods.base import Compressor
+from big2small.methods.registry import rebuild
+from big2small.numerics import DENOMINATOR_FLOOR
+from big2small.runs import finished_job_metrics
 from big2small.tasks.base import Task
 from big2small.tracking import Tracker, write_metrics_json
 
@@ -142,7 +145,7 @@ def rebuild_from_artifact(artifact_path: Path, base_model: nn.Module) -> nn.Modu
     with torch.no_grad():
         for name in compressed.meta["replaced"]:
             model.get_parameter(name).fill_(math.nan)
-    model = compressed.apply(model)
+    model = rebuild(compressed, model)
     for name, param in model.named_parameters():
         if not torch.isfinite(param).all():
             raise FittingError(f"rebuilt parameter {name} has NaN or inf values")
@@ -160,7 +163,7 @@ def layer_table(base_model: nn.Module, rebuilt_model: nn.Module, replaced: list[
         rebuilt = rebuilt_params.get(name)
         if rebuilt is not None and rebuilt.shape == original.shape:
             error = torch.linalg.vector_norm(rebuilt.detach().float() - original)
-            row["relative_error"] = float(error / torch.linalg.vector_norm(original).clamp_min(1e-12))
+            row["relative_error"] = float(error / torch.linalg.vector_norm(original).clamp_min(DENOMINATOR_FLOOR))
         row.update((extra or {}).get(name, {}))
         rows.append(row)
     return rows
@@ -180,8 +183,8 @@ def _run_metrics(cfg, parts: RunParts, base_model, replaced, compressed_bytes, b
     params = dict(base_model.named_parameters())
     replaced_count = sum(params[name].numel() for name in replaced if name in params)
     total_count = sum(p.numel() for p in params.values())
-    original_bytes = 4 * replaced_count
-    uncompressed_bytes = 4 * (total_count - replaced_count)
+    original_bytes = fp32_bytes(replaced_count)
+    uncompressed_bytes = fp32_bytes(total_count - replaced_count)
     metric = parts.task.metric_name
     metrics = {
         "task": parts.task.name,
@@ -194,7 +197,7 @@ def _run_metrics(cfg, parts: RunParts, base_model, replaced, compressed_bytes, b
         "compressed_bytes": compressed_bytes,
         "uncompressed_bytes": uncompressed_bytes,
         "compression_ratio": original_bytes / compressed_bytes,
-        "model_compression_ratio": 4 * total_count / (compressed_bytes + uncompressed_bytes),
+        "model_compression_ratio": fp32_bytes(total_count) / (compressed_bytes + uncompressed_bytes),
         "metric_name": metric,
         "base_metric": base_metrics[metric],
         "compressed_metric": rebuilt_metrics[metric],

@@ -77,15 +77,20 @@ class WandbTracker(Tracker):
         self.run = None
 
     def start(self, config, run_dir, run_name, job_type=None, tags=()):
+        super().start(config, run_dir, run_name)
+        all_tags = list(dict.fromkeys([*self.tags, *tags]))  # configured tags first, no duplicates
+        self.run = self.open_run(group=self.group, job_type=self.job_type or job_type, tags=all_tags,
+                                 name=run_name, config=config, run_dir=self.run_dir)
+
+    def open_run(self, *, group, job_type, tags, name, config, run_dir: Path):
+        """A W&B run with this tracker's project, entity and mode (WANDB_MODE wins); every run starts here."""
         import wandb
 
-        super().start(config, run_dir, run_name)
-        os.environ.setdefault("WANDB_SILENT", "true")  # our own line below says where the run is
-        all_tags = list(dict.fromkeys([*self.tags, *tags]))  # configured tags first, no duplicates
-        self.run = wandb.init(
+        os.environ.setdefault("WANDB_SILENT", "true")  # our own line at finish() says where the run is
+        return wandb.init(
             project=self.project, entity=self.entity, mode=os.environ.get("WANDB_MODE", self.mode),
-            group=self.group, job_type=self.job_type or job_type, tags=all_tags, name=run_name, config=config,
-            dir=str(self.run_dir), reinit="finish_previous",
+            group=group, job_type=job_type, tags=tags, name=name, config=config, dir=str(run_dir),
+            reinit="finish_previous",
         )
 
     def lightning_logger(self, prefix):

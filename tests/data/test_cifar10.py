@@ -37,8 +37,6 @@ def test_without_heldout_there_is_no_validation(tmp_path):
     write_npz(tmp_path / "train.npz", 8)
     data = Cifar10DataModule(root=str(tmp_path))
     assert data.val_dataloader() == []
-    with pytest.raises(ConfigError, match="heldout_size"):
-        data.heldout_dataloader()
 
 
 def test_label_count_mismatch_is_a_clear_error(tmp_path):

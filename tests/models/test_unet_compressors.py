@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from big2small.codec import write_artifact
-from big2small.compressors import available, compressor_class
 from big2small.data.shapes import ShapesDataModule
+from big2small.methods.registry import available, compressor_class
 from big2small.models.smp_models import segmentation_model
 from big2small.pipeline import rebuild_from_artifact
 

@@ -9,7 +9,7 @@ import pytest
 
 from big2small.report import PLOT_FILE, REPORT_FILE, make_report
 from big2small.report.results import ReportError
-from big2small.sweep import SUMMARY_FILE
+from big2small.runs import SUMMARY_FILE
 from tests.conftest import PROJECT_ROOT
 from tests.report.fake_sweep import rate_sweep, write_job, write_unfinished_job
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from big2small.data.in_memory import InMemoryDataModule
 from big2small.data.splits import split_indices
@@ -169,8 +169,3 @@ class Cifar10DataModule(InMemoryDataModule):
         images, labels = self.splits["train"].tensors
         return AugmentedImages(images, labels) if self.augment else self.splits["train"]
 
-    def heldout_dataloader(self) -> DataLoader | list:
-        """Labelled training images never trained on, for choices that look at accuracy (never the test split)."""
-        if self.heldout_size == 0:
-            raise ConfigError("data: this choice needs held-out training images; set data.heldout_size > 0")
-        return self.val_dataloader()

@@ -9,7 +9,7 @@ from big2small.report.plot import plot_rate_accuracy
 from big2small.report.points import RATIO_KEY, Panel, build_panels
 from big2small.report.results import ReportError, SweepResults, load_sweep
 from big2small.report.tables import write_report_md
-from big2small.sweep import write_summary_csv
+from big2small.runs import write_summary_csv
 
 PLOT_FILE = "rate_accuracy.png"
 REPORT_FILE = "report.md"

@@ -6,9 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from big2small.sweep import collect_job_metrics, job_dirs
+from big2small.runs import collect_job_metrics, job_dirs, read_overrides
 
 
 class ReportError(ValueError):
@@ -37,14 +35,3 @@ def load_sweep(sweep_dir: str | Path) -> SweepResults:
         raise ReportError(f"{sweep_dir}: {what} with a complete metrics.json: nothing to report yet")
     return SweepResults(sweep_dir, jobs, unfinished)
 
-
-def read_overrides(job_dir: Path) -> dict[str, str]:
-    """The command-line overrides Hydra recorded for a job, as {key: value} ('+' / '++' prefixes dropped)."""
-    path = Path(job_dir) / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return {}
-    overrides = {}
-    for item in yaml.safe_load(path.read_text()) or []:
-        key, _, value = str(item).partition("=")
-        overrides[key.lstrip("+~")] = value
-    return overrides

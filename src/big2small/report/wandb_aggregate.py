@@ -3,7 +3,6 @@ a line chart (ratio vs metric, one line per compressor), a scatter of the points
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -21,14 +20,11 @@ def log_aggregate_run(report: Report, logger_cfg: DictConfig, sweep_name: str | 
     tracker = instantiate(logger_cfg)  # the jobs' own W&B settings (project, entity, mode, group), validated
     sweep_dir = report.results.sweep_dir
     group = tracker.group or sweep_name or sweep_dir.name
-    os.environ.setdefault("WANDB_SILENT", "true")
-    run = wandb.init(
-        project=tracker.project, entity=tracker.entity, mode=os.environ.get("WANDB_MODE", tracker.mode),
-        group=group, job_type="aggregate", name=f"{group}-aggregate", dir=str(sweep_dir),
+    run = tracker.open_run(
+        group=group, job_type="aggregate", name=f"{group}-aggregate", run_dir=sweep_dir,
         tags=sorted({*tracker.tags, *(j["model"] for j in report.results.jobs), *(j["task"] for j in report.results.jobs)}),
         config={"sweep_dir": str(sweep_dir), "jobs": len(report.results.jobs),
                 "unfinished_jobs": len(report.results.unfinished)},
-        reinit="finish_previous",
     )
     try:
         run.log({"jobs": jobs_table(report)})

@@ -15,8 +15,8 @@ import math
 import torch
 from torch import nn
 
-from big2small.compressors.layers import compressible_weights
 from big2small.errors import ConfigError
+from big2small.graph.weights import compressible_weights
 
 KINDS = ("nuclear", "first_difference", "second_difference")
 

@@ -1,0 +1,1 @@
+"""What a model is made of: compressible weights, fx channel tracing, module surgery (shared by the methods)."""

@@ -1,1 +1,0 @@
-"""Implicit neural representations of weight tensors: coordinates, networks, and the fitting module."""

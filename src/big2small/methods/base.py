@@ -1,0 +1,76 @@
+"""The compressor interface every method implements.
+
+A compressor is a function of (model, settings): `fit` reads a trained model and returns a `Compressed`
+(tensors + metadata, see codec.py); the class method `rebuild` writes what the artifact holds back into a
+freshly built model of the same architecture. `rebuild` reads nothing but the artifact, so a model can be
+restored from the file alone.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from big2small.codec import Compressed
+from big2small.errors import ConfigError
+from big2small.graph.weights import compressible_weights
+
+TrainerFactory = Callable[..., Any]
+
+
+class Compressor(ABC):
+    name: ClassVar[str]
+    # True when fit() looks at data (calibration images, labels); recorded in metrics.json.
+    uses_data: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        target_ratio: float | None = None,
+        layer_types: tuple[str, ...] | list[str] = ("conv", "linear"),
+        min_params: int = 0,
+    ) -> None:
+        if target_ratio is not None and not float(target_ratio) > 1.0:
+            raise ConfigError(f"{self.name}: target_ratio must be > 1 (got {target_ratio})")
+        if int(min_params) < 0:
+            raise ConfigError(f"{self.name}: min_params must be >= 0 (got {min_params})")
+        self.target_ratio = None if target_ratio is None else float(target_ratio)
+        self.layer_types = tuple(layer_types)
+        self.min_params = int(min_params)
+        try:
+            compressible_weights(nn.Sequential(), self.layer_types)
+        except ValueError as error:
+            raise ConfigError(f"{self.name}: {error}") from None
+
+    def accept_input_shape(self, shape: list[int] | None) -> None:
+        """The data's input shape (a setting, not data), offered by the pipeline before fit(). Compressors that
+        run the model on synthetic inputs use it when not told a shape of their own; the rest ignore it."""
+        return None
+
+    def select(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """The weights this compressor replaces, by parameter name."""
+        weights = compressible_weights(model, self.layer_types, self.min_params)
+        if not weights:
+            raise ConfigError(
+                f"{self.name}: the model has no {'/'.join(self.layer_types)} weights with >= {self.min_params} "
+                "parameters to compress"
+            )
+        return {name: w.detach().float().cpu() for name, w in weights.items()}
+
+    def settings(self) -> dict:
+        """The settings stored in the artifact header (for provenance; decoding never needs them)."""
+        return {"target_ratio": self.target_ratio, "layer_types": list(self.layer_types), "min_params": self.min_params}
+
+    @abstractmethod
+    def fit(
+        self, model: nn.Module, *, data: Any = None, trainer_factory: TrainerFactory | None = None
+    ) -> Compressed:
+        """Compress `model` (left unchanged). `meta["replaced"]` must list the parameter names replaced."""
+
+    @classmethod
+    @abstractmethod
+    def rebuild(cls, compressed: Compressed, model: nn.Module) -> nn.Module:
+        """Write the artifact's parameters into `model` (same architecture as the original) and return it."""

@@ -1,0 +1,66 @@
+"""Choosing INR widths so that the whole artifact meets `target_ratio`.
+
+Each target gets a share of the byte budget `original_bytes / target_ratio` in proportion to its weights, and
+the widest INR within that share. The artifact (INRs, outliers, statistics, permutations, header: everything) is
+then measured by serialising it with placeholder values; while it is too large the shares shrink in
+proportion to the overshoot. A target for which no INR of `min_width` fits, or whose INR would be no smaller
+than its weights in fp16, is stored in fp16 instead (width None).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from big2small.encodings.dtype_bytes import FP16_BYTES, fp32_bytes
+from big2small.errors import ConfigError
+from big2small.methods.big2small.coords import FitTarget
+from big2small.methods.big2small.networks import layer_sizes
+from big2small.methods.big2small.settings import INRSettings
+from big2small.methods.big2small.storage import stored_bytes
+
+# Sizing rounds before a target ratio is declared out of reach; each shrinks every share by the overshoot and a
+# further 2 % (the margin keeps the rounds from creeping up on the budget from above).
+MAX_SIZING_ROUNDS = 40
+SHRINK_MARGIN = 0.98
+
+
+def inr_bytes(settings: INRSettings, target: FitTarget, width: int, bits: int) -> int:
+    return stored_bytes(layer_sizes(settings, target.dims, target.outputs, width), bits)
+
+
+def raw_bytes(target: FitTarget) -> int:
+    return FP16_BYTES * target.values.numel()
+
+
+def widest_within(settings: INRSettings, target: FitTarget, bits: int, budget: float) -> int | None:
+    low, high = settings.min_width, settings.max_width
+    if inr_bytes(settings, target, low, bits) > budget:
+        return None
+    while low < high:  # bytes grow with width: binary search for the widest that fits
+        middle = (low + high + 1) // 2
+        if inr_bytes(settings, target, middle, bits) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    return low if inr_bytes(settings, target, low, bits) < raw_bytes(target) else None
+
+
+def choose_widths(targets: list[FitTarget], settings: INRSettings, bits: int, target_ratio: float | None,
+                  measure: Callable[[dict[str, int | None]], int]) -> dict[str, int | None]:
+    """{target key: width or None}; `measure(widths)` is the artifact size in bytes for those widths."""
+    if settings.width is not None:
+        return {t.key: settings.width if inr_bytes(settings, t, settings.width, bits) < raw_bytes(t) else None
+                for t in targets}
+    original = fp32_bytes(sum(t.values.numel() for t in targets))
+    scale, size = 1.0, 0
+    for _ in range(MAX_SIZING_ROUNDS):
+        widths = {t.key: widest_within(settings, t, bits, scale * fp32_bytes(t.values.numel()) / target_ratio)
+                  for t in targets}
+        size = measure(widths)
+        if original / size >= target_ratio:
+            return widths
+        scale *= SHRINK_MARGIN * (original / size) / target_ratio
+    raise ConfigError(
+        f"big2small: target_ratio {target_ratio} is out of reach for this model (best reached "
+        f"{original / size:.2f}x: outliers, fp16 layers and the header alone take too much); lower it, lower "
+        "inr.min_width, or use outliers.rule=fraction with a smaller fraction")

@@ -1,0 +1,186 @@
+"""Big2Small's artifact layout: packing a fitted plan into tensors + header, and rebuilding weights from them.
+
+Tensors: `inr_fp16` (every INR's fp16 parameters, or its scales and biases with 8-bit storage), `inr_int8` (8-bit
+storage only), `raw` (targets stored in fp16), `stats` (per layer mean and std of the standardised inliers),
+`outlier_values` (fp16) and `outlier_index` (their positions, see encodings/index_codes.py), `permutation` (the
+channel orders, bit-packed). The header lists layers, INR widths and settings. Rebuild reads the artifact alone;
+the channel orders are stored so rebuilt weights go back into the original order and the model's uncompressed
+parameters (BN, biases) stay valid as they are.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from big2small.codec import Compressed
+from big2small.encodings import index_codes
+from big2small.encodings.bitpack import pack_uint, unpack_uint
+from big2small.graph.weights import set_parameter
+from big2small.methods.big2small.coords import build_targets
+from big2small.methods.big2small.fitting import INRGroup
+from big2small.methods.big2small.networks import build_network, layer_sizes
+from big2small.methods.big2small.plan import Big2SmallPlan, stacks_of
+from big2small.methods.big2small.reconstruct import LayerCode, reconstruct
+from big2small.methods.big2small.settings import INRSettings
+from big2small.methods.big2small.storage import pack as pack_inr
+from big2small.methods.big2small.storage import unpack as unpack_inr
+
+NAME = "big2small"
+
+
+def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup], settings: dict,
+         sizing_only: bool = False) -> Compressed:
+    """The artifact of a fitted plan. With sizing_only, INR parameters are zeros of the final sizes (budgeting)."""
+    weights, prepared, widths = plan.weights, plan.prepared, plan.widths
+    fitted = {}
+    for group in [] if sizing_only else groups:
+        stored = pack_inr(group.net, bits)
+        for g, target in enumerate(group.targets):
+            fitted[target.key] = {kind: rows[g] for kind, rows in stored.items()}
+    halves, codes, raw, stats, outlier_values, outlier_bytes = [], [], [], [], [], []
+    layer_meta: dict[str, dict] = {}
+    for target in plan.targets:
+        width = widths[target.key]
+        if width is None:
+            raw += [weights[s.name].reshape(-1).half() for s in target.segments]
+            continue
+        count16, count8 = _stored_counts(layer_sizes(inr, target.dims, target.outputs, width), bits)
+        rows = fitted.get(target.key, {"fp16": torch.zeros(count16, dtype=torch.float16),
+                                       "int8": torch.zeros(count8, dtype=torch.int8)})
+        halves.append(rows["fp16"])
+        if bits == 8:
+            codes.append(rows["int8"])
+        for segment in target.segments:
+            p = prepared[segment.name]
+            coding, index_bytes = index_codes.encode_indices(p.outlier_index, weights[segment.name].numel())
+            stats.append(torch.tensor([p.mean, p.std]))
+            outlier_values.append(p.outlier_value)
+            outlier_bytes.append(index_bytes)
+            layer_meta[segment.name] = {"outliers": int(p.outlier_index.numel()), "coding": coding,
+                                        "index_bytes": int(index_bytes.numel())}
+    tensors = {
+        "inr_fp16": _cat(halves, torch.float16), "raw": _cat(raw, torch.float16),
+        "stats": torch.stack(stats).float() if stats else torch.zeros(0, 2),
+        "outlier_values": _cat(outlier_values, torch.float16), "outlier_index": _cat(outlier_bytes, torch.uint8),
+    }
+    if bits == 8:
+        tensors["inr_int8"] = _cat(codes, torch.int8)
+    permutation_meta = _pack_orders(plan.orders, tensors)
+    meta = {
+        "replaced": list(weights),
+        "inr": {"kind": inr.kind, "unit": inr.unit, "scope": inr.scope, "depth": inr.depth,
+                "frequencies": inr.frequencies, "activation": inr.activation, "omega0": inr.omega0},
+        "bits": bits,
+        "widths": {t.key: widths[t.key] for t in plan.targets},
+        "layers": [{"name": n, "shape": list(w.shape), **layer_meta.get(n, {})} for n, w in weights.items()],
+        "permutation": permutation_meta,
+    }
+    return Compressed(NAME, settings, tensors, meta)
+
+
+def _pack_orders(orders, tensors) -> dict:
+    spaces, layers, packed = [], {}, []
+    for index, (space, order) in enumerate(orders):
+        bits = max(1, math.ceil(math.log2(space.size)))
+        packed.append(pack_uint(order, bits))
+        spaces.append({"size": space.size, "bits": bits})
+        for module in space.producers:
+            layers.setdefault(f"{module}.weight", [None, None])[0] = index
+        for module in space.consumers:
+            layers.setdefault(f"{module}.weight", [None, None])[1] = index
+    if packed:
+        tensors["permutation"] = torch.cat(packed)
+    return {"spaces": spaces, "layers": layers}
+
+
+def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
+    """Write the weights the artifact encodes into `model`, reading nothing but the artifact."""
+    meta, tensors = compressed.meta, compressed.tensors
+    inr = INRSettings(**{**meta["inr"], "width": None})
+    bits = int(meta["bits"])
+    layers = {layer["name"]: layer for layer in meta["layers"]}
+    shapes = {name: torch.zeros(layer["shape"]) for name, layer in layers.items()}
+    targets = build_targets(shapes, inr.unit, inr.scope)
+    widths = {key: (None if w is None else int(w)) for key, w in meta["widths"].items()}
+    if sorted(t.key for t in targets) != sorted(widths):
+        raise ValueError("big2small artifact: its targets do not match its layer list")
+
+    half_at = code_at = raw_at = stat_at = value_at = index_at = 0
+    rows: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+    codes: dict[str, LayerCode] = {}
+    decoded: dict[str, torch.Tensor] = {}
+    for target in targets:
+        width = widths[target.key]
+        if width is None:
+            for segment in target.segments:
+                count = math.prod(segment.shape)
+                decoded[segment.name] = tensors["raw"][raw_at : raw_at + count].float().reshape(segment.shape)
+                raw_at += count
+            continue
+        count16, count8 = _stored_counts(layer_sizes(inr, target.dims, target.outputs, width), bits)
+        int8 = tensors["inr_int8"][code_at : code_at + count8] if bits == 8 else None
+        rows[target.key] = (tensors["inr_fp16"][half_at : half_at + count16], int8)
+        half_at, code_at = half_at + count16, code_at + count8
+        for segment in target.segments:
+            layer = layers[segment.name]
+            count, size = layer["outliers"], layer["index_bytes"]
+            index = index_codes.decode_indices(layer["coding"], tensors["outlier_index"][index_at:index_at + size],
+                                                  count, math.prod(segment.shape))
+            mean, std = tensors["stats"][stat_at].tolist()
+            codes[segment.name] = LayerCode(mean, std, index, tensors["outlier_values"][value_at:value_at + count])
+            stat_at, value_at, index_at = stat_at + 1, value_at + count, index_at + size
+    if (half_at, raw_at, index_at) != (tensors["inr_fp16"].numel(), tensors["raw"].numel(),
+                                       tensors["outlier_index"].numel()):
+        raise ValueError("big2small artifact: payload size does not match its layer list")
+
+    groups = []
+    for (dims, outputs, width, _), members in stacks_of(targets, widths).items():
+        net = build_network(inr, dims, outputs, width, [0] * len(members))
+        int8_rows = [rows[t.key][1] for t in members]
+        unpack_inr(net, torch.stack([rows[t.key][0] for t in members]),
+               torch.stack(int8_rows) if bits == 8 else None, bits)
+        groups.append(INRGroup(members, net))
+    with torch.no_grad():
+        decoded.update(reconstruct(groups, codes))
+    orders = _unpack_orders(meta["permutation"], tensors.get("permutation"))
+    for name, weight in decoded.items():
+        set_parameter(model, name, _restore_order(weight, meta["permutation"]["layers"].get(name), orders))
+    return model
+
+
+def _stored_counts(sizes: list[tuple[int, int]], bits: int) -> tuple[int, int]:
+    """(fp16 values, int8 values) one INR stores."""
+    if bits == 16:
+        return sum(i * o + o for i, o in sizes), 0
+    return sum(2 * o for _, o in sizes), sum(i * o for i, o in sizes)
+
+
+def _cat(parts: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    return torch.cat([p.reshape(-1) for p in parts]).to(dtype) if parts else torch.zeros(0, dtype=dtype)
+
+
+def _unpack_orders(meta: dict, packed: torch.Tensor | None) -> list[torch.Tensor]:
+    orders, offset = [], 0
+    for space in meta["spaces"]:
+        size = math.ceil(space["size"] * space["bits"] / 8)
+        order = unpack_uint(packed[offset : offset + size], space["bits"], space["size"])
+        if sorted(order.tolist()) != list(range(space["size"])):
+            raise ValueError("big2small artifact: a stored channel order is not a permutation")
+        orders.append(order)
+        offset += size
+    return orders
+
+
+def _restore_order(weight: torch.Tensor, spaces: list | None, orders: list[torch.Tensor]) -> torch.Tensor:
+    """Undo the channel permutation: permuted channel j is original channel order[j]."""
+    if not spaces:
+        return weight
+    out_space, in_space = spaces
+    if out_space is not None:
+        weight = weight.index_select(0, torch.argsort(orders[out_space]))
+    if in_space is not None:
+        weight = weight.index_select(1, torch.argsort(orders[in_space]))
+    return weight

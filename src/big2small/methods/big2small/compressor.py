@@ -1,0 +1,187 @@
+"""`big2small`: every weight tensor becomes a small INR (coordinate -> value MLP) fitted to it, data-free.
+
+The steps, each a config group of conf/compressor/big2small.yaml (the modules of this package hold the details):
+1. permutation (optional): reorder channels without changing the function, so neighbouring kernels are similar;
+2. outliers: per layer, weights beyond k sigma are stored exactly, the rest clipped and standardised;
+3. inr + budget: coordinates per unit/scope, the width of each INR chosen so the whole artifact meets
+   `target_ratio` (measured on the real serialised size);
+4. loss + fit: all INRs fitted at once (same-shaped ones as one batched computation) by a Lightning Trainer, on
+   one or several ranks, with the Frequency-Aware Loss; 8-bit storage ends with quantisation-aware steps;
+5. refinement (optional): the INRs tuned so the rebuilt network matches the original on synthetic inputs.
+
+What each weight becomes is one `Big2SmallPlan` (plan.py); the artifact layout and the rebuild are artifact.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from big2small.codec import Compressed
+from big2small.errors import ConfigError, FittingError
+from big2small.graph.weights import set_parameter
+from big2small.methods.base import Compressor
+from big2small.methods.big2small import artifact
+from big2small.methods.big2small.allocation import choose_widths
+from big2small.methods.big2small.fitting import INRFitModule, INRGroup
+from big2small.methods.big2small.networks import build_network
+from big2small.methods.big2small.plan import Big2SmallPlan
+from big2small.methods.big2small.seeds import inr_seed
+from big2small.methods.big2small.settings import (
+    FitSettings,
+    INRSettings,
+    LossSettings,
+    OutlierSettings,
+    PermutationSettings,
+    RefinementSettings,
+    StorageSettings,
+    from_config,
+    input_shape_setting,
+)
+from big2small.methods.registry import register
+
+log = logging.getLogger(__name__)
+
+
+@register
+class Big2SmallCompressor(Compressor):
+    name = "big2small"
+
+    def __init__(self, target_ratio: float | None = 8.0, inr=None, outliers=None, loss=None, storage=None,
+                 fit=None, permutation=None, refinement=None, input_shape=None, seed: int = 0,
+                 layer_types=("conv", "linear"), min_params: int = 0) -> None:
+        super().__init__(target_ratio, layer_types, min_params)
+        self.inr = from_config(INRSettings, inr, "inr")
+        self.outliers = from_config(OutlierSettings, outliers, "outliers")
+        self.loss = from_config(LossSettings, loss, "loss")
+        self.storage = from_config(StorageSettings, storage, "storage")
+        self.fit_settings = from_config(FitSettings, fit, "fit")
+        self.permutation = from_config(PermutationSettings, permutation, "permutation")
+        self.refinement = from_config(RefinementSettings, refinement, "refinement")
+        self.input_shape = input_shape_setting(input_shape)
+        self.seed = int(seed)
+        if (self.inr.width is None) == (target_ratio is None):
+            raise ConfigError("big2small: set exactly one of target_ratio and inr.width (the other null)")
+        if self.fit_settings.batch_size is not None and self.loss.frequency_weight > 0:
+            raise ConfigError("big2small: the frequency loss transforms whole layers; set fit.batch_size=null "
+                              "or loss.frequency_weight=0")
+        if self.storage.bits == 8 and self.storage.qat_steps > self.fit_settings.steps:
+            raise ConfigError("big2small: storage.qat_steps must not exceed fit.steps")
+
+    def settings(self) -> dict:
+        groups = {"inr": self.inr, "outliers": self.outliers, "loss": self.loss, "storage": self.storage,
+                  "fit": self.fit_settings, "permutation": self.permutation, "refinement": self.refinement}
+        return {**super().settings(), **{k: dict(vars(v)) for k, v in groups.items()},
+                "input_shape": self.input_shape, "seed": self.seed}
+
+    # ---------------------------------------------------------------- fitting
+    def fit(self, model, *, data=None, trainer_factory=None) -> Compressed:
+        if trainer_factory is None:
+            raise ValueError("big2small: fit needs a trainer_factory (Lightning runs the fitting loop)")
+        model = model.eval()
+        orders: list[tuple] = []
+        if self.permutation.enabled:
+            from big2small.methods.big2small.permutation import check_same_function, permute_model
+
+            permuted, orders = permute_model(model)
+            example = torch.randn(8, *self.model_input_shape(model), generator=torch.Generator().manual_seed(0))
+            check_same_function(model, permuted, example, self.permutation.tolerance)
+            model = permuted
+        weights = self.select(model)
+        for name, weight in weights.items():
+            if not torch.isfinite(weight).all():
+                raise FittingError(f"big2small: layer {name} has NaN or inf weights before fitting")
+        plan = Big2SmallPlan.prepare(weights, orders, self.inr, self.outliers)
+        widths = choose_widths(plan.targets, self.inr, self.storage.bits, self.target_ratio,
+                               lambda w: len(self._pack(plan.with_widths(w), [], sizing_only=True).to_bytes()))
+        plan = plan.with_widths(widths)
+        groups = self._groups(plan)
+        if groups:
+            self._fit_weights(groups, plan, trainer_factory)
+            if self.refinement.enabled:
+                self._refine(model, groups, plan, trainer_factory)
+        compressed = self._pack(plan, groups)
+        compressed.layer_stats = plan.layer_stats(self.inr, self.storage.bits)
+        return compressed
+
+    def _groups(self, plan: Big2SmallPlan) -> list[INRGroup]:
+        return [INRGroup(members, build_network(self.inr, dims, outputs, width,
+                                                [inr_seed(self.seed, t.ordinal) for t in members]))
+                for (dims, outputs, width, _), members in plan.stacks().items()]
+
+    def _fit_weights(self, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory) -> None:
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        settings = self.fit_settings
+        module = INRFitModule(groups, settings, self.loss, self.storage, self.seed)
+        callbacks, resume_from = [], None
+        if settings.checkpoint_dir:
+            folder = Path(settings.checkpoint_dir) / self._fit_key(plan.weights, plan.widths)
+            callbacks.append(ModelCheckpoint(dirpath=folder, save_last=True, save_top_k=0,
+                                             every_n_train_steps=settings.checkpoint_every))
+            last = folder / "last.ckpt"
+            if settings.resume and last.is_file():
+                resume_from = str(last)
+                log.info("big2small: resuming the fit from %s", last)
+            elif settings.resume:
+                log.info("big2small: fit.resume=true but no checkpoint at %s; fitting from the start", last)
+        trainer = trainer_factory(max_steps=settings.steps, max_epochs=-1, use_distributed_sampler=False,
+                                  enable_checkpointing=bool(callbacks), callbacks=callbacks)
+        trainer.fit(module, ckpt_path=resume_from)
+
+    def _fit_key(self, weights, widths) -> str:
+        """Checkpoints of a fit are found again only by a fit of the same weights with the same settings."""
+        settings = self.settings()
+        settings["fit"] = {k: v for k, v in settings["fit"].items()  # where and whether to resume is not the fit
+                           if k not in ("resume", "checkpoint_dir", "checkpoint_every")}
+        digest = hashlib.sha256(json.dumps([settings, widths], sort_keys=True, default=str).encode())
+        for name, weight in weights.items():
+            digest.update(name.encode())
+            digest.update(weight.numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+    def _refine(self, model, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory) -> None:
+        import copy
+
+        from big2small.methods.big2small.refinement import RefineModule, synthetic_inputs
+
+        student = copy.deepcopy(model)
+        for target in plan.targets:  # layers stored in fp16 take their stored values during refinement too
+            if plan.widths[target.key] is None:
+                for segment in target.segments:
+                    set_parameter(student, segment.name, plan.weights[segment.name].half().float())
+        teacher = copy.deepcopy(model)  # makes the synthetic inputs, then serves as the frozen reference
+        inputs = synthetic_inputs(teacher, self.model_input_shape(model), self.refinement, self.seed)
+        module = RefineModule(groups, plan.layer_codes(), student, teacher, inputs,
+                              self.refinement, quantised=self.storage.bits == 8)
+        trainer = trainer_factory(max_steps=self.refinement.steps, max_epochs=-1, use_distributed_sampler=False,
+                                  enable_checkpointing=False)
+        trainer.fit(module)
+
+    def accept_input_shape(self, shape: list[int] | None) -> None:
+        if self.input_shape is None and shape is not None:
+            self.input_shape = input_shape_setting(shape)
+
+    def model_input_shape(self, model: nn.Module) -> list[int]:
+        """input_shape (set, or accepted from the data), else inferred: the first conv's channels at 32 per side."""
+        if self.input_shape is not None:
+            return self.input_shape
+        for module in model.modules():
+            if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+                return [module.in_channels] + [32] * (module.weight.dim() - 2)
+            if isinstance(module, nn.Linear):
+                return [module.in_features]
+        raise ConfigError("big2small: cannot infer the model's input shape; set compressor.input_shape")
+
+    # ---------------------------------------------------------------- storage
+    def _pack(self, plan: Big2SmallPlan, groups: list[INRGroup], sizing_only: bool = False) -> Compressed:
+        return artifact.pack(plan, self.inr, self.storage.bits, groups, self.settings(), sizing_only)
+
+    @classmethod
+    def rebuild(cls, compressed: Compressed, model: nn.Module) -> nn.Module:
+        return artifact.rebuild(compressed, model)

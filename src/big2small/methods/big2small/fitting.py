@@ -1,0 +1,179 @@
+"""Fitting stacks of INRs to their targets in one Lightning loop.
+
+An `INRGroup` holds the G targets whose INRs have one shape (kind, coordinate dims, outputs, width) and one
+`BatchedINR` for all of them, so a step costs one batched computation per group, not a Python loop per layer.
+
+Each INR's loss depends on its own parameters only, its coordinates are sampled from its own seed, and the
+loss is a sum over INRs, so every INR follows the same trajectory whichever INRs share its stack. That is what
+lets several ranks each fit a share of the INRs (balanced by cost): the total loss on a rank covers its share
+only, scaled by the world size so that DDP's gradient averaging hands every INR exactly its own gradient
+(the other ranks add exact zeros). After the fit every rank, and rank 0 in particular, holds all INRs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import lightning as L
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from big2small.errors import FittingError
+from big2small.methods.big2small.coords import FitTarget
+from big2small.methods.big2small.losses import frequency_term
+from big2small.methods.big2small.networks import BatchedINR
+from big2small.methods.big2small.seeds import sampling_seed
+from big2small.methods.big2small.settings import FitSettings, LossSettings, StorageSettings
+from big2small.methods.big2small.sharding import balanced_shares
+from big2small.numerics import DENOMINATOR_FLOOR
+
+
+@dataclass
+class INRGroup:
+    targets: list[FitTarget]
+    net: BatchedINR
+    coords: torch.Tensor = field(init=False)   # (G, N_max, D), zero-padded
+    values: torch.Tensor = field(init=False)   # (G, N_max, K), zero-padded
+    mask: torch.Tensor = field(init=False)     # (G, N_max, 1): 1 on real rows
+
+    def __post_init__(self) -> None:
+        longest = max(t.coords.shape[0] for t in self.targets)
+        count, dims, outputs = len(self.targets), self.targets[0].dims, self.targets[0].outputs
+        self.coords = torch.zeros(count, longest, dims)
+        self.values = torch.zeros(count, longest, outputs)
+        self.mask = torch.zeros(count, longest, 1)
+        for g, target in enumerate(self.targets):
+            rows = target.coords.shape[0]
+            self.coords[g, :rows], self.values[g, :rows], self.mask[g, :rows] = target.coords, target.values, 1
+        self.rows = torch.tensor([t.coords.shape[0] for t in self.targets])
+
+    def predict(self, which: torch.Tensor | None = None) -> torch.Tensor:
+        """Every (or the `which`) INR on its whole grid: (g, N_max, K), differentiable."""
+        coords = self.coords if which is None else self.coords[which]
+        return self.net(coords.to(_device(self.net)), which)
+
+    def cost(self, g: int, batch_size: int | None) -> float:
+        rows = int(self.rows[g]) if batch_size is None else batch_size
+        return float(rows * sum(i * o for i, o in self.net.sizes))
+
+
+class INRFitModule(L.LightningModule):
+    def __init__(self, groups: list[INRGroup], fit: FitSettings, loss: LossSettings, storage: StorageSettings,
+                 seed: int) -> None:
+        super().__init__()
+        self.groups = groups
+        self.nets = nn.ModuleList(group.net for group in groups)
+        self.fit_settings, self.loss_settings, self.storage = fit, loss, storage
+        self.seed = seed
+        self.owned: list[torch.Tensor] = [torch.arange(len(g.targets)) for g in groups]
+
+    # ------------------------------------------------------------ sharing across ranks
+    def setup(self, stage: str) -> None:
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        items = [(gi, g) for gi, group in enumerate(self.groups) for g in range(len(group.targets))]
+        costs = [self.groups[gi].cost(g, self.fit_settings.batch_size) for gi, g in items]
+        mine = set(balanced_shares(costs, world)[rank])
+        self.owned = [torch.tensor([g for k, (gi, g) in enumerate(items) if gi == group_index and k in mine],
+                                   dtype=torch.long) for group_index in range(len(self.groups))]
+        self.world_size = world
+
+    def train_dataloader(self) -> DataLoader:
+        # One dummy item per step: coordinates come from the targets inside training_step.
+        return DataLoader(TensorDataset(torch.arange(self.fit_settings.steps)), batch_size=1)
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        qat_from = self.fit_settings.steps - self.storage.qat_steps
+        quantise = self.storage.bits == 8 and self.global_step >= qat_from
+        for net in self.nets:
+            net.fake_quant = quantise
+
+    # ------------------------------------------------------------ the loss
+    def training_step(self, batch, batch_idx):
+        # Touch every parameter so DDP sees them all used; rows this rank does not own get exact zero gradients.
+        total = sum(p.sum() for p in self.parameters()) * 0.0
+        squared_error = squared_target = torch.zeros((), device=self.device)
+        count = 0
+        for group, which in zip(self.groups, self.owned, strict=False):
+            if which.numel() == 0:
+                continue
+            per_inr, error, target_energy = self._group_loss(group, which)
+            _raise_on_nan(per_inr, [group.targets[int(g)].key for g in which])
+            total = total + per_inr.sum() * getattr(self, "world_size", 1)
+            squared_error, squared_target = squared_error + error, squared_target + target_energy
+            count += which.numel()
+        self.log("loss", total.detach() / max(count, 1) / getattr(self, "world_size", 1), prog_bar=True)
+        self.log("rel_err", torch.sqrt(squared_error / squared_target.clamp_min(DENOMINATOR_FLOOR)), prog_bar=True)
+        return total
+
+    def _group_loss(self, group: INRGroup, which: torch.Tensor):
+        everything = which.numel() == len(group.targets)  # then skip copying the stacked tables
+        subset = None if everything else which
+        coords_table = group.coords if everything else group.coords[which]
+        values_table = group.values if everything else group.values[which]
+        if self.fit_settings.batch_size is None:
+            predicted = group.net(coords_table.to(self.device), subset)
+            values = values_table.to(self.device)
+            mask = (group.mask if everything else group.mask[which]).to(self.device)
+        else:
+            index = self._sample(group, which)  # (g, B)
+            coords = torch.gather(coords_table, 1, index[..., None].expand(-1, -1, group.coords.shape[2]))
+            values = torch.gather(values_table, 1, index[..., None].expand(-1, -1, group.values.shape[2]))
+            predicted = group.net(coords.to(self.device), subset)
+            values, mask = values.to(self.device), torch.ones_like(values[..., :1]).to(self.device)
+        squared = (predicted - values) ** 2 * mask
+        denominators = mask.sum(dim=(1, 2)) * values.shape[2]
+        per_inr = squared.sum(dim=(1, 2)) / denominators
+        if self.loss_settings.frequency_weight > 0:
+            targets = [group.targets[int(g)] for g in which]
+            per_inr = per_inr + self.loss_settings.frequency_weight * self._frequency_terms(targets, predicted, values)
+        return per_inr, squared.detach().sum(), (values**2 * mask).sum()
+
+    def _frequency_terms(self, targets: list[FitTarget], predicted: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """The frequency term of each target, (g,); `values` is the device table `predicted` is compared with. Single-layer targets whose matrices share a shape (the usual
+        case in a stack) take one batched FFT; a target holding several layers (scope=model) averages its own."""
+        gamma = self.loss_settings.gamma
+        terms: list[torch.Tensor | None] = [None] * len(targets)
+        batches: dict[tuple, list[int]] = defaultdict(list)
+        for k, target in enumerate(targets):
+            if len(target.segments) == 1:
+                segment = target.segments[0]
+                batches[(segment.start, segment.count, segment.shape[0])].append(k)
+            else:
+                terms[k] = torch.stack([frequency_term(s.matrix(predicted[k]), s.matrix(values[k]), gamma)
+                                        for s in target.segments]).mean()
+        for (start, count, rows), members in batches.items():
+            rows_of = slice(start, start + count)
+            fitted = predicted[members, rows_of].reshape(len(members), rows, -1)
+            wanted = values[members, rows_of].reshape(len(members), rows, -1)
+            for k, term in zip(members, frequency_term(fitted, wanted, gamma), strict=True):
+                terms[k] = term
+        return torch.stack(terms)
+
+    def _sample(self, group: INRGroup, which: torch.Tensor) -> torch.Tensor:
+        # A generator per INR and step (seeds.py): the draw depends on neither the stack, the rank nor a resume.
+        rows = []
+        for g in which.tolist():
+            target = group.targets[g]
+            generator = torch.Generator().manual_seed(sampling_seed(self.seed, target.ordinal, self.global_step))
+            rows.append(torch.randint(0, int(group.rows[g]), (self.fit_settings.batch_size,), generator=generator))
+        return torch.stack(rows)
+
+    def configure_optimizers(self):
+        steps = self.fit_settings.steps
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.fit_settings.lr)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps)))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def _device(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def _raise_on_nan(per_inr_loss: torch.Tensor, keys: list[str]) -> None:
+    bad = ~torch.isfinite(per_inr_loss.detach())
+    if bad.any():
+        raise FittingError(f"INR fitting diverged (non-finite loss) on {keys[int(bad.nonzero()[0])]}; lower fit.lr")

@@ -1,0 +1,79 @@
+"""The per-layer plan of a Big2Small fit: what each replaced weight becomes before any INR is trained.
+
+One object instead of parallel dicts: the weights (in the channel order they are fitted in), their outlier coding,
+the INR targets built from them, the channel permutations applied, and, once the budget has chosen them, the INR
+width of every target (None: the target is stored in fp16 instead of as an INR).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import torch
+
+from big2small.encodings import index_codes
+from big2small.encodings.dtype_bytes import FP16_BYTES
+from big2small.methods.big2small import outliers as outlier_coding
+from big2small.methods.big2small.allocation import inr_bytes
+from big2small.methods.big2small.coords import FitTarget, build_targets
+from big2small.methods.big2small.reconstruct import LayerCode
+from big2small.methods.big2small.settings import INRSettings, OutlierSettings
+
+# A channel order applied before fitting: (the channel space it permutes, the permutation as a LongTensor).
+ChannelOrder = tuple
+
+
+@dataclass(frozen=True)
+class Big2SmallPlan:
+    weights: dict[str, torch.Tensor]                       # replaced weights by parameter name, as fitted
+    prepared: dict[str, outlier_coding.Preprocessed]       # their outliers and standardised values
+    targets: list[FitTarget]                               # what each INR fits (a layer, or a family of layers)
+    orders: list[ChannelOrder] = field(default_factory=list)
+    widths: dict[str, int | None] = field(default_factory=dict)  # target key -> INR width, None = fp16
+
+    @classmethod
+    def prepare(cls, weights: dict[str, torch.Tensor], orders: list[ChannelOrder], inr: INRSettings,
+                outliers: OutlierSettings) -> Big2SmallPlan:
+        prepared = {name: outlier_coding.preprocess(w, outliers) for name, w in weights.items()}
+        targets = build_targets({n: p.target for n, p in prepared.items()}, inr.unit, inr.scope)
+        return cls(weights, prepared, targets, orders)
+
+    def with_widths(self, widths: dict[str, int | None]) -> Big2SmallPlan:
+        return dataclasses.replace(self, widths=dict(widths))
+
+    def stacks(self) -> dict[tuple, list[FitTarget]]:
+        """INR-fitted targets grouped into stacks of one shape and one row count (padding would waste compute)."""
+        return stacks_of(self.targets, self.widths)
+
+    def layer_codes(self) -> dict[str, LayerCode]:
+        """What turns each layer's standardised INR output back into its weights."""
+        return {name: LayerCode(p.mean, p.std, p.outlier_index, p.outlier_value) for name, p in self.prepared.items()}
+
+    def layer_stats(self, inr: INRSettings, bits: int) -> dict[str, dict]:
+        """Per replaced weight, for the results table: how it is stored and what that costs."""
+        stats = {}
+        for target in self.targets:
+            width = self.widths[target.key]
+            total = target.values.numel()
+            family_bytes = inr_bytes(inr, target, width, bits) if width else 0
+            for segment in target.segments:
+                p = self.prepared[segment.name]
+                share = segment.count * target.outputs / total
+                stats[segment.name] = {
+                    "stored_as": "inr" if width else "fp16", "inr_width": width or 0,
+                    "inr_bytes": round(family_bytes * share),
+                    "outliers": int(p.outlier_index.numel()) if width else 0,
+                    "outlier_bytes": (FP16_BYTES * p.outlier_index.numel() + index_codes.encoded_size(
+                        p.outlier_index, self.weights[segment.name].numel())) if width else 0,
+                }
+        return stats
+
+
+def stacks_of(targets: list[FitTarget], widths: dict[str, int | None]) -> dict[tuple, list[FitTarget]]:
+    stacks: dict[tuple, list[FitTarget]] = defaultdict(list)
+    for target in targets:
+        if widths[target.key] is not None:
+            stacks[(target.dims, target.outputs, widths[target.key], target.coords.shape[0])].append(target)
+    return stacks

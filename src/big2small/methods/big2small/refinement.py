@@ -1,0 +1,150 @@
+"""Data-free function-space refinement: after weight-space fitting, tune the INRs so that the rebuilt network's
+outputs match the original network's on synthetic inputs. No data module is ever touched.
+
+Synthetic inputs (`bn_stats`, as in ZeroQ): Gaussian noise optimised until every BatchNorm layer's batch mean and
+standard deviation match its stored running statistics. `noise` uses the Gaussian noise as is. Generating the
+inputs is a short plain optimisation of the images (not of any model), so it runs outside Lightning; the
+refinement itself is a Lightning fit of the INR parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+
+import lightning as L
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.utils.data import DataLoader, TensorDataset
+
+from big2small.methods.big2small.fitting import INRGroup
+from big2small.methods.big2small.reconstruct import LayerCode, reconstruct
+from big2small.methods.big2small.settings import RefinementSettings
+from big2small.numerics import DENOMINATOR_FLOOR
+
+NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+# Images are optimised in chunks of this many: each chunk's batch statistics are matched on their own (as a training
+# batch's would be), memory stays bounded, and time grows linearly with num_inputs (docs/decisions.md).
+CHUNK = 128
+
+
+def synthetic_inputs(model: nn.Module, shape: list[int], settings: RefinementSettings, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randn(settings.num_inputs, *shape, generator=generator)
+    norms = [m for m in model.modules() if isinstance(m, NORM_TYPES)]
+    if settings.inputs == "noise" or not norms or settings.input_steps == 0:
+        return images
+    captured: list[torch.Tensor] = []
+    hooks = [m.register_forward_pre_hook(lambda _m, args: captured.append(args[0])) for m in norms]
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        chunks = [_match_statistics(model, chunk, norms, captured, settings.input_steps)
+                  for chunk in images.split(CHUNK)]
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for p in model.parameters():
+            p.requires_grad_(True)
+    return torch.cat(chunks)
+
+
+def _match_statistics(model: nn.Module, images: torch.Tensor, norms: list[nn.Module], captured: list[torch.Tensor],
+                      steps: int) -> torch.Tensor:
+    images = images.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([images], lr=0.1)
+    for _ in range(steps):
+        captured.clear()
+        optimizer.zero_grad()
+        model(images)
+        loss = sum(_statistics_gap(x, m) for x, m in zip(captured, norms, strict=False))
+        loss.backward()
+        optimizer.step()
+    return images.detach()
+
+
+def _statistics_gap(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+    dims = [0] + list(range(2, x.dim()))
+    mean, std = x.mean(dim=dims), x.var(dim=dims, unbiased=False).add(norm.eps).sqrt()
+    return torch.linalg.vector_norm(mean - norm.running_mean) + \
+        torch.linalg.vector_norm(std - norm.running_var.add(norm.eps).sqrt())
+
+
+class RefineModule(L.LightningModule):
+    """Tunes all INRs so that the network rebuilt from them reproduces the teacher on synthetic inputs.
+
+    The loss compares the logits and, weighted by `feature_weight`, the output of every compressed layer (each
+    term a mean squared error over the teacher's variance, so layers of any scale count alike). Matching every
+    layer gives each INR its own signal instead of one shared through the whole network, which on ResNet-20
+    generalised better from few synthetic images to real ones. The teacher runs alongside, so its activations
+    are never all held in memory at once.
+    """
+
+    def __init__(self, groups: list[INRGroup], codes: dict[str, LayerCode], student: nn.Module, teacher: nn.Module,
+                 inputs: torch.Tensor, settings: RefinementSettings, quantised: bool) -> None:
+        super().__init__()
+        self.groups, self.codes, self.settings, self.quantised = groups, codes, settings, quantised
+        self.nets = nn.ModuleList(group.net for group in groups)
+        # In a list: frozen references, not submodules whose weights would train or be checkpointed.
+        self.frozen = [student.eval(), teacher.eval()]
+        for model in self.frozen:
+            for p in model.parameters():
+                p.requires_grad_(False)
+        self.observed = sorted({name.rpartition(".")[0] for name in codes})  # the compressed layers
+        self.inputs = inputs
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(0)
+        sampler = torch.utils.data.RandomSampler(self.inputs, replacement=True,
+                                                 num_samples=self.settings.steps * self.settings.batch_size,
+                                                 generator=generator)
+        return DataLoader(TensorDataset(self.inputs), batch_size=self.settings.batch_size, sampler=sampler)
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        for net in self.nets:
+            net.fake_quant = self.quantised
+
+    def training_step(self, batch, batch_idx):
+        (images,) = batch
+        student, teacher = (model.to(self.device) for model in self.frozen)
+        with torch.no_grad(), observing(teacher, self.observed) as wanted_features:
+            wanted = teacher(images)
+        with observing(student, self.observed) as features:
+            output = functional_call(student, reconstruct(self.groups, self.codes), (images,), strict=False)
+        loss = relative_mse(output, wanted)
+        if self.settings.feature_weight > 0:
+            gaps = [relative_mse(a, b) for a, b in zip(features, wanted_features, strict=True)]
+            loss = loss + self.settings.feature_weight * torch.stack(gaps).mean()
+        self.log("refine_loss", loss, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self):
+        steps = self.settings.steps
+        optimizer = torch.optim.Adam(self.nets.parameters(), lr=self.settings.lr)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps)))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def relative_mse(got: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
+    return torch.mean((got - wanted) ** 2) / wanted.var().clamp_min(DENOMINATOR_FLOOR)
+
+
+@contextmanager
+def observing(model: nn.Module, names: list[str]):
+    """Collects the outputs of the named submodules, in `names` order, once the block inside has run (a module
+    called more than once contributes its last output)."""
+    outputs: dict[str, torch.Tensor] = {}
+    hooks = [model.get_submodule(name).register_forward_hook(
+        lambda _m, _args, out, name=name: outputs.__setitem__(name, out)) for name in names]
+    collected: list[torch.Tensor] = []
+    try:
+        yield collected
+    finally:
+        for hook in hooks:
+            hook.remove()
+    collected.extend(outputs[name] for name in names if name in outputs)

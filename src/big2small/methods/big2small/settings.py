@@ -1,0 +1,183 @@
+"""The option groups of the big2small compressor, one dataclass per YAML block, validated on construction.
+
+Each group is given as a plain dict by Hydra (`compressor.outliers.enabled=false` ...); `from_config` turns it into
+the dataclass and turns any unknown key or invalid value into a one-line ConfigError before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from big2small.errors import ConfigError
+
+
+def from_config(cls, values, group: str):
+    """Build settings class `cls` from a dict (or an instance) and name the group in any error."""
+    if isinstance(values, cls):
+        return values
+    values = dict(values or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"big2small.{group}: unknown key(s) {unknown}; known: {sorted(known)}")
+    return cls(**values)
+
+
+def _integer(group: str, key: str, value, low: int) -> int:
+    if isinstance(value, bool) or int(value) != value or int(value) < low:
+        raise ConfigError(f"big2small.{group}.{key} must be an integer >= {low} (got {value})")
+    return int(value)
+
+
+def _positive(group: str, key: str, value, allow_zero: bool = False) -> float:
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"big2small.{group}.{key} must be a {'non-negative' if allow_zero else 'positive'} "
+                          f"number (got {value})")
+    return value
+
+
+def _choice(group: str, key: str, value, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"big2small.{group}.{key} must be one of {list(choices)} (got {value!r})")
+    return value
+
+
+@dataclass
+class INRSettings:
+    """The network family: coordinates (unit, scope) and the MLP shape."""
+
+    kind: str = "siren"            # fourier (Fourier features + ReLU/GELU MLP) | siren (sine activations)
+    unit: str = "kernel"           # weight: one value per coordinate | kernel: kh*kw values per (layer, o, i)
+    scope: str = "layer"           # layer: one INR per weight tensor | model: one INR per family of layers
+    width: int | None = None       # fixed hidden width; null = chosen per INR to meet target_ratio
+    min_width: int = 4             # narrower than this and a layer is stored as fp16 instead
+    max_width: int = 512
+    depth: int = 2                 # hidden layers
+    frequencies: int = 7           # Fourier features sin/cos(2^k pi x), k < frequencies (fourier only)
+    activation: str = "relu"       # relu | gelu (fourier only)
+    omega0: float = 30.0           # SIREN frequency scale
+
+    def __post_init__(self) -> None:
+        g = "inr"
+        self.kind = _choice(g, "kind", self.kind, ("fourier", "siren"))
+        self.unit = _choice(g, "unit", self.unit, ("weight", "kernel"))
+        self.scope = _choice(g, "scope", self.scope, ("layer", "model"))
+        self.activation = _choice(g, "activation", self.activation, ("relu", "gelu"))
+        self.width = None if self.width is None else _integer(g, "width", self.width, 1)
+        self.min_width = _integer(g, "min_width", self.min_width, 1)
+        self.max_width = _integer(g, "max_width", self.max_width, self.min_width)
+        self.depth = _integer(g, "depth", self.depth, 1)
+        self.frequencies = _integer(g, "frequencies", self.frequencies, 0)
+        self.omega0 = _positive(g, "omega0", self.omega0)
+
+
+@dataclass
+class OutlierSettings:
+    """Outlier-Aware Preprocessing: which weights are stored exactly instead of being fitted."""
+
+    enabled: bool = True
+    rule: str = "sigma"            # sigma: |w - mu| > k sigma | fraction: the top `fraction` by |w - mu|
+    k: float = 3.0
+    fraction: float = 0.005
+
+    def __post_init__(self) -> None:
+        self.enabled = bool(self.enabled)
+        self.rule = _choice("outliers", "rule", self.rule, ("sigma", "fraction"))
+        self.k = _positive("outliers", "k", self.k)
+        self.fraction = float(self.fraction)
+        if not 0 < self.fraction < 1:
+            raise ConfigError(f"big2small.outliers.fraction must lie in (0, 1) (got {self.fraction})")
+
+
+@dataclass
+class LossSettings:
+    """Frequency-Aware Loss: MSE + lam * mean(omega(f) |FFT2 difference|); lam = 0 is plain MSE."""
+
+    frequency_weight: float = 0.1  # lambda
+    gamma: float = 1.0             # omega(f) = (1 + |f| / f_max)^gamma
+
+    def __post_init__(self) -> None:
+        self.frequency_weight = _positive("loss", "frequency_weight", self.frequency_weight, allow_zero=True)
+        self.gamma = _positive("loss", "gamma", self.gamma, allow_zero=True)
+
+
+@dataclass
+class StorageSettings:
+    """Precision of the stored INR parameters; 8-bit adds quantisation-aware final fitting steps."""
+
+    bits: int = 16                 # 16: fp16 | 8: int8 weights with a per-column fp16 scale, fp16 biases
+    qat_steps: int = 100           # last steps of fitting that see the 8-bit weights (straight-through)
+
+    def __post_init__(self) -> None:
+        if self.bits not in (8, 16):
+            raise ConfigError(f"big2small.storage.bits must be 8 or 16 (got {self.bits})")
+        self.qat_steps = _integer("storage", "qat_steps", self.qat_steps, 0)
+
+
+@dataclass
+class FitSettings:
+    """The weight-space fitting loop (Adam, cosine schedule), run by a Lightning Trainer."""
+
+    steps: int = 1000
+    lr: float = 3e-3
+    batch_size: int | None = None  # coordinates sampled per INR per step; null = the whole grid every step
+    resume: bool = False           # continue from the last checkpoint of an interrupted fit with equal settings
+    checkpoint_dir: str | None = None  # where fits keep their checkpoints (null: no checkpoints, no resume)
+    checkpoint_every: int = 200    # steps between checkpoints
+
+    def __post_init__(self) -> None:
+        self.steps = _integer("fit", "steps", self.steps, 1)
+        self.lr = _positive("fit", "lr", self.lr)
+        self.batch_size = None if self.batch_size is None else _integer("fit", "batch_size", self.batch_size, 1)
+        self.resume = bool(self.resume)
+        self.checkpoint_every = _integer("fit", "checkpoint_every", self.checkpoint_every, 1)
+        if self.resume and not self.checkpoint_dir:
+            raise ConfigError("big2small.fit.resume needs fit.checkpoint_dir (where the interrupted fit saved)")
+
+
+@dataclass
+class PermutationSettings:
+    """Function-preserving channel permutation before fitting (beyond the paper)."""
+
+    enabled: bool = False
+    tolerance: float = 1e-4        # max |output difference| / max |output| allowed after permuting
+
+    def __post_init__(self) -> None:
+        self.enabled = bool(self.enabled)
+        self.tolerance = _positive("permutation", "tolerance", self.tolerance)
+
+
+@dataclass
+class RefinementSettings:
+    """Data-free function-space refinement on synthetic inputs (beyond the paper)."""
+
+    enabled: bool = False
+    inputs: str = "bn_stats"       # bn_stats: noise optimised to match BN running statistics | noise
+    num_inputs: int = 256
+    input_steps: int = 100         # optimisation steps of the synthetic inputs (bn_stats)
+    steps: int = 300
+    lr: float = 1e-5               # small: SIREN's omega0 multiplies every parameter change
+    batch_size: int = 32
+    feature_weight: float = 1.0    # weight of matching every compressed layer's output; 0 = logits only
+
+    def __post_init__(self) -> None:
+        g = "refinement"
+        self.enabled = bool(self.enabled)
+        self.inputs = _choice(g, "inputs", self.inputs, ("bn_stats", "noise"))
+        for key in ("num_inputs", "input_steps", "steps", "batch_size"):
+            setattr(self, key, _integer(g, key, getattr(self, key), 1 if key != "input_steps" else 0))
+        self.lr = _positive(g, "lr", self.lr)
+        self.feature_weight = _positive(g, "feature_weight", self.feature_weight, allow_zero=True)
+
+
+def input_shape_setting(value) -> list[int] | None:
+    """The model's input shape without the batch dim ([C, H, W] for images), or None to infer it."""
+    if value is None:
+        return None
+    shape = list(value)
+    if not shape or any(isinstance(s, bool) or int(s) != s or int(s) < 1 for s in shape):
+        raise ConfigError(f"big2small.input_shape must be a list of positive ints like [3, 32, 32] (got {value})")
+    return [int(s) for s in shape]

@@ -1,0 +1,358 @@
+"""`id_prune`: interpolative-decomposition channel pruning (Chee et al., NeurIPS 2022), no fine-tuning.
+
+Uses data: unlabelled calibration images from the training split (`data.calibration_images`), never the test
+split. For every prunable pair (channel_graph.py: a layer whose channels reach exactly one next layer through
+BN / activation / pooling), Z = the next layer's input on the calibration images, as a matrix (N*H*W rows x C
+channels). A column-pivoted QR of Z gives pivots P and R; keeping the first k pivots, the interpolation matrix
+T = [I_k, R11^-1 R12] (columns put back in channel order) gives Z ~ Z[:, kept] T. The pruned layer keeps only
+those k output channels (and BN entries), and T is folded into the next layer: W_next <- W_next T^T at every
+spatial tap. Keeping all channels is exact.
+
+Implementation choice: the pivoted QR of Z is computed as the pivoted Cholesky factorisation of its Gram matrix
+Z^T Z (accumulated in float64 over batches). In exact arithmetic both choose the same pivots and the same R;
+the Gram matrix is C x C however many pixels there are, so a thousand 32 x 32 images cost no memory. All pairs
+are calibrated on the original model in one pass.
+
+Channel counts: with `target_ratio` (which takes precedence over `keep_fraction`), every layer starts with all
+channels and the layer with the smallest |R_kk / R_00| per byte saved is shrunk by `shrink_step` (~5 %) of its
+channels, repeatedly, until the artifact meets the target. Without it, each layer keeps round(keep_fraction C).
+
+Artifact: the new weights of every changed layer (fp32), the kept biases and BN affine entries (fp32) and the
+kept channel indices (int16); BN running statistics are sliced from the model with those indices (buffers).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from big2small.codec import Compressed
+from big2small.encodings.dtype_bytes import fp32_bytes
+from big2small.errors import ConfigError
+from big2small.graph.prunable_pairs import PrunablePair, prunable_pairs
+from big2small.graph.surgery import build_layer, layer_spec, replace_module
+from big2small.methods.base import Compressor
+from big2small.methods.budget import (
+    HEADER_SLACK_BYTES,
+    artifact_bytes,
+    budget_bytes,
+    report_landing,
+)
+from big2small.methods.registry import register
+
+# Pivoted Cholesky / QR on float64 Gram matrices: a pivot below PIVOT_TOLERANCE x the largest diagonal entry, or
+# an R diagonal below RANK_TOLERANCE x its largest, counts as numerically zero (float64 eps is ~2e-16).
+PIVOT_TOLERANCE = 1e-14
+RANK_TOLERANCE = 1e-12
+SMALLEST_SCALE = 1e-300  # keeps the rank test meaningful when every diagonal entry is zero
+
+@dataclass
+class Decomposition:
+    """Pivoted factorisation of one pair's activations: Z[:, perm] = Q R."""
+
+    perm: torch.Tensor  # (C,) channel order, most independent first
+    r: torch.Tensor     # (C, C) upper triangular, float64
+
+    def interpolation(self, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(kept channel indices, T of shape (keep, C)) with Z ~ Z[:, kept] @ T."""
+        channels = self.r.shape[0]
+        r11, r12 = self.r[:keep, :keep], self.r[:keep, keep:]
+        diagonal = torch.diagonal(r11).abs()
+        if keep and bool((diagonal > RANK_TOLERANCE * diagonal.max().clamp_min(SMALLEST_SCALE)).all()):
+            coefficients = torch.linalg.solve_triangular(r11, r12, upper=True)
+        else:  # activations of rank < keep: dependent kept channels get zero weight in the fit
+            coefficients = torch.linalg.pinv(r11) @ r12
+        t_permuted = torch.cat([torch.eye(keep, dtype=torch.float64), coefficients], dim=1)
+        t = torch.empty(keep, channels, dtype=torch.float64)
+        t[:, self.perm] = t_permuted
+        return self.perm[:keep].clone(), t
+
+    def dropped_error(self, keep: int) -> float:
+        """|R_kk / R_00|: the residual norm of the first channel that keeping `keep` channels drops."""
+        diagonal = torch.diagonal(self.r).abs()
+        if keep >= diagonal.numel() or float(diagonal[0]) == 0.0:
+            return 0.0
+        return float(diagonal[keep] / diagonal[0])
+
+
+def pivoted_cholesky(gram: torch.Tensor) -> Decomposition:
+    """Greedy diagonal pivoting on Z^T Z: the same pivots and R as Businger-Golub pivoted QR of Z."""
+    a = gram.double().clone()
+    channels = a.shape[0]
+    perm = torch.arange(channels)
+    r = torch.zeros(channels, channels, dtype=torch.float64)
+    scale = float(torch.diagonal(a).max().clamp_min(0.0)) if channels else 0.0
+    for j in range(channels):
+        p = j + int(torch.argmax(torch.diagonal(a)[j:]))
+        if p != j:
+            a[[j, p]] = a[[p, j]]
+            a[:, [j, p]] = a[:, [p, j]]
+            r[:j, [j, p]] = r[:j, [p, j]]
+            perm[[j, p]] = perm[[p, j]]
+        pivot = float(a[j, j])
+        if pivot <= PIVOT_TOLERANCE * scale or pivot <= 0.0:
+            break  # the remaining channels are (numerically) combinations of the ones before: R rows stay 0
+        r[j, j] = math.sqrt(pivot)
+        r[j, j + 1 :] = a[j, j + 1 :] / r[j, j]
+        a[j + 1 :, j + 1 :] -= torch.outer(r[j, j + 1 :], r[j, j + 1 :])
+    return Decomposition(perm, r)
+
+
+@register
+class InterpolativePruning(Compressor):
+    name = "id_prune"
+    uses_data = True
+
+    def __init__(self, keep_fraction: float = 0.5, calibration_images: int = 1000, batch_size: int = 250,
+                 shrink_step: float = 0.05, target_ratio=None, layer_types=("conv", "linear"),
+                 min_params: int = 0) -> None:
+        super().__init__(target_ratio, layer_types, min_params)
+        if not 0.0 < float(keep_fraction) <= 1.0:
+            raise ConfigError(f"id_prune: keep_fraction must lie in (0, 1] (got {keep_fraction})")
+        for key, value in (("calibration_images", calibration_images), ("batch_size", batch_size)):
+            if int(value) != value or int(value) < 1:
+                raise ConfigError(f"id_prune: {key} must be an integer >= 1 (got {value})")
+        if not 0.0 < float(shrink_step) < 1.0:
+            raise ConfigError(f"id_prune: shrink_step must lie in (0, 1) (got {shrink_step})")
+        self.keep_fraction, self.shrink_step = float(keep_fraction), float(shrink_step)
+        self.calibration_images, self.batch_size = int(calibration_images), int(batch_size)
+
+    def settings(self) -> dict:
+        return {**super().settings(), "keep_fraction": self.keep_fraction, "shrink_step": self.shrink_step,
+                "calibration_images": self.calibration_images, "batch_size": self.batch_size}
+
+    # ---------------------------------------------------------------- fitting
+    def fit(self, model, *, data=None, trainer_factory=None) -> Compressed:
+        if data is None or not hasattr(data, "calibration_images"):
+            raise ConfigError("id_prune: needs a data module with calibration_images(n) (unlabelled training images)")
+        pairs = prunable_pairs(model, self.min_params)
+        if not pairs:
+            raise ConfigError("id_prune: the model has no layer whose channels feed exactly one next layer")
+        images = data.calibration_images(self.calibration_images)
+        grams = activation_grams(model, pairs, images, self.batch_size)
+        decompositions = {pair.producer: pivoted_cholesky(grams[pair.consumer]) for pair in pairs}
+        if self.target_ratio is None:
+            keep = {p.producer: max(1, round(self.keep_fraction * p.channels)) for p in pairs}
+        else:
+            keep = self._keep_for_target(model, pairs, decompositions)
+        compressed = self._pack(model, pairs, decompositions, keep)
+        compressed.layer_stats = {
+            f"{p.producer}.weight": {"kept_channels": keep[p.producer], "channels": p.channels,
+                                     "dropped_error": decompositions[p.producer].dropped_error(keep[p.producer])}
+            for p in pairs
+        }
+        original = fp32_bytes(sum(model.get_parameter(n).numel() for n in compressed.meta["replaced"]))
+        report_landing(self.name, original / artifact_bytes(compressed), self.target_ratio,
+                       "channels come in whole steps and every layer keeps at least one")
+        return compressed
+
+    def _keep_for_target(self, model, pairs, decompositions) -> dict[str, int]:
+        keep = {p.producer: p.channels for p in pairs}
+        sized = self._pack(model, pairs, None, keep, sizing_only=True)
+        original = fp32_bytes(sum(model.get_parameter(n).numel() for n in sized.meta["replaced"]))
+        header = artifact_bytes(sized) - self._payload_bytes(model, pairs, keep)
+        budget = budget_bytes(original, self.target_ratio) - header - HEADER_SLACK_BYTES
+        while self._payload_bytes(model, pairs, keep) > budget:
+            best, best_score, best_keep = None, math.inf, None
+            for pair in pairs:
+                current = keep[pair.producer]
+                smaller = current - max(1, round(self.shrink_step * current))
+                if smaller < 1:
+                    continue
+                saved = self._payload_bytes(model, pairs, keep) - self._payload_bytes(
+                    model, pairs, {**keep, pair.producer: smaller})
+                score = decompositions[pair.producer].dropped_error(smaller) / max(saved, 1)
+                if score < best_score:
+                    best, best_score, best_keep = pair.producer, score, smaller
+            if best is None:
+                break  # every layer is down to one channel: report_landing says so
+            keep[best] = best_keep
+        # The last shrink step may overshoot: give single channels back where they fit, most useful first.
+        # (Not budget.greedy_raise: a channel's cost depends on the neighbouring pair's count, so costs are
+        # recomputed from the current counts at every step.)
+        while True:
+            payload = self._payload_bytes(model, pairs, keep)
+            best, best_priority = None, -math.inf
+            for pair in pairs:
+                k = keep[pair.producer]
+                if k >= pair.channels:
+                    continue
+                cost = self._payload_bytes(model, pairs, {**keep, pair.producer: k + 1}) - payload
+                if payload + cost > budget:
+                    continue
+                value = decompositions[pair.producer].dropped_error(k) / max(cost, 1)
+                if value > best_priority:
+                    best, best_priority = pair.producer, value
+            if best is None:
+                return keep
+            keep[best] += 1
+
+    @staticmethod
+    def _payload_bytes(model, pairs: list[PrunablePair], keep: dict[str, int]) -> int:
+        out_keep = {p.producer: keep[p.producer] for p in pairs}
+        in_keep = {p.consumer: keep[p.producer] for p in pairs}
+        total = 0
+        for path in _changed_modules(pairs):
+            weight = model.get_submodule(path).weight
+            out = out_keep.get(path, weight.shape[0])
+            inp = in_keep.get(path, weight.shape[1])
+            total += fp32_bytes(out * inp * math.prod(weight.shape[2:]))
+        for pair in pairs:
+            k = keep[pair.producer]
+            total += 2 * k  # int16 index
+            total += fp32_bytes(k * (model.get_submodule(pair.producer).bias is not None))
+            norm = model.get_submodule(pair.norm) if pair.norm else None
+            total += 8 * k * bool(norm is not None and norm.affine)
+        return total
+
+    # ---------------------------------------------------------------- storage
+    def _pack(self, model, pairs, decompositions, keep, sizing_only: bool = False) -> Compressed:
+        kept, interpolations = {}, {}
+        for pair in pairs:
+            if sizing_only:
+                kept[pair.producer] = torch.arange(keep[pair.producer])
+            else:
+                kept[pair.producer], interpolations[pair.consumer] = decompositions[pair.producer].interpolation(
+                    keep[pair.producer])
+        pruned_by = {p.producer: p for p in pairs}
+        fed_by = {p.consumer: p for p in pairs}
+        weights, modules, biases, norms, replaced = [], [], [], [], []
+        for path in _changed_modules(pairs):
+            module = model.get_submodule(path)
+            weight = module.weight.detach().double()
+            if path in fed_by:
+                channels = keep[fed_by[path].producer]
+                weight = (torch.zeros(weight.shape[0], channels, *weight.shape[2:], dtype=torch.float64)
+                          if sizing_only else torch.einsum("oi...,ki->ok...", weight, interpolations[path]))
+            if path in pruned_by:
+                weight = weight[kept[path]]
+            weights.append(weight.float().reshape(-1))
+            modules.append({"path": path, "spec": layer_spec(module), "shape": list(weight.shape)})
+            replaced.append(f"{path}.weight")
+        for pair in pairs:
+            producer = model.get_submodule(pair.producer)
+            index = kept[pair.producer]
+            if producer.bias is not None:
+                biases.append(producer.bias.detach().float()[index])
+                replaced.append(f"{pair.producer}.bias")
+            norm = model.get_submodule(pair.norm) if pair.norm else None
+            if norm is not None and norm.affine:
+                norms += [norm.weight.detach().float()[index], norm.bias.detach().float()[index]]
+                replaced += [f"{pair.norm}.weight", f"{pair.norm}.bias"]
+        prunes = []
+        for pair in pairs:
+            norm = model.get_submodule(pair.norm) if pair.norm else None
+            prunes.append({"producer": pair.producer, "consumer": pair.consumer, "keep": keep[pair.producer],
+                           "norm": pair.norm, "norm_spec": _norm_spec(norm) if norm is not None else None})
+        empty = torch.zeros(0)
+        tensors = {
+            "weights": torch.cat(weights),
+            "biases": torch.cat(biases) if biases else empty,
+            "norms": torch.cat(norms) if norms else empty,
+            "kept": torch.cat([kept[p.producer] for p in pairs]).to(torch.int16),
+        }
+        meta = {"replaced": replaced, "modules": modules, "prunes": prunes}
+        return Compressed(self.name, self.settings(), tensors, meta)
+
+    @classmethod
+    def rebuild(cls, compressed: Compressed, model: nn.Module) -> nn.Module:
+        tensors, meta = compressed.tensors, compressed.meta
+        weights, biases, norms = (tensors[k].float() for k in ("weights", "biases", "norms"))
+        kept_all = tensors["kept"].long()
+        kept, offset = {}, 0
+        for prune in meta["prunes"]:
+            kept[prune["producer"]] = kept_all[offset : offset + prune["keep"]]
+            offset += prune["keep"]
+        pruned = {p["producer"]: p for p in meta["prunes"]}
+        w_offset = b_offset = n_offset = 0
+        for entry in meta["modules"]:
+            path, spec, shape = entry["path"], entry["spec"], entry["shape"]
+            original = model.get_submodule(path)
+            layer = build_layer(spec, shape[1], shape[0])
+            with torch.no_grad():
+                count = math.prod(shape)
+                layer.weight.copy_(weights[w_offset : w_offset + count].reshape(layer.weight.shape))
+                w_offset += count
+                if layer.bias is not None and path in pruned:
+                    layer.bias.copy_(biases[b_offset : b_offset + shape[0]])
+                    b_offset += shape[0]
+                elif layer.bias is not None:
+                    layer.bias.copy_(original.bias)  # a layer only fed by a pruned one keeps its bias
+            replace_module(model, path, layer.to(original.weight.device))
+        for prune in meta["prunes"]:
+            if prune["norm"] is None:
+                continue
+            index, spec = kept[prune["producer"]], prune["norm_spec"]
+            original = model.get_submodule(prune["norm"])
+            norm = _norm_like(original, index.numel(), spec)
+            with torch.no_grad():
+                if norm.affine:
+                    k = index.numel()
+                    norm.weight.copy_(norms[n_offset : n_offset + k])
+                    norm.bias.copy_(norms[n_offset + k : n_offset + 2 * k])
+                    n_offset += 2 * k
+                if norm.track_running_stats:  # buffers, not parameters: sliced from the model itself
+                    norm.running_mean.copy_(original.running_mean[index])
+                    norm.running_var.copy_(original.running_var[index])
+            device = next(iter(original.buffers()), torch.zeros(0)).device
+            replace_module(model, prune["norm"], norm.to(device))
+        if w_offset != weights.numel() or b_offset != biases.numel() or n_offset != norms.numel():
+            raise ValueError("id_prune artifact: payload size does not match its layer list")
+        return model
+
+
+def _changed_modules(pairs: list[PrunablePair]) -> list[str]:
+    """Every layer whose weight changes (pruned outputs and/or folded inputs), in model order, once."""
+    paths: list[str] = []
+    for pair in pairs:
+        for path in (pair.producer, pair.consumer):
+            if path not in paths:
+                paths.append(path)
+    return paths
+
+
+def _norm_spec(norm: nn.Module) -> dict:
+    return {"kind": "batchnorm1d" if isinstance(norm, nn.BatchNorm1d) else "batchnorm2d", "eps": norm.eps,
+            "momentum": norm.momentum, "affine": norm.affine, "track_running_stats": norm.track_running_stats}
+
+
+def _norm_like(original: nn.Module, channels: int, spec: dict) -> nn.Module:
+    cls = nn.BatchNorm1d if spec["kind"] == "batchnorm1d" else nn.BatchNorm2d
+    norm = cls(channels, eps=spec["eps"], momentum=spec["momentum"], affine=spec["affine"],
+               track_running_stats=spec["track_running_stats"])
+    if norm.track_running_stats and getattr(original, "num_batches_tracked", None) is None:
+        norm.register_buffer("num_batches_tracked", None)  # match models whose BN has no counter
+    return norm
+
+
+def activation_grams(model: nn.Module, pairs: list[PrunablePair], images: torch.Tensor,
+                     batch_size: int) -> dict[str, torch.Tensor]:
+    """Z^T Z (float64) of the input of every consumer layer over the calibration images."""
+    grams: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def hook_for(path: str):
+        def accumulate(module, inputs):
+            x = inputs[0].detach()
+            rows = x.movedim(1, -1).reshape(-1, x.shape[1]).double() if x.dim() > 2 else x.double()
+            grams[path] = grams.get(path, 0) + rows.T @ rows
+
+        return accumulate
+
+    for pair in pairs:
+        handles.append(model.get_submodule(pair.consumer).register_forward_pre_hook(hook_for(pair.consumer)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            for start in range(0, images.shape[0], batch_size):
+                model(images[start : start + batch_size].to(device))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return {path: gram.cpu() for path, gram in grams.items()}

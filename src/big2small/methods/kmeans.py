@@ -1,0 +1,160 @@
+"""`kmeans`: per-layer weight sharing. Each layer's weights are clustered (1-D k-means, 2^b centroids); the layer
+is stored as an fp32 codebook of 2^b centroids plus one b-bit index per weight (packed).
+
+k-means starts from evenly spaced quantiles (deterministic) and runs Lloyd iterations; in 1-D the nearest
+centroid is found by bucketing the weight between centroid midpoints. A layer never gets more centroids than it
+has weights (b <= ceil(log2 numel)).
+
+Size knob: `bits` (the same for every layer). When `target_ratio` is set it takes precedence over `bits`: widths
+are chosen per layer as in `quant`, starting from 1 bit and giving the next bit to the layer that removes most
+squared error (~ variance 4^-b) per byte, codebook growth included. Doubling a codebook is a coarse step, so
+the bytes left over then go to one layer as a further index bit with a partial codebook (2^(b-1) < k < 2^b
+centroids), which lands the ratio on the target within a few bytes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from big2small.codec import Compressed
+from big2small.encodings.bitpack import pack_uint, packed_size, unpack_uint
+from big2small.errors import ConfigError
+from big2small.graph.weights import set_parameter
+from big2small.methods.bit_allocation import BitAllocatingCompressor
+from big2small.methods.budget import (
+    HEADER_SLACK_BYTES,
+    artifact_bytes,
+    budget_bytes,
+    greedy_raise,
+    original_bytes,
+)
+from big2small.methods.registry import register
+
+MIN_BITS, MAX_BITS = 1, 16
+CENTROID_BYTES = 4  # fp32 codebook
+
+
+@register
+class KMeansSharing(BitAllocatingCompressor):
+    name = "kmeans"
+    MIN_BITS, MAX_BITS = MIN_BITS, MAX_BITS
+
+    def __init__(self, bits: int | None = 4, iterations: int = 30, target_ratio=None,
+                 layer_types=("conv", "linear"), min_params=0) -> None:
+        super().__init__(bits, target_ratio, layer_types, min_params)
+        if int(iterations) != iterations or int(iterations) < 0:
+            raise ConfigError(f"kmeans: iterations must be an integer >= 0 (got {iterations})")
+        self.iterations = int(iterations)
+
+    def settings(self) -> dict:
+        return {**super().settings(), "bits": self.bits, "iterations": self.iterations}
+
+    def fixed_levels(self, weights: dict[str, torch.Tensor]) -> dict[str, int]:
+        return {name: 2 ** min(self.bits, max_bits(w.numel())) for name, w in weights.items()}
+
+    def level_stats(self, centroids: dict[str, int]) -> dict[str, dict]:
+        return {name: {"centroids": k, "bits": index_bits(k)} for name, k in centroids.items()}
+
+    def why_not_closer(self) -> str:
+        return "a layer holds at most one centroid per weight and at least 1 bit per weight"
+
+    def pack(self, weights, centroid_counts: dict[str, int], sizing_only: bool = False) -> Compressed:
+        codes, codebooks, layers = [], [], []
+        for name, weight in weights.items():
+            clusters = centroid_counts[name]
+            bits = index_bits(clusters)
+            if sizing_only:
+                centroids = torch.zeros(clusters)
+                codes.append(torch.zeros(packed_size(weight.numel(), bits), dtype=torch.uint8))
+            else:
+                centroids, assignment = kmeans_1d(weight.reshape(-1), clusters, self.iterations)
+                codes.append(pack_uint(assignment, bits))
+            codebooks.append(centroids)
+            layers.append({"name": name, "shape": list(weight.shape), "centroids": clusters})
+        tensors = {"codes": torch.cat(codes), "codebooks": torch.cat(codebooks).float()}
+        return Compressed(self.name, self.settings(), tensors, {"replaced": list(weights), "layers": layers})
+
+    def levels_for_target(self, weights: dict[str, torch.Tensor]) -> dict[str, int]:
+        original = original_bytes(weights)
+        lowest = {name: MIN_BITS for name in weights}
+        sizing = self.pack(weights, {name: 2**MIN_BITS for name in weights}, sizing_only=True)
+        spare = budget_bytes(original, self.target_ratio) - artifact_bytes(sizing) - HEADER_SLACK_BYTES
+        variance = {name: float(w.var()) if w.numel() > 1 else 0.0 for name, w in weights.items()}
+
+        def step_bytes(name, bits):
+            count = weights[name].numel()
+            if bits >= min(MAX_BITS, max_bits(count)):
+                return None
+            return packed_size(count, bits + 1) - packed_size(count, bits) + CENTROID_BYTES * 2**bits
+
+        def priority(name, bits):
+            return variance[name] * 4.0 ** (-bits) * weights[name].numel() / max(step_bytes(name, bits), 1)
+
+        bits = greedy_raise(lowest, step_bytes, priority, spare)
+        centroids = {name: 2**b for name, b in bits.items()}
+        spare -= sum(step_bytes(name, MIN_BITS + i) for name, b in bits.items() for i in range(b - MIN_BITS))
+        # Top-up: one more index bit for the layer that gains most, with as many extra centroids as fit.
+        candidates = [n for n, b in bits.items() if step_bytes(n, b) is not None
+                      and packed_size(weights[n].numel(), b + 1) - packed_size(weights[n].numel(), b)
+                      + CENTROID_BYTES <= spare]
+        if candidates:
+            name = max(candidates, key=lambda n: priority(n, bits[n]))
+            count = weights[name].numel()
+            index_growth = packed_size(count, bits[name] + 1) - packed_size(count, bits[name])
+            extra = int((spare - index_growth) // CENTROID_BYTES)
+            centroids[name] = min(2 ** (bits[name] + 1) - 1, 2 ** bits[name] + extra)
+        return centroids
+
+    @classmethod
+    def rebuild(cls, compressed: Compressed, model: nn.Module) -> nn.Module:
+        codes, codebooks = compressed.tensors["codes"], compressed.tensors["codebooks"]
+        byte_offset = centroid_offset = 0
+        for layer in compressed.meta["layers"]:
+            shape, clusters = layer["shape"], int(layer["centroids"])
+            bits = index_bits(clusters)
+            count, size = math.prod(shape), packed_size(math.prod(shape), bits)
+            assignment = unpack_uint(codes[byte_offset : byte_offset + size], bits, count)
+            if assignment.numel() and int(assignment.max()) >= clusters:
+                raise ValueError(f"kmeans artifact: {layer['name']} indexes past its codebook")
+            centroids = codebooks[centroid_offset : centroid_offset + clusters].float()
+            set_parameter(model, layer["name"], centroids[assignment].reshape(shape))
+            byte_offset, centroid_offset = byte_offset + size, centroid_offset + clusters
+        if byte_offset != codes.numel() or centroid_offset != codebooks.numel():
+            raise ValueError("kmeans artifact: payload size does not match its layer list")
+        return model
+
+
+def index_bits(clusters: int) -> int:
+    return max(MIN_BITS, math.ceil(math.log2(clusters)))
+
+
+def max_bits(count: int) -> int:
+    """Widest index that still gives no more centroids than weights."""
+    return max(MIN_BITS, math.ceil(math.log2(max(count, 2))))
+
+
+def kmeans_1d(values: torch.Tensor, clusters: int, iterations: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (sorted centroids (clusters,), index of each value's nearest centroid). Deterministic."""
+    values = values.double()
+    quantiles = (torch.arange(clusters, dtype=torch.float64) + 0.5) / clusters
+    centroids = torch.quantile(values, quantiles) if values.numel() else torch.zeros(clusters, dtype=torch.float64)
+    for _ in range(iterations):
+        assignment = nearest_sorted(values, centroids)
+        sums = torch.zeros(clusters, dtype=torch.float64).index_add_(0, assignment, values)
+        counts = torch.zeros(clusters, dtype=torch.float64).index_add_(0, assignment, torch.ones_like(values))
+        updated = torch.where(counts > 0, sums / counts.clamp_min(1), centroids)  # empty clusters stay put
+        updated = torch.sort(updated).values
+        if torch.equal(updated, centroids):
+            break
+        centroids = updated
+    centroids = centroids.float().double()  # assign against the stored (fp32) codebook
+    return centroids.float(), nearest_sorted(values, centroids)
+
+
+def nearest_sorted(values: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest of the sorted `centroids` for each value (1-D: bucket between midpoints)."""
+    midpoints = (centroids[1:] + centroids[:-1]) / 2
+    return torch.bucketize(values, midpoints)

@@ -1,0 +1,66 @@
+"""The artifact of an unstructured pruning compressor (`magnitude`, `lq_prune`): kept values + coded positions.
+
+Tensors: `values` (every kept weight, fp32, layer after layer) and `index` (each layer's mask coded by
+sparse_storage, bytes concatenated). The header lists per layer its name, shape, coding width and code count,
+which is all that `rebuild_pruned` needs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from big2small.codec import Compressed
+from big2small.encodings.bitpack import packed_size
+from big2small.encodings.sparse_masks import BITMAP, cheapest_coding, decode_mask, encode_mask
+from big2small.graph.weights import set_parameter
+
+
+def pack_pruned(name: str, settings: dict, weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
+                sizing_only: bool = False) -> Compressed:
+    """The artifact keeping weights[n][masks[n]]. With sizing_only, payloads are zeros of the final sizes."""
+    values, index, layers = [], [], []
+    for layer, weight in weights.items():
+        mask = masks[layer].reshape(-1)
+        kept = int(mask.sum())
+        if sizing_only:
+            bits, count, size = cheapest_coding(mask)
+            values.append(torch.zeros(kept))
+            index.append(torch.zeros(size, dtype=torch.uint8))
+        else:
+            encoded = encode_mask(mask)
+            bits, count = encoded.bits, encoded.count
+            values.append(weight.reshape(-1)[mask].float())
+            index.append(encoded.packed)
+        layers.append({"name": layer, "shape": list(weight.shape), "bits": bits, "count": count})
+    tensors = {"values": torch.cat(values), "index": torch.cat(index)}
+    return Compressed(name, settings, tensors, {"replaced": list(weights), "layers": layers})
+
+
+def rebuild_pruned(compressed: Compressed, model: nn.Module) -> nn.Module:
+    values, index = compressed.tensors["values"], compressed.tensors["index"]
+    value_offset = byte_offset = 0
+    for layer in compressed.meta["layers"]:
+        shape, bits, count = layer["shape"], int(layer["bits"]), int(layer["count"])
+        size = packed_size(count, 1 if bits == BITMAP else bits)
+        mask = decode_mask(index[byte_offset : byte_offset + size], bits, count, math.prod(shape))
+        kept = int(mask.sum())
+        weight = torch.zeros(math.prod(shape))
+        weight[mask] = values[value_offset : value_offset + kept].float()
+        set_parameter(model, layer["name"], weight.reshape(shape))
+        value_offset, byte_offset = value_offset + kept, byte_offset + size
+    if value_offset != values.numel() or byte_offset != index.numel():
+        raise ValueError(f"{compressed.compressor} artifact: payload size does not match its layer list")
+    return model
+
+
+def mask_stats(masks: dict[str, torch.Tensor]) -> dict[str, dict]:
+    """Per-layer diagnostics for the results table."""
+    stats = {}
+    for name, mask in masks.items():
+        bits, _, size = cheapest_coding(mask.reshape(-1))
+        stats[name] = {"kept_fraction": float(mask.float().mean()), "index_coding":
+                       "bitmap" if bits == BITMAP else f"gaps{bits}", "index_bytes": size}
+    return stats

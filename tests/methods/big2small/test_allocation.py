@@ -1,0 +1,33 @@
+import pytest
+import torch
+
+from big2small.errors import ConfigError
+from big2small.methods.big2small.allocation import choose_widths, inr_bytes, raw_bytes
+from big2small.methods.big2small.coords import build_targets
+from big2small.methods.big2small.settings import INRSettings
+
+
+def _targets():
+    weights = {"big": torch.randn(64, 32, 3, 3), "small": torch.randn(4, 2, 3, 3)}
+    return build_targets(weights, "kernel", "layer")
+
+
+def test_widths_meet_the_ratio_and_tiny_layers_fall_back_to_fp16():
+    targets = _targets()
+    settings = INRSettings()
+    original = 4 * sum(t.values.numel() for t in targets)
+
+    def measure(widths):  # stand-in for the serialised artifact: payload plus a fixed 200-byte header
+        return 200 + sum(inr_bytes(settings, t, widths[t.key], 16) if widths[t.key] else raw_bytes(t) for t in targets)
+
+    widths = choose_widths(targets, settings, 16, 8.0, measure)
+    assert widths["small"] is None and widths["big"] >= settings.min_width
+    assert original / measure(widths) >= 8.0
+    wider = dict(widths, big=widths["big"] + 1)
+    assert original / measure(wider) < 8.0 * 1.1  # close to the budget, not far below it
+
+
+def test_unreachable_ratio_is_a_config_error():
+    targets = _targets()
+    with pytest.raises(ConfigError, match="out of reach"):
+        choose_widths(targets, INRSettings(), 16, 1000.0, lambda widths: 10**6)

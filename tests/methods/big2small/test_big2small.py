@@ -1,0 +1,127 @@
+"""The big2small compressor through its public interface: config checks, artifact round trip, every option."""
+
+from __future__ import annotations
+
+import copy
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+
+from big2small.codec import Compressed
+from big2small.errors import ConfigError
+from big2small.methods.big2small.compressor import Big2SmallCompressor
+from big2small.methods.registry import rebuild
+from tests.conftest import tiny_cnn
+
+
+def trainer_factory(root, **fixed):
+    def make(**overrides):
+        settings = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, deterministic=True, default_root_dir=str(root))
+        settings.update(overrides)
+        settings.update(fixed)
+        return L.Trainer(**settings)
+    return make
+
+
+def _round_trip(compressor, model, root):
+    compressed = compressor.fit(copy.deepcopy(model), trainer_factory=trainer_factory(root))
+    data = compressed.to_bytes()
+    rebuilt = rebuild(Compressed.from_bytes(data), copy.deepcopy(model))
+    original_bytes = 4 * sum(model.get_parameter(n).numel() for n in compressed.meta["replaced"])
+    errors = {n: float((rebuilt.get_parameter(n).detach() - model.get_parameter(n)).norm() / model.get_parameter(n).norm())
+              for n in compressed.meta["replaced"]}
+    return compressed, original_bytes / len(data), errors, rebuilt
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    (dict(inr={"wdith": 3}), "unknown key"),
+    (dict(inr={"kind": "mlp"}), "inr.kind"),
+    (dict(inr={"depth": 0}), "inr.depth"),
+    (dict(outliers={"k": -1}), "outliers.k"),
+    (dict(outliers={"rule": "fraction", "fraction": 1.5}), "outliers.fraction"),
+    (dict(loss={"frequency_weight": -0.1}), "frequency_weight"),
+    (dict(storage={"bits": 4}), "storage.bits"),
+    (dict(fit={"steps": 0}), "fit.steps"),
+    (dict(fit={"resume": True}), "checkpoint_dir"),
+    (dict(fit={"batch_size": 64}), "frequency loss"),
+    (dict(target_ratio=None), "exactly one"),
+    (dict(inr={"width": 8}), "exactly one"),
+    (dict(input_shape=[3, 0, 32]), "input_shape"),
+    (dict(refinement={"inputs": "photos"}), "refinement.inputs"),
+    (dict(refinement={"feature_weight": -1}), "refinement.feature_weight"),
+])
+def test_bad_settings_fail_at_construction(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        Big2SmallCompressor(**settings)
+
+
+def test_default_fit_meets_the_ratio_and_reports_per_layer_results(tmp_path):
+    model = tiny_cnn()
+    compressed, ratio, errors, _ = _round_trip(
+        Big2SmallCompressor(target_ratio=4, fit={"steps": 10}), model, tmp_path)
+    assert 4 <= ratio < 4.6
+    assert set(compressed.layer_stats) == set(errors)
+    row = compressed.layer_stats["features.7.weight"]
+    assert row["stored_as"] == "inr" and row["inr_width"] >= 4 and row["inr_bytes"] > 0 and "outliers" in row
+
+
+@pytest.mark.parametrize("options", [
+    dict(inr={"unit": "weight"}),
+    dict(inr={"scope": "model"}),
+    dict(inr={"kind": "siren"}),
+    dict(inr={"activation": "gelu"}, loss={"frequency_weight": 0}, fit={"batch_size": 64, "steps": 10}),
+    dict(storage={"bits": 8, "qat_steps": 5}),
+    dict(outliers={"enabled": False}),
+    dict(permutation={"enabled": True}, input_shape=[1, 8, 8]),
+    dict(refinement={"enabled": True, "steps": 3, "input_steps": 3, "num_inputs": 8, "batch_size": 4},
+         input_shape=[1, 8, 8]),
+])
+def test_every_option_fits_and_round_trips(tmp_path, options):
+    options = {"fit": {"steps": 10}, **options}
+    _, ratio, errors, rebuilt = _round_trip(Big2SmallCompressor(target_ratio=4, **options), tiny_cnn(), tmp_path)
+    assert ratio >= 4
+    assert all(e == e and e < 2 for e in errors.values())  # finite, and not wildly off after 10 steps
+    assert torch.isfinite(rebuilt(torch.randn(2, 1, 8, 8))).all()
+
+
+def _smooth_linear():
+    model = nn.Sequential(nn.Linear(48, 64))
+    o, i = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 48), indexing="ij")
+    with torch.no_grad():
+        model[0].weight.copy_(torch.sin(3 * o) * torch.cos(2 * i) + 0.5 * o)
+        model[0].weight[5, 7] = 9.0  # one outlier
+    return model
+
+
+@pytest.mark.parametrize("kind", ["fourier", "siren"])
+def test_a_smooth_weight_is_fitted_closely_and_outliers_come_back_exactly(tmp_path, kind):
+    model = _smooth_linear()
+    compressor = Big2SmallCompressor(target_ratio=4, inr={"kind": kind}, fit={"steps": 300, "lr": 3e-3},
+                                     outliers={"k": 4})
+    compressed, ratio, errors, rebuilt = _round_trip(compressor, model, tmp_path)
+    assert ratio >= 4
+    assert errors["0.weight"] < 0.1
+    assert float(rebuilt[0].weight[5, 7]) == 9.0
+    assert compressed.layer_stats["0.weight"]["outliers"] == 1
+
+
+def test_resume_continues_an_interrupted_fit(tmp_path, caplog):
+    model = tiny_cnn()
+    settings = dict(target_ratio=4, fit={"steps": 20, "checkpoint_dir": str(tmp_path / "ckpt"),
+                                         "checkpoint_every": 10})
+    straight = Big2SmallCompressor(**settings).fit(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
+    # An "interrupted" fit: the trainer stops after 10 of 20 steps, with its checkpoint saved in a fresh folder.
+    interrupted = dict(settings, fit={**settings["fit"], "checkpoint_dir": str(tmp_path / "ckpt2")})
+    halfway = Big2SmallCompressor(**interrupted).fit(copy.deepcopy(model),
+                                                     trainer_factory=trainer_factory(tmp_path, max_steps=10))
+    assert list((tmp_path / "ckpt2").rglob("last.ckpt"))
+    with caplog.at_level("INFO", logger="big2small.methods.big2small.compressor"):
+        resumed = Big2SmallCompressor(**{**interrupted, "fit": {**interrupted["fit"], "resume": True}}).fit(
+            copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
+    assert "resuming the fit from" in caplog.text
+    for name in straight.tensors:
+        assert torch.allclose(straight.tensors[name].float(), resumed.tensors[name].float(), atol=1e-3), name
+    assert not torch.allclose(halfway.tensors["inr_fp16"].float(), resumed.tensors["inr_fp16"].float())

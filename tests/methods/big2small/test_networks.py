@@ -1,0 +1,34 @@
+import pytest
+import torch
+
+from big2small.methods.big2small.networks import build_network, layer_sizes
+from big2small.methods.big2small.settings import INRSettings
+from big2small.methods.big2small.storage import pack, stored_bytes, unpack
+
+
+@pytest.mark.parametrize("kind", ["fourier", "siren"])
+def test_each_inr_depends_only_on_its_seed_not_on_its_stack(kind):
+    settings = INRSettings(kind=kind, width=8, frequencies=2)
+    stack = build_network(settings, dims=2, outputs=3, width=8, seeds=[11, 12, 13])
+    alone = build_network(settings, dims=2, outputs=3, width=8, seeds=[12])
+    coords = torch.rand(1, 5, 2) * 2 - 1
+    batched = stack(coords.expand(3, -1, -1))
+    assert batched.shape == (3, 5, 3)
+    assert torch.equal(batched[1], alone(coords)[0])
+    assert torch.equal(stack(coords.expand(2, -1, -1), torch.tensor([0, 2]))[1], batched[2])
+
+
+@pytest.mark.parametrize("bits", [16, 8])
+def test_storage_round_trip(bits):
+    settings = INRSettings(width=6, frequencies=1)
+    net = build_network(settings, dims=2, outputs=1, width=6, seeds=[1, 2])
+    stored = pack(net, bits)
+    sizes = layer_sizes(settings, 2, 1, 6)
+    assert sum(t[0].numel() * t.element_size() for t in stored.values()) == stored_bytes(sizes, bits)
+    copy = build_network(settings, dims=2, outputs=1, width=6, seeds=[7, 8])
+    unpack(copy, stored["fp16"], stored.get("int8"), bits)
+    coords = torch.rand(2, 20, 2) * 2 - 1
+    tolerance = 2e-3 if bits == 16 else 5e-2
+    assert torch.allclose(copy(coords), net(coords), atol=tolerance)
+    net.fake_quant = bits == 8  # what the quantisation-aware steps see is what is stored
+    assert torch.allclose(copy(coords), net(coords), atol=2e-3)

@@ -1,0 +1,75 @@
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from big2small.methods.big2small.compressor import Big2SmallCompressor
+from big2small.methods.big2small.refinement import _statistics_gap, observing, synthetic_inputs
+from big2small.methods.big2small.settings import RefinementSettings
+from big2small.methods.registry import rebuild
+from tests.conftest import tiny_cnn
+from tests.methods.big2small.test_big2small import trainer_factory
+
+
+def _bn_gap(model, images):
+    gaps = []
+    hooks = [m.register_forward_pre_hook(lambda m, a: gaps.append(float(_statistics_gap(a[0], m))))
+             for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        model(images)
+    for hook in hooks:
+        hook.remove()
+    return sum(gaps)
+
+
+def test_bn_statistics_inputs_match_the_running_statistics_better_than_noise():
+    model = tiny_cnn()
+    # Running statistics of a "training set" the generator never sees: images with mean 0.5 and std 2.
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = None
+    with torch.no_grad():
+        model.train()(0.5 + 2 * torch.randn(256, 1, 8, 8, generator=torch.Generator().manual_seed(3)))
+    model.eval()
+    noise = synthetic_inputs(model, [1, 8, 8], RefinementSettings(inputs="noise", num_inputs=16), seed=0)
+    matched = synthetic_inputs(model, [1, 8, 8], RefinementSettings(num_inputs=16, input_steps=100), seed=0)
+    assert _bn_gap(model, matched) < 0.5 * _bn_gap(model, noise)
+    assert all(p.requires_grad for p in model.parameters())  # the model is handed back as it was
+
+
+def _smooth_mlp():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(48, 96), nn.BatchNorm1d(96), nn.ReLU(), nn.Linear(96, 32))
+    o, i = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 48), indexing="ij")
+    with torch.no_grad():
+        model[0].weight.copy_(torch.sin(4 * o + 3 * i) / 7)
+        model[3].weight.copy_(torch.cos(3 * torch.linspace(0, 1, 32)[:, None] * torch.linspace(0, 1, 96)[None]) / 10)
+    return model.eval()
+
+
+@pytest.mark.parametrize("feature_weight", [0.0, 1.0])
+def test_refinement_brings_the_rebuilt_outputs_closer_to_the_original(tmp_path, feature_weight):
+    model = _smooth_mlp()
+    x = torch.randn(256, 48, generator=torch.Generator().manual_seed(1))
+
+    def output_error(refine: bool) -> float:
+        compressor = Big2SmallCompressor(target_ratio=3, fit={"steps": 20, "lr": 3e-3}, input_shape=[48],
+                                         refinement={"enabled": refine, "inputs": "noise", "steps": 60, "lr": 3e-3,
+                                                     "num_inputs": 64, "feature_weight": feature_weight})
+        compressed = compressor.fit(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
+        rebuilt = rebuild(compressed, copy.deepcopy(model)).eval()
+        with torch.no_grad():
+            return float((rebuilt(x) - model(x)).pow(2).mean() / model(x).var())
+
+    assert output_error(refine=True) < 0.7 * output_error(refine=False)
+
+
+def test_observing_collects_the_named_layer_outputs_in_the_order_asked():
+    model = _smooth_mlp()
+    x = torch.randn(4, 48, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad(), observing(model, ["3", "0"]) as outputs:
+        model(x)
+    assert [o.shape[1] for o in outputs] == [32, 96]
+    torch.testing.assert_close(outputs[1], model[0](x))
+    assert not model[0]._forward_hooks  # the hooks are gone afterwards
