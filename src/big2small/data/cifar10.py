@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from big2small.data.in_memory import InMemoryDataModule
+from big2small.data.in_memory import InMemoryDataModule, check_fixed_classes, check_normalisation
 from big2small.data.splits import split_indices
 from big2small.errors import ConfigError
 
@@ -99,10 +99,8 @@ class Cifar10DataModule(InMemoryDataModule):
         in_channels: int = 3,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, shuffle_seed=split_seed)
-        if (num_classes, in_channels) != (10, 3):
-            raise ConfigError("data: cifar10 has num_classes=10 and in_channels=3; do not override them")
-        if len(mean) != 3 or len(std) != 3 or any(float(s) <= 0 for s in std):
-            raise ConfigError(f"data: mean and std need 3 values each, std > 0 (got {mean}, {std})")
+        check_fixed_classes("cifar10", num_classes, in_channels, (10, 3))
+        check_normalisation(mean, std, 3)
         if int(heldout_size) < 0:
             raise ConfigError(f"data: heldout_size must be >= 0 (got {heldout_size})")
         self.name, self.root, self.download = name, Path(root), bool(download)

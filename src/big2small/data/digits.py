@@ -7,7 +7,7 @@ import torch
 from sklearn.datasets import load_digits
 from torch.utils.data import TensorDataset
 
-from big2small.data.in_memory import InMemoryDataModule
+from big2small.data.in_memory import InMemoryDataModule, check_fixed_classes
 from big2small.data.splits import split_indices
 from big2small.errors import ConfigError
 
@@ -31,8 +31,7 @@ class DigitsDataModule(InMemoryDataModule):
         in_channels: int = 1,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, shuffle_seed=split_seed)
-        if (num_classes, in_channels) != (10, 1):
-            raise ConfigError("data: digits has num_classes=10 and in_channels=1; do not override them")
+        check_fixed_classes("digits", num_classes, in_channels, (10, 1))
         if not (0 < test_fraction < 1 and 0 <= val_fraction < 1 and test_fraction + val_fraction < 1):
             raise ConfigError("data: test_fraction and val_fraction must lie in (0, 1) and sum to < 1")
         self.name = name

@@ -16,7 +16,7 @@ from PIL import Image
 from torch.utils.data import TensorDataset
 
 from big2small.data.image_files import list_images, read_image
-from big2small.data.in_memory import InMemoryDataModule
+from big2small.data.in_memory import InMemoryDataModule, check_normalisation
 from big2small.data.splits import split_indices
 from big2small.errors import ConfigError
 
@@ -41,13 +41,11 @@ class ImageFolderDataModule(InMemoryDataModule):
         eval_batch_size: int = 500,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, shuffle_seed=split_seed)
-        if int(in_channels) not in (1, 3) or len(mean) != int(in_channels) or len(std) != int(in_channels):
-            raise ConfigError(f"data: in_channels must be 1 or 3 with that many mean/std values "
-                              f"(got {in_channels}, {list(mean)}, {list(std)})")
+        if int(in_channels) not in (1, 3):
+            raise ConfigError(f"data: in_channels must be 1 (grey) or 3 (RGB) (got {in_channels})")
+        check_normalisation(mean, std, int(in_channels))
         if int(image_size) < 1 or int(heldout_size) < 0:
             raise ConfigError(f"data: image_size must be >= 1 and heldout_size >= 0 (got {image_size}, {heldout_size})")
-        if any(float(s) <= 0 for s in std):
-            raise ConfigError(f"data: std values must be > 0 (got {list(std)})")
         self.name, self.root = name, Path(root)
         self.in_channels, self.image_size = int(in_channels), int(image_size)
         self.mean = torch.tensor([float(m) for m in mean]).view(1, -1, 1, 1)

@@ -62,3 +62,16 @@ class InMemoryDataModule(L.LightningDataModule):
         """Unlabelled training images for compressors that use data (never the test split)."""
         self.setup()
         return self.splits["train"].tensors[0][:count]
+
+
+def check_fixed_classes(data_name: str, num_classes: int, in_channels: int, fixed: tuple[int, int]) -> None:
+    """A data set whose class and channel counts are facts of the data, not settings."""
+    if (num_classes, in_channels) != fixed:
+        raise ConfigError(f"data: {data_name} has num_classes={fixed[0]} and in_channels={fixed[1]}; "
+                          "do not override them")
+
+
+def check_normalisation(mean, std, channels: int) -> None:
+    """Per-channel mean and std: one value per input channel, std > 0."""
+    if len(mean) != channels or len(std) != channels or any(float(s) <= 0 for s in std):
+        raise ConfigError(f"data: mean and std need {channels} values each, std > 0 (got {list(mean)}, {list(std)})")

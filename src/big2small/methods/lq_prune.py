@@ -25,9 +25,8 @@ from big2small.methods.budget import (
     bisect_largest,
     budget_bytes,
     original_bytes,
-    report_landing,
 )
-from big2small.methods.pruned_weights import mask_stats, pack_pruned, rebuild_pruned
+from big2small.methods.pruned_weights import pack_pruned, pruned_artifact, rebuild_pruned
 from big2small.methods.registry import register
 from big2small.numerics import DENOMINATOR_FLOOR
 
@@ -55,12 +54,7 @@ class LqPruning(Compressor):
         ranks = {name: magnitude_ranks(w.reshape(w.shape[0], -1)) for name, w in weights.items()}
         scale = 1.0 if self.target_ratio is None else self._scale_for_target(weights, worth, ranks)
         masks = self.masks(weights, worth, ranks, scale)
-        compressed = pack_pruned(self.name, self.settings(), weights, masks)
-        compressed.layer_stats = mask_stats(masks)
-        original = original_bytes(weights)
-        report_landing(self.name, original / artifact_bytes(compressed), self.target_ratio,
-                       "every non-zero neuron keeps at least one weight, and a neuron at most all of its own")
-        return compressed
+        return pruned_artifact(self, weights, masks, "every non-zero neuron keeps at least one weight, and a neuron at most all of its own")
 
     @staticmethod
     def masks(weights, worth, ranks, scale: float) -> dict[str, torch.Tensor]:

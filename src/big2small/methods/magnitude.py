@@ -21,9 +21,8 @@ from big2small.methods.budget import (
     bisect_largest,
     budget_bytes,
     original_bytes,
-    report_landing,
 )
-from big2small.methods.pruned_weights import mask_stats, pack_pruned, rebuild_pruned
+from big2small.methods.pruned_weights import pack_pruned, pruned_artifact, rebuild_pruned
 from big2small.methods.registry import register
 
 MODES = ("layerwise", "global")
@@ -52,12 +51,7 @@ class MagnitudePruning(Compressor):
         if self.target_ratio is not None:
             keep_fraction = self._keep_fraction_for_target(weights)
         masks = self.masks(weights, keep_fraction)
-        compressed = pack_pruned(self.name, self.settings(), weights, masks)
-        compressed.layer_stats = mask_stats(masks)
-        original = original_bytes(weights)
-        report_landing(self.name, original / artifact_bytes(compressed), self.target_ratio,
-                       "one more kept weight would overshoot the budget")
-        return compressed
+        return pruned_artifact(self, weights, masks, "one more kept weight would overshoot the budget")
 
     def masks(self, weights: dict[str, torch.Tensor], keep_fraction: float,
               orders: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:

@@ -16,6 +16,18 @@ from big2small.codec import Compressed
 from big2small.encodings.bitpack import packed_size
 from big2small.encodings.sparse_masks import BITMAP, cheapest_coding, decode_mask, encode_mask
 from big2small.graph.weights import set_parameter
+from big2small.methods.budget import artifact_bytes, original_bytes, report_landing
+
+
+def pruned_artifact(compressor, weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
+                    why_not_closer: str) -> Compressed:
+    """The artifact of `compressor` keeping weights[n][masks[n]], with its per-layer rows; warns (saying
+    `why_not_closer`) when the measured ratio misses the compressor's target_ratio by more than 5 %."""
+    compressed = pack_pruned(compressor.name, compressor.settings(), weights, masks)
+    compressed.layer_stats = mask_stats(masks)
+    report_landing(compressor.name, original_bytes(weights) / artifact_bytes(compressed), compressor.target_ratio,
+                   why_not_closer)
+    return compressed
 
 
 def pack_pruned(name: str, settings: dict, weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],

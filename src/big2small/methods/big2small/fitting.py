@@ -162,11 +162,15 @@ class INRFitModule(L.LightningModule):
         return torch.stack(rows)
 
     def configure_optimizers(self):
-        steps = self.fit_settings.steps
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.fit_settings.lr)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps)))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return adam_with_cosine_decay(self.parameters(), self.fit_settings.lr, self.fit_settings.steps)
+
+
+def adam_with_cosine_decay(parameters, lr: float, steps: int) -> dict:
+    """Lightning's optimizer config for INR training: Adam, its lr decayed to 0 over `steps` on a half cosine."""
+    optimizer = torch.optim.Adam(parameters, lr=lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps)))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
 def _device(module: nn.Module) -> torch.device:

@@ -9,7 +9,6 @@ refinement itself is a Lightning fit of the INR parameters.
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 
 import lightning as L
@@ -18,7 +17,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.data import DataLoader, TensorDataset
 
-from big2small.methods.big2small.fitting import INRGroup
+from big2small.methods.big2small.fitting import INRGroup, adam_with_cosine_decay
 from big2small.methods.big2small.reconstruct import LayerCode, reconstruct
 from big2small.methods.big2small.settings import RefinementSettings
 from big2small.numerics import DENOMINATOR_FLOOR
@@ -123,11 +122,7 @@ class RefineModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        steps = self.settings.steps
-        optimizer = torch.optim.Adam(self.nets.parameters(), lr=self.settings.lr)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps)))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return adam_with_cosine_decay(self.nets.parameters(), self.settings.lr, self.settings.steps)
 
 
 def relative_mse(got: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
