@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -51,6 +52,11 @@ log = logging.getLogger(__name__)
 @register
 class Big2SmallCompressor(Compressor):
     name = "big2small"
+    # The option groups: constructor argument -> its settings class (conf/compressor/big2small.yaml, one block each).
+    SETTINGS_GROUPS: ClassVar[dict[str, type]] = {
+        "inr": INRSettings, "outliers": OutlierSettings, "loss": LossSettings, "storage": StorageSettings,
+        "fit": FitSettings, "permutation": PermutationSettings, "refinement": RefinementSettings,
+    }
 
     def __init__(self, target_ratio: float | None = 8.0, inr=None, outliers=None, loss=None, storage=None,
                  fit=None, permutation=None, refinement=None, input_shape=None, seed: int = 0,
