@@ -7,7 +7,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from big2small.errors import ConfigError, FittingError
+from big2small.errors import ArtifactError, ConfigError, FittingError
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -19,7 +19,7 @@ def main(cfg: DictConfig) -> None:
     print(OmegaConf.to_yaml(cfg, resolve=True), flush=True)
     try:
         run(cfg, HydraConfig.get().runtime.output_dir)
-    except (ConfigError, FittingError) as error:
+    except (ArtifactError, ConfigError, FittingError) as error:
         # A user error: one line on stderr, no traceback, non-zero exit.
         print(f"{type(error).__name__}: {error}", file=sys.stderr, flush=True)
         if HydraConfig.get().mode == RunMode.MULTIRUN:

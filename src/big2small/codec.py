@@ -12,6 +12,10 @@ across runs):
     meta            whatever the compressor needs to decode besides tensors (JSON: shapes, layer names, ...)
     checksum        sha256 over header fields and every tensor's name, dtype, shape and bytes
 
+Optionally the file also carries the model state the compressor left alone (BatchNorm, biases, skipped layers),
+each tensor in its own dtype under the name `uncompressed/<state_dict key>`; then the artifact and the
+architecture alone give the whole model.
+
 safetensors never executes code on load, so reading an artifact is safe whatever its origin. The file size on
 disk is the `compressed_bytes` every run reports: nothing that the rebuild needs lives anywhere else.
 """
@@ -34,6 +38,7 @@ from big2small.errors import ArtifactError
 FORMAT_NAME = "big2small-artifact"
 FORMAT_VERSION = 1
 HEADER_KEY = "big2small"
+UNCOMPRESSED_PREFIX = "uncompressed/"
 
 
 @dataclass
@@ -50,9 +55,16 @@ class Compressed:
     meta: dict = field(default_factory=dict)
     # Per-layer diagnostics from fitting (outliers, INR bytes, ...) for the results table; not stored.
     layer_stats: dict[str, dict] = field(default_factory=dict, compare=False)
+    # The model's other state_dict entries, stored as they are when present (empty: the rebuild takes them from
+    # the model it is given).
+    uncompressed: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         tensors = {name: t.detach().cpu().contiguous() for name, t in self.tensors.items()}
+        if any(name.startswith(UNCOMPRESSED_PREFIX) for name in tensors):
+            raise ValueError(f"{self.compressor}: tensor names must not start with {UNCOMPRESSED_PREFIX!r}")
+        tensors.update({UNCOMPRESSED_PREFIX + name: t.detach().cpu().contiguous()
+                        for name, t in self.uncompressed.items()})
         header = {
             "format": FORMAT_NAME,
             "format_version": str(FORMAT_VERSION),
@@ -80,11 +92,14 @@ class Compressed:
         stored = header.pop("checksum", None)
         if stored != _checksum(header, tensors):
             raise ArtifactError(f"{source}: checksum mismatch, the artifact was altered or damaged")
+        uncompressed = {name.removeprefix(UNCOMPRESSED_PREFIX): tensors.pop(name)
+                        for name in [n for n in tensors if n.startswith(UNCOMPRESSED_PREFIX)]}
         return cls(
             compressor=header["compressor"],
             config=json.loads(header["config"]),
             tensors=tensors,
             meta=json.loads(header["meta"]),
+            uncompressed=uncompressed,
         )
 
 

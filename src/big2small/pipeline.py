@@ -6,8 +6,8 @@ Each step is one call, readable top-down; nothing here knows which compressor, t
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +18,17 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import save_file
 from torch import nn
 
 from big2small.base_model import base_model_cache_key, obtain_base_model
+from big2small.checkpoints import load_checkpoint
 from big2small.codec import Compressed, read_artifact, write_artifact
 from big2small.encodings.dtype_bytes import fp32_bytes
-from big2small.errors import ConfigError, FittingError
+from big2small.errors import ConfigError
 from big2small.methods.base import Compressor
-from big2small.methods.registry import rebuild
 from big2small.numerics import DENOMINATOR_FLOOR
+from big2small.rebuilding import rebuild_model, uncompressed_state
 from big2small.runs import finished_job_metrics
 from big2small.tasks.base import Task
 from big2small.tracking import Tracker, write_metrics_json
@@ -104,15 +106,20 @@ def _execute(cfg: DictConfig, parts: RunParts, run_dir: Path) -> dict[str, Any]:
 
     L.seed_everything(seed, workers=True, verbose=False)
     started = time.perf_counter()
-    compressed = parts.compressor.fit(
+    compressed = parts.compressor.compress(
         copy.deepcopy(base_model),
         data=parts.data if parts.compressor.uses_data else None,
         trainer_factory=lambda **kw: make_trainer(logger_prefix="fit", **kw),
     )
     fit_seconds = time.perf_counter() - started
 
+    if cfg.get("store_uncompressed"):
+        compressed.uncompressed = uncompressed_state(base_model, compressed.meta["replaced"])
     artifact_path = run_dir / ARTIFACT_FILE
-    compressed_bytes = write_artifact(compressed, artifact_path)
+    artifact_bytes = write_artifact(compressed, artifact_path)
+    # What the compressor produced, apart from any stored uncompressed state: the artifact without it.
+    compressed_bytes = len(dataclasses.replace(compressed, uncompressed={}).to_bytes()) \
+        if compressed.uncompressed else artifact_bytes
     started = time.perf_counter()
     rebuilt_model = rebuild_from_artifact(artifact_path, base_model)
     decode_seconds = time.perf_counter() - started
@@ -121,35 +128,103 @@ def _execute(cfg: DictConfig, parts: RunParts, run_dir: Path) -> dict[str, Any]:
     rebuilt_metrics = parts.task.evaluate(rebuilt_model, parts.data, eval_trainer)
 
     replaced = compressed.meta["replaced"]
-    metrics = _run_metrics(cfg, parts, base_model, replaced, compressed_bytes, base_metrics, rebuilt_metrics)
+    metrics = _run_metrics(cfg, parts, base_model, replaced, compressed_bytes, artifact_bytes - compressed_bytes,
+                           base_metrics, rebuilt_metrics)
     metrics.update(
         fit_seconds=fit_seconds, decode_seconds=decode_seconds, seed=seed, base_model_source=base_source,
         artifact=str(artifact_path), uses_data=parts.compressor.uses_data,
     )
     metrics["layers"] = layer_table(base_model, rebuilt_model, replaced, compressed.layer_stats)
 
+    if cfg.get("export"):
+        metrics["exported"] = str(export_state_dict(rebuilt_model, cfg.export))
     write_metrics_json(run_dir, metrics)
     parts.tracker.log_summary(metrics)
     parts.tracker.log_table("layers", metrics["layers"])
     return metrics
 
 
-def rebuild_from_artifact(artifact_path: Path, base_model: nn.Module) -> nn.Module:
-    """A copy of `base_model` whose replaced parameters come from the artifact alone.
+def evaluate_artifact(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    """`src/evaluate.py`: verify and rebuild an existing artifact, evaluate it (and the base model when a
+    checkpoint is given), record metrics.json and a tracker run like a train run. Nothing is fitted."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not cfg.get("artifact"):
+        raise ConfigError("artifact: give the artifact to evaluate, e.g. artifact=outputs/runs/<time>/compressed.safetensors")
+    _check_common(cfg)
+    compressed = read_artifact(cfg.artifact)
+    checkpoint = cfg.model.get("checkpoint")
+    if not checkpoint and not compressed.uncompressed:
+        raise ConfigError(f"{cfg.artifact}: it does not store the parameters its compressor left alone; give the "
+                          "base model as model.checkpoint=... (or write artifacts with store_uncompressed=true)")
+    parts = build_parts(cfg)
+    model = parts.model
+    if checkpoint:
+        model = load_checkpoint(model, checkpoint, trusted_pickle=bool(cfg.model.get("trusted_pickle")))
+    rebuilt = rebuild_model(compressed, model, source=str(cfg.artifact))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    parts.tracker.start(resolved, run_dir, run_name=f"{cfg.model.name}-{compressed.compressor}-evaluate",
+                        job_type="evaluate", tags=[parts.task.name, cfg.data.name, cfg.model.name])
+    try:
+        eval_trainer = _trainer_factory(cfg, run_dir, None, single_device=True)
+        rebuilt_metrics = parts.task.evaluate(rebuilt, parts.data, eval_trainer)
+        base_metrics = parts.task.evaluate(model.eval(), parts.data, eval_trainer) if checkpoint else None
+        metrics = _artifact_metrics(cfg, parts, compressed, model, base_metrics, rebuilt_metrics)
+        metrics["layers"] = layer_table(model, rebuilt, compressed.meta["replaced"]) if checkpoint else []
+        if cfg.get("export"):
+            metrics["exported"] = str(export_state_dict(rebuilt, cfg.export))
+        write_metrics_json(run_dir, metrics)
+        parts.tracker.log_summary(metrics)
+    finally:
+        parts.tracker.finish()
+    print(evaluation_line(metrics), flush=True)
+    return metrics
 
-    The replaced parameters are first overwritten with NaN, so a rebuild that misses one cannot silently keep
-    the original weights: the finiteness check below names it.
-    """
-    compressed: Compressed = read_artifact(artifact_path)
-    model = copy.deepcopy(base_model)
-    with torch.no_grad():
-        for name in compressed.meta["replaced"]:
-            model.get_parameter(name).fill_(math.nan)
-    model = rebuild(compressed, model)
-    for name, param in model.named_parameters():
-        if not torch.isfinite(param).all():
-            raise FittingError(f"rebuilt parameter {name} has NaN or inf values")
-    return model.eval()
+
+def export_state_dict(model: nn.Module, path: str | Path) -> Path:
+    """The rebuilt model's whole state_dict as plain safetensors (loadable with torch + safetensors alone)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in model.state_dict().items()}
+    save_file(state, str(path))
+    return path
+
+
+def _artifact_metrics(cfg, parts: RunParts, compressed: Compressed, model: nn.Module, base_metrics, rebuilt_metrics):
+    replaced = compressed.meta["replaced"]
+    params = dict(model.named_parameters())
+    artifact_bytes = Path(cfg.artifact).stat().st_size
+    compressed_bytes = len(dataclasses.replace(compressed, uncompressed={}).to_bytes()) \
+        if compressed.uncompressed else artifact_bytes
+    original_bytes = fp32_bytes(sum(params[name].numel() for name in replaced if name in params))
+    metric = parts.task.metric_name
+    metrics = {
+        "task": parts.task.name, "data": cfg.data.name, "model": cfg.model.name,
+        "compressor": compressed.compressor, "artifact": str(cfg.artifact), "artifact_bytes": artifact_bytes,
+        "compressed_bytes": compressed_bytes, "stored_uncompressed": bool(compressed.uncompressed),
+        "original_bytes": original_bytes, "compression_ratio": original_bytes / compressed_bytes,
+        "metric_name": metric, "compressed_metric": rebuilt_metrics[metric],
+        "base_metric": None if base_metrics is None else base_metrics[metric],
+        "metric_drop": None if base_metrics is None else base_metrics[metric] - rebuilt_metrics[metric],
+        "base_model_source": f"checkpoint:{cfg.model.checkpoint}" if cfg.model.get("checkpoint") else None,
+    }
+    for key in sorted(set(rebuilt_metrics) - {metric}):
+        metrics[f"compressed_{key}"] = rebuilt_metrics[key]
+        if base_metrics is not None:
+            metrics[f"base_{key}"] = base_metrics.get(key)
+    return metrics
+
+
+def evaluation_line(metrics: dict[str, Any]) -> str:
+    name, base = metrics["metric_name"], metrics["base_metric"]
+    against = f"base {base:.4f} -> " if base is not None else ""
+    return (f"[evaluate {metrics['compressor']}] ratio {metrics['compression_ratio']:.2f}x "
+            f"({metrics['artifact_bytes']} bytes on disk) | {name}: {against}rebuilt {metrics['compressed_metric']:.4f}")
+
+
+def rebuild_from_artifact(artifact_path: Path, base_model: nn.Module) -> nn.Module:
+    """A copy of `base_model` whose replaced parameters come from the artifact alone (rebuilding.rebuild_model)."""
+    return rebuild_model(read_artifact(artifact_path), base_model, source=str(artifact_path))
 
 
 def layer_table(base_model: nn.Module, rebuilt_model: nn.Module, replaced: list[str],
@@ -179,12 +254,14 @@ def summary_line(metrics: dict[str, Any]) -> str:
     )
 
 
-def _run_metrics(cfg, parts: RunParts, base_model, replaced, compressed_bytes, base_metrics, rebuilt_metrics):
+def _run_metrics(cfg, parts: RunParts, base_model, replaced, compressed_bytes, stored_uncompressed_bytes,
+                 base_metrics, rebuilt_metrics):
     params = dict(base_model.named_parameters())
     replaced_count = sum(params[name].numel() for name in replaced if name in params)
     total_count = sum(p.numel() for p in params.values())
     original_bytes = fp32_bytes(replaced_count)
-    uncompressed_bytes = fp32_bytes(total_count - replaced_count)
+    # The rest of the model: its bytes in the artifact when stored there, else what it takes in fp32 beside it.
+    uncompressed_bytes = stored_uncompressed_bytes or fp32_bytes(total_count - replaced_count)
     metric = parts.task.metric_name
     metrics = {
         "task": parts.task.name,
@@ -196,6 +273,8 @@ def _run_metrics(cfg, parts: RunParts, base_model, replaced, compressed_bytes, b
         "original_bytes": original_bytes,
         "compressed_bytes": compressed_bytes,
         "uncompressed_bytes": uncompressed_bytes,
+        "stored_uncompressed": stored_uncompressed_bytes > 0,
+        "artifact_bytes": compressed_bytes + stored_uncompressed_bytes,
         "compression_ratio": original_bytes / compressed_bytes,
         "model_compression_ratio": fp32_bytes(total_count) / (compressed_bytes + uncompressed_bytes),
         "metric_name": metric,
@@ -240,6 +319,8 @@ def _build(node: DictConfig):
 def _check_common(cfg: DictConfig) -> None:
     if cfg.get("seed") is None or int(cfg.seed) < 0:
         raise ConfigError(f"seed must be a non-negative integer (got {cfg.get('seed')})")
+    if not isinstance(cfg.get("store_uncompressed", False), bool):
+        raise ConfigError(f"store_uncompressed must be true or false (got {cfg.get('store_uncompressed')!r})")
     for group in ("task", "data", "model", "compressor", "trainer"):
         if cfg.get(group) is None:
             raise ConfigError(f"config group {group!r} is missing")

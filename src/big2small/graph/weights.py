@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 from torch import nn
 
@@ -11,6 +13,9 @@ WEIGHT_LAYER_TYPES: dict[str, tuple[type[nn.Module], ...]] = {
     "conv": (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d),
     "linear": (nn.Linear,),
 }
+
+
+SIGNATURE_HEX_DIGITS = 16  # 64 bits: no two architectures a user meets collide
 
 
 def compressible_weights(
@@ -36,3 +41,16 @@ def set_parameter(model: nn.Module, name: str, value: torch.Tensor) -> None:
         raise ValueError(f"rebuilt {name} has shape {tuple(value.shape)}, the model expects {tuple(param.shape)}")
     with torch.no_grad():
         param.copy_(value.to(dtype=param.dtype, device=param.device))
+
+
+def architecture_signature(model: nn.Module) -> dict:
+    """What identifies a model's architecture: its state_dict entries (names and shapes), counted and hashed.
+
+    Stored in artifacts (a few dozen bytes, counted like every other byte) so that rebuilding one into a model of
+    another architecture is refused even when every replaced parameter happens to exist in both.
+    """
+    digest = hashlib.sha256()
+    state = model.state_dict()
+    for name, tensor in state.items():
+        digest.update(f"{name}:{tuple(tensor.shape)}\n".encode())
+    return {"entries": len(state), "sha256": digest.hexdigest()[:SIGNATURE_HEX_DIGITS]}

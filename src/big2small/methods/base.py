@@ -17,7 +17,7 @@ from torch import nn
 
 from big2small.codec import Compressed
 from big2small.errors import ConfigError
-from big2small.graph.weights import compressible_weights
+from big2small.graph.weights import architecture_signature, compressible_weights
 
 TrainerFactory = Callable[..., Any]
 
@@ -38,6 +38,7 @@ class Compressor(ABC):
         if int(min_params) < 0:
             raise ConfigError(f"{self.name}: min_params must be >= 0 (got {min_params})")
         self.target_ratio = None if target_ratio is None else float(target_ratio)
+        self.model_signature: dict | None = None  # set by compress(): the architecture the artifact is for
         self.layer_types = tuple(layer_types)
         self.min_params = int(min_params)
         try:
@@ -61,8 +62,23 @@ class Compressor(ABC):
         return {name: w.detach().float().cpu() for name, w in weights.items()}
 
     def settings(self) -> dict:
-        """The settings stored in the artifact header (for provenance; decoding never needs them)."""
-        return {"target_ratio": self.target_ratio, "layer_types": list(self.layer_types), "min_params": self.min_params}
+        """The settings stored in the artifact header (for provenance), and the architecture it is for (checked
+        by rebuilding.rebuild_model when present)."""
+        settings = {"target_ratio": self.target_ratio, "layer_types": list(self.layer_types),
+                    "min_params": self.min_params}
+        if self.model_signature is not None:
+            settings["model"] = self.model_signature
+        return settings
+
+    def compress(self, model: nn.Module, *, data: Any = None,
+                 trainer_factory: TrainerFactory | None = None) -> Compressed:
+        """fit(), with the model's architecture signature recorded in the artifact header (and so counted in its
+        bytes, sizing passes included). What the pipeline and the Python API call."""
+        self.model_signature = architecture_signature(model)
+        try:
+            return self.fit(model, data=data, trainer_factory=trainer_factory)
+        finally:
+            self.model_signature = None
 
     @abstractmethod
     def fit(

@@ -1,0 +1,66 @@
+"""The Python API: compress a trained model, save the artifact, load it back into a model. No Hydra involved.
+
+    import big2small
+    compressed = big2small.compress(model, "quant", target_ratio=8)
+    size = big2small.save(compressed, "model.safetensors")          # bytes written
+    rebuilt = big2small.load("model.safetensors", build_model())     # any instance of the same architecture
+
+Settings take the keys of conf/compressor/<name>.yaml (nested groups as dicts, e.g. big2small's
+`fit={"steps": 500}`). `target_ratio` wins over a compressor's own size knob; pass `target_ratio=None` to use
+the knob instead (e.g. `compress(model, "quant", target_ratio=None, bits=4)`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import lightning as L
+from torch import nn
+
+from big2small.codec import Compressed, read_artifact, write_artifact
+from big2small.errors import ConfigError
+from big2small.methods.registry import available, compressor_class
+from big2small.rebuilding import rebuild_model, uncompressed_state
+
+
+def compress(model: nn.Module, compressor: str = "big2small", target_ratio: float | None = 8.0, data: Any = None,
+             *, trainer: dict | None = None, **settings) -> Compressed:
+    """Compress `model` (left unchanged). `data` is a data module with `calibration_images(n)`, for the
+    compressors that use data (id_prune); the data-free ones never look at it. Loops that Lightning runs
+    (Big2Small's fitting and refinement) run on the CPU unless `trainer` settings are given as a dict of
+    Lightning Trainer arguments."""
+    if compressor not in available():
+        raise ConfigError(f"unknown compressor {compressor!r}; choose one of {available()}")
+    method = compressor_class(compressor)(target_ratio=target_ratio, **settings)
+    if method.uses_data and data is None:
+        raise ConfigError(f"{compressor}: uses data; pass data= (a data module with calibration_images(n))")
+    compressed = method.compress(model, data=data if method.uses_data else None,
+                                 trainer_factory=_trainer_factory(trainer or {}))
+    compressed.uncompressed = uncompressed_state(model, compressed.meta["replaced"])
+    return compressed
+
+
+def save(compressed: Compressed, path: str | os.PathLike, *, store_uncompressed: bool = True) -> int:
+    """Write the artifact; return its size on disk in bytes. With store_uncompressed (the default) it also holds
+    the model state the compressor left alone, so `load` needs only the architecture."""
+    if not store_uncompressed:
+        compressed = dataclasses.replace(compressed, uncompressed={})
+    return write_artifact(compressed, path)
+
+
+def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
+    """A rebuilt copy of `model` (which is left untouched) from the artifact at `path`: checksum, format and
+    architecture checked first (ArtifactError when they do not hold). Reading never executes code."""
+    return rebuild_model(read_artifact(path), model, source=str(path))
+
+
+def _trainer_factory(settings: dict):
+    defaults = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_progress_bar": False,
+                "enable_model_summary": False, "enable_checkpointing": False, "deterministic": True}
+
+    def make(**overrides) -> L.Trainer:
+        return L.Trainer(**{**defaults, **settings, **overrides})
+
+    return make

@@ -1,0 +1,79 @@
+"""A model from an artifact: checked against the architecture it was made for, rebuilt, and checked again.
+
+Used by the pipeline (after every run), `src/evaluate.py` and the Python API, so all three refuse the same files.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+from big2small.codec import Compressed
+from big2small.errors import ArtifactError, FittingError
+from big2small.graph.weights import architecture_signature
+from big2small.methods.registry import compressor_class, rebuild
+
+
+def uncompressed_state(model: nn.Module, replaced: list[str]) -> dict[str, torch.Tensor]:
+    """Every state_dict entry of `model` that the compressor did not replace, as CPU copies in their own dtype."""
+    skipped = set(replaced)
+    return {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items() if name not in skipped}
+
+
+def rebuild_model(compressed: Compressed, model: nn.Module, *, source: str = "artifact") -> nn.Module:
+    """A copy of `model` (left untouched) whose replaced parameters come from the artifact alone, as do all its
+    other state entries when the artifact stores them. Raises ArtifactError for an artifact that does not fit.
+
+    The replaced parameters are first overwritten with NaN, so a rebuild that misses one cannot silently keep
+    the original weights: the finiteness check at the end names it.
+    """
+    replaced = compressed.meta.get("replaced")
+    if not isinstance(replaced, list) or not all(isinstance(name, str) for name in replaced):
+        raise ArtifactError(f"{source}: the header lists no replaced parameters")
+    try:
+        compressor_class(compressed.compressor)
+    except KeyError:
+        raise ArtifactError(f"{source}: written by an unknown compressor {compressed.compressor!r}") from None
+    model = copy.deepcopy(model)
+    _check_architecture(compressed, model, replaced, source)
+    if compressed.uncompressed:
+        state = model.state_dict()
+        model.load_state_dict({**state, **compressed.uncompressed}, strict=True)
+    with torch.no_grad():
+        for name in replaced:
+            model.get_parameter(name).fill_(math.nan)
+    try:
+        model = rebuild(compressed, model)
+    except (ValueError, IndexError, KeyError, RuntimeError) as error:
+        raise ArtifactError(f"{source}: does not decode into this model: {error}") from None
+    for name, param in model.named_parameters():
+        if not torch.isfinite(param).all():
+            raise FittingError(f"rebuilt parameter {name} has NaN or inf values")
+    return model.eval()
+
+
+def _check_architecture(compressed: Compressed, model: nn.Module, replaced: list[str], source: str) -> None:
+    state = model.state_dict()
+    for name in replaced:
+        if name not in state:
+            raise ArtifactError(f"{source}: made for another architecture: it replaces {name}, which this model "
+                                "does not have")
+    for name, tensor in compressed.uncompressed.items():
+        if name not in state or state[name].shape != tensor.shape:
+            here = f"has shape {tuple(state[name].shape)} here" if name in state else "is not in this model"
+            raise ArtifactError(f"{source}: made for another architecture: {name} has shape "
+                                f"{tuple(tensor.shape)} in the artifact and {here}")
+    if compressed.uncompressed:
+        missing = [name for name in state if name not in compressed.uncompressed and name not in set(replaced)]
+        if missing:
+            raise ArtifactError(f"{source}: made for another architecture: this model's {missing[0]} is in neither "
+                                "the artifact's replaced nor its stored parameters")
+    stored = compressed.config.get("model")
+    if stored is not None and stored != architecture_signature(model):
+        mine = architecture_signature(model)
+        raise ArtifactError(f"{source}: made for another architecture: its model had {stored.get('entries')} state "
+                            f"entries (signature {stored.get('sha256')}), this one has {mine['entries']} "
+                            f"(signature {mine['sha256']})")
