@@ -25,6 +25,16 @@ def test_pareto_front_keeps_only_undominated_points(tmp_path):
     assert front == [("quant", 4.1), ("quant", 8.0)]
 
 
+def test_ratios_within_the_target_tolerance_count_as_equal_for_the_front(tmp_path):
+    write_job(tmp_path, "big2small", compressor="big2small", ratio=8.1, metric=0.13, target_ratio=8.0)
+    write_job(tmp_path, "quant", compressor="quant", ratio=8.0, metric=0.78, target_ratio=8.0)
+    write_job(tmp_path, "kmeans", compressor="kmeans", ratio=8.6, metric=0.70, target_ratio=8.0)
+    (panel,) = build_panels(load_sweep(tmp_path).jobs)
+    front = sorted(p.compressor for p in panel.points if p.pareto)
+    # 8.1x is within 5 % of 8.0x, so quant's higher metric dominates; 8.6x is more than 5 % above 8.0x.
+    assert front == ["kmeans", "quant"]
+
+
 def test_ratio_axis_can_be_the_whole_model_ratio(tmp_path):
     (panel,) = build_panels(load_sweep(rate_sweep(tmp_path)).jobs, ratio_key="model_compression_ratio")
     assert max(p.ratio for p in panel.points) == pytest.approx(8.0 * 0.95)

@@ -10,6 +10,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from big2small.methods.budget import TOLERANCE as TARGET_TOLERANCE
+
 RATIO_KEY = "compression_ratio"
 # Overrides that move a point along its curve rather than start a new curve: the compressors' size knobs.
 RATE_KNOBS = frozenset({"compressor.target_ratio", "compressor.bits", "compressor.sparsity", "compressor.rank_fraction",
@@ -82,12 +84,19 @@ def build_panels(jobs: list[dict[str, Any]], ratio_key: str = RATIO_KEY) -> list
 
 
 def mark_pareto(points: list[Point]) -> None:
-    """A point is Pareto-optimal when no other point has at least its ratio and its metric, one of them higher."""
+    """A point is Pareto-optimal when no other point has at least its ratio and its metric, one of them higher.
+
+    Ratios within the target tolerance of each other count as equal (a compressor that lands at 8.1x for a
+    target of 8 has not beaten one that landed at 8.0x), so only a higher metric can then dominate.
+    """
     for p in points:
-        p.pareto = not any(
-            q is not p and q.ratio >= p.ratio and q.metric >= p.metric and (q.ratio > p.ratio or q.metric > p.metric)
-            for q in points
-        )
+        p.pareto = not any(q is not p and _dominates(q, p) for q in points)
+
+
+def _dominates(q: Point, p: Point) -> bool:
+    ratio_at_least = q.ratio * (1 + TARGET_TOLERANCE) >= p.ratio
+    ratio_higher = q.ratio > p.ratio * (1 + TARGET_TOLERANCE)
+    return ratio_at_least and q.metric >= p.metric and (ratio_higher or q.metric > p.metric)
 
 
 def series_of(panel: Panel) -> dict[str, list[Point]]:
