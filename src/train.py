@@ -1,22 +1,27 @@
 """Entry point: compose conf/, then run one compression experiment (or a sweep with -m)."""
 
+import logging
 import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from big2small.errors import ArtifactError, ConfigError, FittingError
+
+log = logging.getLogger("train")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     from big2small.logs import quiet_library_logs
-    from big2small.pipeline import run
+    from big2small.pipeline import header_lines, run
 
     quiet_library_logs()
-    print(OmegaConf.to_yaml(cfg, resolve=True), flush=True)
+    hydra_cfg = HydraConfig.get()
+    for line in header_lines(cfg, hydra_cfg.runtime.choices.get("compressor"), list(hydra_cfg.overrides.task)):
+        log.info(line)
     try:
         run(cfg, HydraConfig.get().runtime.output_dir)
     except (ArtifactError, ConfigError, FittingError) as error:

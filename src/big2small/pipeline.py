@@ -74,7 +74,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     done = finished_job_metrics(run_dir, cfg) if cfg.get("sweep") and cfg.sweep.get("skip_done") else None
     if done is not None:
-        print(f"skipped {run_dir}: its metrics.json is complete (sweep.skip_done=true)", flush=True)
+        log.info("skipped %s: its metrics.json is complete (sweep.skip_done=true)", run_dir)
         return done
     parts = build_parts(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -84,7 +84,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         metrics = _execute(cfg, parts, run_dir)
     finally:
         parts.tracker.finish()  # one tracker run per job, closed even when the job fails
-    print(summary_line(metrics), flush=True)
+    log.info(summary_line(metrics))
     return metrics
 
 
@@ -177,7 +177,7 @@ def evaluate_artifact(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         parts.tracker.log_summary(metrics)
     finally:
         parts.tracker.finish()
-    print(evaluation_line(metrics), flush=True)
+    log.info(evaluation_line(metrics))
     return metrics
 
 
@@ -242,6 +242,23 @@ def layer_table(base_model: nn.Module, rebuilt_model: nn.Module, replaced: list[
         row.update((extra or {}).get(name, {}))
         rows.append(row)
     return rows
+
+
+def header_lines(cfg: DictConfig, compressor_name: str, overrides: list[str] | None = None) -> list[str]:
+    """What a run is, in a few lines (the whole resolved config is in .hydra/config.yaml and the W&B run)."""
+    checkpoint = cfg.model.get("checkpoint")
+    compressor = cfg.compressor
+    settings = [f"{key}={compressor[key]}" for key in compressor
+                if key not in ("_target_", "seed", "layer_types", "min_params")
+                and not OmegaConf.is_dict(compressor[key]) and not OmegaConf.is_interpolation(compressor, key)]
+    lines = [
+        f"task {cfg.task.get('name', '?')} | data {cfg.data.get('name', '?')} | model {cfg.model.get('name', '?')} "
+        f"({'weights from ' + str(checkpoint) if checkpoint else 'trained here, or from the cache'}) | seed {cfg.get('seed')}",
+        f"compressor {compressor_name}: {' '.join(settings) or '(no size setting)'}",
+    ]
+    if overrides:
+        lines.append(f"overrides: {' '.join(overrides)}")
+    return lines
 
 
 def summary_line(metrics: dict[str, Any]) -> str:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
 from pathlib import Path
 from typing import Any
 
 METRICS_FILE = "metrics.json"
+log = logging.getLogger(__name__)
 
 
 def write_metrics_json(run_dir: Path, metrics: dict[str, Any]) -> Path:
@@ -116,7 +118,7 @@ class WandbTracker(Tracker):
             self.run.finish()
             self.run = None
             if offline:
-                print(f"W&B offline run: {Path(run_dir).parent}  (upload: wandb sync <that dir>)", flush=True)
+                log.info("W&B offline run: %s  (upload: wandb sync <that dir>)", Path(run_dir).parent)
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -29,6 +29,10 @@ def test_single_run_writes_metrics_artifact_and_offline_wandb_run(tmp_path):
     assert list((run_dir / "wandb").glob("offline-run-*")), "an offline W&B run dir must exist"
     summary = [line for line in result.stdout.splitlines() if line.startswith("[quant] ratio")]
     assert summary and f"{metrics['compression_ratio']:.2f}x" in summary[0]
+    # A short header instead of the whole config (that stays in .hydra/config.yaml); every line also in train.log.
+    assert "compressor quant: bits=4" in result.stdout and "_target_" not in result.stdout
+    log = (run_dir / "train.log").read_text()
+    assert summary[0] in log and "compressor quant: bits=4" in log
 
 
 def test_two_job_multirun_gives_job_dirs_and_summary_csv(tmp_path):

@@ -29,12 +29,12 @@ class SweepSummaryCallback(Callback):
         except ReportError as error:
             log.warning("no report: %s", error)
             return
-        print(report.describe(), flush=True)
+        log.info(report.describe())
         if config.get("logger") is not None and str(config.logger.get("_target_", "")).endswith("WandbTracker"):
             from big2small.report.wandb_aggregate import log_aggregate_run
 
             try:
                 run_dir = log_aggregate_run(report, config.logger, sweep_name=config.get("sweep", {}).get("name"))
-                print(f"W&B aggregate run: {run_dir}", flush=True)
+                log.info("W&B aggregate run: %s", run_dir)
             except Exception as error:  # noqa: BLE001 - the sweep's results must survive a tracker failure
                 log.warning("aggregate W&B run failed: %s: %s", type(error).__name__, error)
