@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,7 +143,31 @@ def _execute(cfg: DictConfig, parts: RunParts, run_dir: Path) -> dict[str, Any]:
     write_metrics_json(run_dir, metrics)
     parts.tracker.log_summary(metrics)
     parts.tracker.log_table("layers", metrics["layers"])
+    if parts.tracker.logs_artifacts:
+        _log_artifact(parts.tracker, artifact_path, cfg.model.name, parts.compressor.name, base_source, metrics)
     return metrics
+
+
+def _log_artifact(tracker: Tracker, path: Path, model: str, compressor: str, base_source: str, metrics) -> None:
+    tracker.log_artifact(path, _artifact_name(model, compressor), {
+        "compressor": compressor, "compression_ratio": metrics["compression_ratio"],
+        "artifact_bytes": metrics["artifact_bytes"], "stored_uncompressed": metrics["stored_uncompressed"],
+        "metric_name": metrics["metric_name"], "compressed_metric": metrics["compressed_metric"],
+        "base_metric": metrics["base_metric"], "base_model_sha256": _file_sha256(base_source.split(":", 1)[1]),
+    })
+
+
+def _artifact_name(model: str, compressor: str) -> str:
+    """A W&B artifact name (letters, digits, '-', '_', '.'): one artifact, versioned, per model and compressor."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{model}-{compressor}")
+
+
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def evaluate_artifact(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:

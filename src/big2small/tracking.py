@@ -12,6 +12,7 @@ from typing import Any
 
 METRICS_FILE = "metrics.json"
 log = logging.getLogger(__name__)
+ARTIFACT_TYPE = "compressed-model"  # the W&B artifact type of compressed.safetensors
 
 
 def write_metrics_json(run_dir: Path, metrics: dict[str, Any]) -> Path:
@@ -30,6 +31,8 @@ def scalar_items(metrics: dict[str, Any]) -> dict[str, Any]:
 class Tracker:
     """No tracking beyond metrics.json (`logger=none`)."""
 
+    logs_artifacts = False  # True: log_artifact attaches compressed.safetensors to the tracker's run
+
     def start(self, config: dict, run_dir: Path, run_name: str, job_type: str | None = None,
               tags: list[str] | tuple[str, ...] = ()) -> None:
         """Open the job's run; `job_type` and `tags` label it (the pipeline passes compressor, task, data, model)."""
@@ -44,6 +47,9 @@ class Tracker:
 
     def log_table(self, name: str, rows: list[dict[str, Any]]) -> None:
         pass
+
+    def log_artifact(self, path: Path, name: str, metadata: dict[str, Any]) -> None:
+        """Attach the compressed artifact to the run (trackers that keep files elsewhere than the run dir)."""
 
     def finish(self) -> None:
         pass
@@ -67,6 +73,8 @@ class CsvTracker(Tracker):
 
 class WandbTracker(Tracker):
     """One W&B run per job. Offline unless the user set WANDB_MODE; `wandb sync` uploads it later."""
+
+    logs_artifacts = True
 
     def __init__(self, project: str = "big2small", entity: str | None = None, mode: str = "offline",
                  group: str | None = None, job_type: str | None = None, tags: list[str] | None = None) -> None:
@@ -110,6 +118,13 @@ class WandbTracker(Tracker):
         if rows:
             columns = list(rows[0])
             self.run.log({name: wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in rows])})
+
+    def log_artifact(self, path, name, metadata):
+        import wandb
+
+        artifact = wandb.Artifact(name, type=ARTIFACT_TYPE, metadata=_json_safe(metadata))
+        artifact.add_file(str(path), name=Path(path).name)
+        self.run.log_artifact(artifact)
 
     def finish(self):
         if self.run is not None:

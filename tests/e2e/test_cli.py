@@ -1,6 +1,8 @@
 """The real CLI in a subprocess: what a researcher types, and the files it leaves behind."""
 
+import base64
 import csv
+import hashlib
 import json
 import os
 import subprocess
@@ -9,12 +11,14 @@ import sys
 import pytest
 
 from tests.conftest import PROJECT_ROOT
+from tests.wandb_records import logged_artifacts
 
 TRAIN = [sys.executable, str(PROJECT_ROOT / "src" / "train.py")]
 
 
 def _cli(args, tmp_path, extra_env=None):
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(extra_env or {})}
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DATA_DIR": str(tmp_path / "wandb-data"),
+           **(extra_env or {})}
     return subprocess.run([*TRAIN, *args, f"paths.output_root={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}",
                            "task.epochs=3"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
 
@@ -29,6 +33,15 @@ def test_single_run_writes_metrics_artifact_and_offline_wandb_run(tmp_path):
     assert list((run_dir / "wandb").glob("offline-run-*")), "an offline W&B run dir must exist"
     summary = [line for line in result.stdout.splitlines() if line.startswith("[quant] ratio")]
     assert summary and f"{metrics['compression_ratio']:.2f}x" in summary[0]
+    # The artifact is attached to the W&B run, with what identifies it.
+    (artifact,) = [a for a in logged_artifacts(run_dir) if a.type == "compressed-model"]
+    assert artifact.name == "small_cnn-quant"
+    metadata = json.loads(artifact.metadata)
+    assert metadata["compressor"] == "quant" and metadata["compression_ratio"] == metrics["compression_ratio"]
+    assert len(metadata["base_model_sha256"]) == 64
+    (entry,) = artifact.manifest.contents
+    digest = base64.b64encode(hashlib.md5((run_dir / "compressed.safetensors").read_bytes()).digest()).decode()
+    assert entry.path == "compressed.safetensors" and entry.digest == digest
     # A short header instead of the whole config (that stays in .hydra/config.yaml); every line also in train.log.
     assert "compressor quant: bits=4" in result.stdout and "_target_" not in result.stdout
     log = (run_dir / "train.log").read_text()
