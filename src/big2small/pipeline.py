@@ -28,6 +28,7 @@ from big2small.checkpoints import load_checkpoint
 from big2small.codec import Compressed, read_artifact, write_artifact
 from big2small.encodings.dtype_bytes import fp32_bytes
 from big2small.errors import ConfigError
+from big2small.logs import PhaseProgressBar
 from big2small.methods.base import Compressor
 from big2small.numerics import DENOMINATOR_FLOOR
 from big2small.rebuilding import rebuild_model, uncompressed_state
@@ -341,6 +342,8 @@ def _trainer_factory(cfg: DictConfig, run_dir: Path, tracker: Tracker | None, si
         if single_device:
             settings.update(devices=1, strategy="auto", num_nodes=1)
         settings.update(overrides)
+        if settings.get("enable_progress_bar", partial_trainer.keywords.get("enable_progress_bar", True)):
+            settings["callbacks"] = [*settings.get("callbacks", []), PhaseProgressBar()]
         return partial_trainer(**settings)
 
     return make

@@ -27,6 +27,8 @@ class ClassificationTask(Task):
 
 
 class ClassificationModule(L.LightningModule):
+    progress_label = "training the base model"  # names the progress bar (logs.PhaseProgressBar)
+
     def __init__(self, model: nn.Module, num_classes: int, task: ClassificationTask) -> None:
         super().__init__()
         self.model, self.task = model, task

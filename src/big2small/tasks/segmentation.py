@@ -39,6 +39,8 @@ class SegmentationTask(Task):
 
 
 class SegmentationModule(L.LightningModule):
+    progress_label = "training the base model"  # names the progress bar (logs.PhaseProgressBar)
+
     def __init__(self, model: nn.Module, num_outputs: int, task: SegmentationTask) -> None:
         super().__init__()
         if num_outputs < 1:

@@ -61,6 +61,8 @@ class INRGroup:
 
 
 class INRFitModule(L.LightningModule):
+    progress_label = "fitting INRs"  # names the progress bar (logs.PhaseProgressBar)
+
     def __init__(self, groups: list[INRGroup], fit: FitSettings, loss: LossSettings, storage: StorageSettings,
                  seed: int) -> None:
         super().__init__()

@@ -82,6 +82,7 @@ class RefineModule(L.LightningModule):
     generalised better from few synthetic images to real ones. The teacher runs alongside, so its activations
     are never all held in memory at once.
     """
+    progress_label = "refining INRs on synthetic inputs"  # names the progress bar (logs.PhaseProgressBar)
 
     def __init__(self, groups: list[INRGroup], codes: dict[str, LayerCode], student: nn.Module, teacher: nn.Module,
                  inputs: torch.Tensor, settings: RefinementSettings, quantised: bool) -> None:
