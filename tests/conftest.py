@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,19 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared is not present")
     return SHARED
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _wandb_files_stay_in_the_test_tree(tmp_path_factory):
+    """Offline W&B runs stage logged artifacts under WANDB_DATA_DIR (default: the user's home); subprocesses
+    inherit it."""
+    previous = os.environ.get("WANDB_DATA_DIR")
+    os.environ["WANDB_DATA_DIR"] = str(tmp_path_factory.mktemp("wandb-data"))
+    yield
+    if previous is None:
+        os.environ.pop("WANDB_DATA_DIR", None)
+    else:
+        os.environ["WANDB_DATA_DIR"] = previous
 
 
 @pytest.fixture(autouse=True)

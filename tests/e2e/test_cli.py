@@ -17,8 +17,7 @@ TRAIN = [sys.executable, str(PROJECT_ROOT / "src" / "train.py")]
 
 
 def _cli(args, tmp_path, extra_env=None):
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DATA_DIR": str(tmp_path / "wandb-data"),
-           **(extra_env or {})}
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(extra_env or {})}
     return subprocess.run([*TRAIN, *args, f"paths.output_root={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}",
                            "task.epochs=3"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
 
