@@ -34,7 +34,7 @@ def test_safetensors_checkpoint_loads(tmp_path):
 def test_pickled_code_is_refused_unless_trusted(tmp_path):
     state = dict(tiny_cnn().state_dict())
     torch.save({"state_dict": state, "extra": NotATensor()}, tmp_path / "pickled.pt")
-    with pytest.raises(ConfigError, match="trusted_pickle=true"):
+    with pytest.raises(ConfigError, match="needs code to load: it refers to .*NotATensor.*trusted_pickle=true"):
         load_checkpoint(tiny_cnn(), tmp_path / "pickled.pt")
     load_checkpoint(tiny_cnn(), tmp_path / "pickled.pt", trusted_pickle=True)
 
@@ -49,5 +49,37 @@ def test_mismatched_keys_are_listed(tmp_path):
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
-    with pytest.raises(ConfigError, match="junk.pt"):
+    with pytest.raises(ConfigError, match="junk.pt is neither a PyTorch checkpoint") as error:
         load_checkpoint(tiny_cnn(), tmp_path / "junk.pt")
+    assert "trusted_pickle" not in str(error.value), "random bytes must not invite the unsafe flag"
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("\x1b[31mthis must never print",))
+
+
+def test_a_malicious_pickle_is_refused_naming_the_global_in_plain_text(tmp_path, capsys):
+    torch.save({"state_dict": dict(tiny_cnn().state_dict()), "payload": _RunsCode()}, tmp_path / "evil.pt")
+    with pytest.raises(ConfigError, match="refers to print, which was not run") as error:
+        load_checkpoint(tiny_cnn(), tmp_path / "evil.pt")
+    assert "\x1b" not in str(error.value) and "\n" not in str(error.value)
+    assert "never print" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("poison, message", [(float("nan"), "holds NaN or inf"), (float("inf"), "holds NaN or inf")])
+def test_non_finite_weights_are_refused_with_their_name(tmp_path, poison, message):
+    state = dict(tiny_cnn().state_dict())
+    state["classifier.weight"] = state["classifier.weight"].clone()
+    state["classifier.weight"][0, 0] = poison
+    torch.save(state, tmp_path / "nan.pt")
+    with pytest.raises(ConfigError, match=f"classifier.weight {message}"):
+        load_checkpoint(tiny_cnn(), tmp_path / "nan.pt")
+
+
+def test_integer_weights_are_refused_not_cast(tmp_path):
+    state = dict(tiny_cnn().state_dict())
+    state["features.0.weight"] = state["features.0.weight"].to(torch.int32)
+    torch.save(state, tmp_path / "int.pt")
+    with pytest.raises(ConfigError, match="features.0.weight is torch.int32, the model expects floating point"):
+        load_checkpoint(tiny_cnn(), tmp_path / "int.pt")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -11,6 +12,11 @@ from safetensors.torch import load_file
 from torch import nn
 
 from big2small.errors import ConfigError
+
+ZIP_MAGIC = b"PK\x03\x04"          # torch.save's default (zip) format
+PICKLE_PROTOCOL_OPCODE = b"\x80"    # legacy torch.save files are a bare pickle (protocol 2+)
+REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([^\s]+)")  # torch's weights_only refusal
+MAX_QUOTED_CHARS = 200
 
 
 def load_checkpoint(model: nn.Module, path: str | Path, *, trusted_pickle: bool = False) -> nn.Module:
@@ -37,6 +43,12 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, trusted_pickle: bool 
             f"model.checkpoint: {path} does not fit the model: missing keys {_preview(missing)}, "
             f"unexpected keys {_preview(unexpected)}"
         )
+    for key, tensor in expected.items():  # a float tensor of the model takes float values only, all finite
+        if tensor.is_floating_point() and not state[key].is_floating_point():
+            raise ConfigError(f"model.checkpoint: {path}: {key} is {state[key].dtype}, the model expects floating "
+                              "point weights")
+        if tensor.is_floating_point() and not torch.isfinite(state[key]).all():
+            raise ConfigError(f"model.checkpoint: {path}: {key} holds NaN or inf values")
     wrong_shape = [k for k in expected if expected[k].shape != state[k].shape]
     if wrong_shape:
         k = wrong_shape[0]
@@ -54,18 +66,33 @@ def _read_state(path: Path, trusted_pickle: bool):
             return load_file(str(path))
         except (SafetensorError, OSError) as error:
             raise ConfigError(f"model.checkpoint: {path} is not a readable safetensors file: {error}") from None
+    with open(path, "rb") as handle:
+        start = handle.read(len(ZIP_MAGIC))
+    if not (start.startswith(ZIP_MAGIC) or start[:1] == PICKLE_PROTOCOL_OPCODE):
+        raise ConfigError(f"model.checkpoint: {path} is neither a PyTorch checkpoint (torch.save) nor a "
+                          ".safetensors file")
     try:
         return torch.load(path, map_location="cpu", weights_only=not trusted_pickle)
     except pickle.UnpicklingError as error:
-        if trusted_pickle:
-            raise ConfigError(f"model.checkpoint: {path} is corrupt: {error}") from None
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unsupported object"
-        raise ConfigError(
-            f"model.checkpoint: {path} needs full unpickling ({first_line}); if you trust this file, "
-            "set model.trusted_pickle=true"
-        ) from None
-    except (RuntimeError, EOFError, OSError) as error:
-        raise ConfigError(f"model.checkpoint: {path} is not a readable checkpoint: {error}") from None
+        refused = REFUSED_GLOBAL.search(str(error))
+        if refused and not trusted_pickle:
+            raise ConfigError(
+                f"model.checkpoint: {path} needs code to load: it refers to {_printable(refused.group(1))}, which "
+                "was not run; if you trust this file, set model.trusted_pickle=true") from None
+        raise ConfigError(f"model.checkpoint: {path} is a corrupt checkpoint: {_printable(_first_line(error))}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise ConfigError(f"model.checkpoint: {path} is not a readable checkpoint: "
+                          f"{_printable(_first_line(error))}") from None
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _printable(text: str) -> str:
+    """Only printable ASCII, so a file's content cannot drive the terminal (escape codes) or break the line."""
+    return re.sub(r"[^\x20-\x7e]", "?", text)[:MAX_QUOTED_CHARS]
 
 
 def _preview(keys: list[str], limit: int = 5) -> str:
