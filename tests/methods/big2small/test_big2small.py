@@ -111,17 +111,38 @@ def test_a_smooth_weight_is_fitted_closely_and_outliers_come_back_exactly(tmp_pa
 def test_resume_continues_an_interrupted_fit(tmp_path, caplog):
     model = tiny_cnn()
     settings = dict(target_ratio=4, fit={"steps": 20, "checkpoint_dir": str(tmp_path / "ckpt"),
-                                         "checkpoint_every": 10})
+                                         "checkpoint_every": 10, "resume": True})
     straight = Big2SmallCompressor(**settings).fit(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
     # An "interrupted" fit: the trainer stops after 10 of 20 steps, with its checkpoint saved in a fresh folder.
     interrupted = dict(settings, fit={**settings["fit"], "checkpoint_dir": str(tmp_path / "ckpt2")})
     halfway = Big2SmallCompressor(**interrupted).fit(copy.deepcopy(model),
                                                      trainer_factory=trainer_factory(tmp_path, max_steps=10))
-    assert list((tmp_path / "ckpt2").rglob("last.ckpt"))
-    with caplog.at_level("INFO", logger="big2small.methods.big2small.compressor"):
-        resumed = Big2SmallCompressor(**{**interrupted, "fit": {**interrupted["fit"], "resume": True}}).fit(
-            copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
+    assert [p.name for p in (tmp_path / "ckpt2").rglob("*") if p.is_file()] == ["last.ckpt"]
+    with caplog.at_level("INFO", logger="big2small.methods.big2small.fit_checkpoints"):
+        resumed = Big2SmallCompressor(**interrupted).fit(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
     assert "resuming the fit from" in caplog.text
     for name in straight.tensors:
         assert torch.allclose(straight.tensors[name].float(), resumed.tensors[name].float(), atol=1e-3), name
     assert not torch.allclose(halfway.tensors["inr_fp16"].float(), resumed.tensors["inr_fp16"].float())
+    # Identical re-runs replace the one checkpoint instead of adding last-v1.ckpt, last-v2.ckpt, ...
+    assert [p.name for p in (tmp_path / "ckpt2").rglob("*") if p.is_file()] == ["last.ckpt"]
+
+
+def test_without_resume_a_fit_writes_no_checkpoint(tmp_path):
+    settings = dict(target_ratio=4, fit={"steps": 5, "checkpoint_dir": str(tmp_path / "ckpt"), "checkpoint_every": 2})
+    Big2SmallCompressor(**settings).fit(tiny_cnn(), trainer_factory=trainer_factory(tmp_path))
+    assert not (tmp_path / "ckpt").exists() or not any((tmp_path / "ckpt").rglob("*.ckpt"))
+
+
+def test_a_damaged_checkpoint_is_named_removed_and_the_fit_starts_again(tmp_path, caplog):
+    model = tiny_cnn()
+    settings = dict(target_ratio=4, fit={"steps": 6, "checkpoint_dir": str(tmp_path / "ckpt"),
+                                         "checkpoint_every": 3, "resume": True})
+    fresh = Big2SmallCompressor(**settings).fit(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
+    (last,) = (tmp_path / "ckpt").rglob("last.ckpt")
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a fit killed while writing, before atomicity
+    with caplog.at_level("WARNING", logger="big2small.methods.big2small.fit_checkpoints"):
+        again = Big2SmallCompressor(**settings).fit(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
+    assert f"the fit checkpoint {last} is damaged" in caplog.text
+    assert again.to_bytes() == fresh.to_bytes()
+    assert last.is_file(), "the restarted fit writes a good checkpoint again"

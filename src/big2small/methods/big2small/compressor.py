@@ -29,6 +29,7 @@ from big2small.graph.weights import set_parameter
 from big2small.methods.base import Compressor
 from big2small.methods.big2small import artifact
 from big2small.methods.big2small.allocation import choose_widths
+from big2small.methods.big2small.fit_checkpoints import LastCheckpoint, resumable_checkpoint
 from big2small.methods.big2small.fitting import INRFitModule, INRGroup
 from big2small.methods.big2small.networks import build_network
 from big2small.methods.big2small.plan import Big2SmallPlan
@@ -121,21 +122,13 @@ class Big2SmallCompressor(Compressor):
                 for (dims, outputs, width, _), members in plan.stacks().items()]
 
     def _fit_weights(self, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory) -> None:
-        from lightning.pytorch.callbacks import ModelCheckpoint
-
         settings = self.fit_settings
         module = INRFitModule(groups, settings, self.loss, self.storage, self.seed)
         callbacks, resume_from = [], None
-        if settings.checkpoint_dir:
+        if settings.resume:  # only a fit that may be resumed writes checkpoints
             folder = Path(settings.checkpoint_dir) / self._fit_key(plan.weights, plan.widths)
-            callbacks.append(ModelCheckpoint(dirpath=folder, save_last=True, save_top_k=0,
-                                             every_n_train_steps=settings.checkpoint_every))
-            last = folder / "last.ckpt"
-            if settings.resume and last.is_file():
-                resume_from = str(last)
-                log.info("big2small: resuming the fit from %s", last)
-            elif settings.resume:
-                log.info("big2small: fit.resume=true but no checkpoint at %s; fitting from the start", last)
+            resume_from = resumable_checkpoint(folder)
+            callbacks.append(LastCheckpoint(folder, settings.checkpoint_every))
         trainer = trainer_factory(max_steps=settings.steps, max_epochs=-1, use_distributed_sampler=False,
                                   enable_checkpointing=bool(callbacks), callbacks=callbacks)
         trainer.fit(module, ckpt_path=resume_from)

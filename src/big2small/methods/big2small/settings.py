@@ -124,8 +124,8 @@ class FitSettings:
     steps: int = 1000
     lr: float = 3e-3
     batch_size: int | None = None  # coordinates sampled per INR per step; null = the whole grid every step
-    resume: bool = False           # continue from the last checkpoint of an interrupted fit with equal settings
-    checkpoint_dir: str | None = None  # where fits keep their checkpoints (null: no checkpoints, no resume)
+    resume: bool = False           # keep a checkpoint, and continue from it if an equal fit was interrupted
+    checkpoint_dir: str | None = None  # where resumable fits keep their checkpoints
     checkpoint_every: int = 200    # steps between checkpoints
 
     def __post_init__(self) -> None:
