@@ -14,7 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from big2small.errors import ArtifactError, ConfigError, FittingError
+from big2small.entry import USER_ERROR_EXIT_CODE, USER_ERRORS, report, run_hydra_main
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
@@ -25,10 +25,10 @@ def main(cfg: DictConfig) -> None:
     quiet_library_logs()
     try:
         evaluate_artifact(cfg, HydraConfig.get().runtime.output_dir)
-    except (ArtifactError, ConfigError, FittingError) as error:
-        print(f"{type(error).__name__}: {error}", file=sys.stderr, flush=True)
-        sys.exit(2)
+    except USER_ERRORS as error:
+        report(error)
+        sys.exit(USER_ERROR_EXIT_CODE)
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra_main(main)

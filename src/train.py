@@ -8,7 +8,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from big2small.errors import ArtifactError, ConfigError, FittingError
+from big2small.entry import USER_ERROR_EXIT_CODE, USER_ERRORS, report, run_hydra_main
 
 log = logging.getLogger("train")
 
@@ -24,13 +24,12 @@ def main(cfg: DictConfig) -> None:
         log.info(line)
     try:
         run(cfg, HydraConfig.get().runtime.output_dir)
-    except (ArtifactError, ConfigError, FittingError) as error:
-        # A user error: one line on stderr, no traceback, non-zero exit.
-        print(f"{type(error).__name__}: {error}", file=sys.stderr, flush=True)
+    except USER_ERRORS as error:
+        report(error)  # one line on stderr, no traceback
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             return  # one bad job must not end the sweep: it leaves no metrics.json, and the report names it
-        sys.exit(2)
+        sys.exit(USER_ERROR_EXIT_CODE)
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra_main(main)

@@ -33,7 +33,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
-from big2small.errors import ArtifactError
+from big2small.errors import ArtifactError, OutputError
 
 FORMAT_NAME = "big2small-artifact"
 FORMAT_VERSION = 1
@@ -106,10 +106,14 @@ class Compressed:
 def write_artifact(compressed: Compressed, path: str | os.PathLike) -> int:
     """Write the artifact and return its size on disk in bytes."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(compressed.to_bytes())
-    tmp.replace(path)  # never leave a half-written artifact under the final name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(compressed.to_bytes())
+        tmp.replace(path)  # never leave a half-written artifact under the final name
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write the artifact {path}: {error.strerror or error}") from None
     return path.stat().st_size
 
 

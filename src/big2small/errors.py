@@ -11,3 +11,7 @@ class FittingError(RuntimeError):
 
 class ArtifactError(ValueError):
     """An artifact file that cannot be trusted: truncated, altered, or from an unknown format."""
+
+
+class OutputError(OSError):
+    """A file or folder the run must write cannot be written (permissions, a full disk); the message names it."""

@@ -27,7 +27,7 @@ from big2small.base_model import base_model_cache_key, obtain_base_model
 from big2small.checkpoints import load_checkpoint
 from big2small.codec import Compressed, read_artifact, write_artifact
 from big2small.encodings.dtype_bytes import fp32_bytes
-from big2small.errors import ConfigError
+from big2small.errors import ConfigError, OutputError
 from big2small.logs import PhaseProgressBar
 from big2small.methods.base import Compressor
 from big2small.numerics import DENOMINATOR_FLOOR
@@ -35,6 +35,7 @@ from big2small.rebuilding import rebuild_model, uncompressed_state
 from big2small.runs import finished_job_metrics
 from big2small.tasks.base import Task
 from big2small.tracking import Tracker, write_metrics_json
+from big2small.values import as_integer
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +69,44 @@ def build_parts(cfg: DictConfig) -> RunParts:
     checkpoint = cfg.model.get("checkpoint")
     if checkpoint and not Path(checkpoint).is_file():
         raise ConfigError(f"model.checkpoint: file not found: {checkpoint}")
+    _check_trainer(cfg)
     return RunParts(data, task, model, compressor, tracker)
+
+
+def _check_trainer(cfg: DictConfig) -> None:
+    """Build one Trainer from conf/trainer now, so that a device that is not there (trainer=gpu on a machine
+    without one, trainer.devices=0) is a one-line error before any training, not after the artifact."""
+    try:
+        _trainer_factory(cfg, Path("."), None)(enable_progress_bar=False)
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - Lightning raises many types for device settings it cannot meet
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"trainer: {first}") from None
+
+
+def writable_dir(path: Path, what: str) -> Path:
+    """`path`, created if needed and proven writable, or an OutputError naming it."""
+    path = Path(path)
+    probe = path / ".write-test"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise OutputError(f"cannot write the {what} {path}: {error.strerror or error}") from None
+    return path
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Execute one run and return the metrics written to run_dir/metrics.json."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = writable_dir(run_dir, "run dir")
     done = finished_job_metrics(run_dir, cfg) if cfg.get("sweep") and cfg.sweep.get("skip_done") else None
     if done is not None:
         log.info("skipped %s: its metrics.json is complete (sweep.skip_done=true)", run_dir)
         return done
     parts = build_parts(cfg)
+    writable_dir(Path(cfg.paths.cache_dir) / "base_models", "cache dir")  # before the base model is trained
     resolved = OmegaConf.to_container(cfg, resolve=True)
     parts.tracker.start(resolved, run_dir, run_name=f"{cfg.model.name}-{parts.compressor.name}-s{cfg.seed}",
                         job_type=parts.compressor.name, tags=[parts.task.name, cfg.data.name, cfg.model.name])
@@ -174,8 +201,7 @@ def _file_sha256(path: str) -> str:
 def evaluate_artifact(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """`src/evaluate.py`: verify and rebuild an existing artifact, evaluate it (and the base model when a
     checkpoint is given), record metrics.json and a tracker run like a train run. Nothing is fitted."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = writable_dir(run_dir, "run dir")
     if not cfg.get("artifact"):
         raise ConfigError("artifact: give the artifact to evaluate, e.g. artifact=outputs/runs/<time>/compressed.safetensors")
     _check_common(cfg)
@@ -359,12 +385,14 @@ def _build(node: DictConfig):
             cause = cause.__cause__
         if cause is not None:
             raise cause from None
-        raise
+        # The class refused its arguments (an unknown key added with +, a value of the wrong type): say which.
+        reason = error.__cause__ if error.__cause__ is not None else error
+        raise ConfigError(f"{node.get('_target_', 'config')}: {type(reason).__name__}: "
+                          f"{str(reason).splitlines()[0] if str(reason) else ''}") from None
 
 
 def _check_common(cfg: DictConfig) -> None:
-    if cfg.get("seed") is None or int(cfg.seed) < 0:
-        raise ConfigError(f"seed must be a non-negative integer (got {cfg.get('seed')})")
+    as_integer("seed", cfg.get("seed"), 0)
     if not isinstance(cfg.get("store_uncompressed", False), bool):
         raise ConfigError(f"store_uncompressed must be true or false (got {cfg.get('store_uncompressed')!r})")
     for group in ("task", "data", "model", "compressor", "trainer"):

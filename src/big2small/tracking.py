@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from big2small.errors import ConfigError, OutputError
+
 METRICS_FILE = "metrics.json"
 log = logging.getLogger(__name__)
 ARTIFACT_TYPE = "compressed-model"  # the W&B artifact type of compressed.safetensors
@@ -18,8 +20,12 @@ ARTIFACT_TYPE = "compressed-model"  # the W&B artifact type of compressed.safete
 def write_metrics_json(run_dir: Path, metrics: dict[str, Any]) -> Path:
     path = Path(run_dir) / METRICS_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(_json_safe(metrics), indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)  # a sweep that re-reads metrics.json never sees a half-written file
+    try:
+        tmp.write_text(json.dumps(_json_safe(metrics), indent=2, sort_keys=False) + "\n")
+        tmp.replace(path)  # a sweep that re-reads metrics.json never sees a half-written file
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
     return path
 
 
@@ -79,8 +85,6 @@ class WandbTracker(Tracker):
     def __init__(self, project: str = "big2small", entity: str | None = None, mode: str = "offline",
                  group: str | None = None, job_type: str | None = None, tags: list[str] | None = None) -> None:
         if mode not in ("offline", "online", "disabled"):
-            from big2small.errors import ConfigError
-
             raise ConfigError(f"logger.mode must be offline, online or disabled (got {mode!r})")
         self.project, self.entity, self.mode = project, entity, mode
         self.group, self.job_type, self.tags = group, job_type, list(tags or [])
@@ -97,11 +101,19 @@ class WandbTracker(Tracker):
         import wandb
 
         os.environ.setdefault("WANDB_SILENT", "true")  # our own line at finish() says where the run is
-        return wandb.init(
-            project=self.project, entity=self.entity, mode=os.environ.get("WANDB_MODE", self.mode),
-            group=group, job_type=job_type, tags=tags, name=name, config=config, dir=str(run_dir),
-            reinit="finish_previous",
-        )
+        mode = os.environ.get("WANDB_MODE", self.mode)
+        if mode == "online" and not _has_wandb_credentials():
+            raise ConfigError("W&B online needs a login: run `wandb login` or set WANDB_API_KEY; or log offline "
+                              "(logger.mode=offline) and `wandb sync` the run dir later")
+        try:
+            return wandb.init(
+                project=self.project, entity=self.entity, mode=mode, group=group, job_type=job_type, tags=tags,
+                name=name, config=config, dir=str(run_dir), reinit="finish_previous",
+            )
+        except Exception as error:  # noqa: BLE001 - W&B raises many types for network and auth failures
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ConfigError(f"W&B could not start a {mode} run ({first}); log offline (logger.mode=offline) "
+                              "and `wandb sync` the run dir later") from None
 
     def lightning_logger(self, prefix):
         from lightning.pytorch.loggers import WandbLogger
@@ -134,6 +146,20 @@ class WandbTracker(Tracker):
             self.run = None
             if offline:
                 log.info("W&B offline run: %s  (upload: wandb sync <that dir>)", Path(run_dir).parent)
+
+
+def _has_wandb_credentials() -> bool:
+    """An API key in the environment, or a `wandb login` entry in ~/.netrc for the W&B host."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    import netrc
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -18,6 +18,7 @@ from torch import nn
 from big2small.codec import Compressed
 from big2small.errors import ConfigError
 from big2small.graph.weights import architecture_signature, compressible_weights
+from big2small.values import as_integer, as_number
 
 TrainerFactory = Callable[..., Any]
 
@@ -33,11 +34,8 @@ class Compressor(ABC):
         layer_types: tuple[str, ...] | list[str] = ("conv", "linear"),
         min_params: int = 0,
     ) -> None:
-        if target_ratio is not None and not float(target_ratio) > 1.0:
-            raise ConfigError(f"{self.name}: target_ratio must be > 1 (got {target_ratio})")
-        if int(min_params) < 0:
-            raise ConfigError(f"{self.name}: min_params must be >= 0 (got {min_params})")
-        self.target_ratio = None if target_ratio is None else float(target_ratio)
+        self.target_ratio = None if target_ratio is None else as_number(f"{self.name}: target_ratio", target_ratio, 1)
+        min_params = as_integer(f"{self.name}: min_params", min_params, 0)
         self.model_signature: dict | None = None  # set by compress(): the architecture the artifact is for
         self.layer_types = tuple(layer_types)
         self.min_params = int(min_params)

@@ -15,6 +15,7 @@ import torch
 from big2small.codec import Compressed
 from big2small.encodings.dtype_bytes import fp32_bytes
 from big2small.errors import ConfigError
+from big2small.values import as_integer
 
 # Slack left for header bytes that change between the sizing pass and the final artifact (digits in JSON).
 HEADER_SLACK_BYTES = 64
@@ -27,9 +28,8 @@ def fixed_bits(name: str, bits, target_ratio, low: int, high: int) -> int | None
     then unused, recorded as null in the header)."""
     if bits is None and target_ratio is None:
         raise ConfigError(f"{name}: set bits ({low}..{high}) or target_ratio")
-    if bits is not None and (int(bits) != bits or not low <= int(bits) <= high):
-        raise ConfigError(f"{name}: bits must be an integer in {low}..{high} (got {bits})")
-    return None if bits is None or target_ratio is not None else int(bits)
+    bits = None if bits is None else as_integer(f"{name}: bits", bits, low, high)
+    return None if target_ratio is not None else bits
 
 
 def original_bytes(weights: dict[str, torch.Tensor]) -> int:

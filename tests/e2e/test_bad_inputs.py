@@ -1,0 +1,69 @@
+"""Bad command lines and environments: one line on stderr, exit code 2, no traceback, nothing trained."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+
+TRAIN = [sys.executable, str(PROJECT_ROOT / "src" / "train.py")]
+
+CASES = [
+    (["seed=abc"], "ConfigError: seed must be an integer"),
+    (["seed=1.5"], "ConfigError: seed must be an integer"),
+    (["compressor=quant", "compressor.target_ratio=abc"], "target_ratio must be > 1"),
+    (["compressor=quant", "compressor.bits=four"], "bits must be an integer in 2..16"),
+    (["compressor.foo=1"], "compressor.foo is not a key of this config"),
+    (["+compressor.foo=1"], "unexpected keyword argument 'foo'"),
+    (["compressor=nope"], "Could not find 'compressor/nope' Available options in 'compressor': big2small"),
+    (["compressor=quant", "trainer=gpu"], "ConfigError: trainer:"),
+    (["trainer.devices=0"], "ConfigError: trainer:"),
+    (["compressor=quant", "store_uncompressed=maybe"], "store_uncompressed must be true or false"),
+]
+
+
+def _run(args, tmp_path, env=None):
+    environment = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env or {})}
+    return subprocess.run([*TRAIN, *args, f"paths.output_root={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}",
+                           f"hydra.run.dir={tmp_path / 'run'}", "task.epochs=3"], cwd=PROJECT_ROOT,
+                          env=environment, capture_output=True, text=True, timeout=300)
+
+
+def _assert_one_line(result, text):
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and text in lines[0], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("args, text", CASES, ids=[" ".join(args) for args, _ in CASES])
+def test_bad_value_is_one_line_before_any_work(args, text, tmp_path):
+    result = _run([*args, "logger=none"], tmp_path)
+    _assert_one_line(result, text)
+    assert not (tmp_path / "cache").exists(), "nothing may be trained before the config is known to be good"
+
+
+def test_an_unwritable_cache_dir_is_named_before_training(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache dir should be")
+    result = subprocess.run([*TRAIN, "logger=none", f"paths.cache_dir={blocker / 'cache'}",
+                             f"hydra.run.dir={tmp_path / 'run'}"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "WANDB_MODE": "offline"})
+    _assert_one_line(result, f"OutputError: cannot write the cache dir {blocker / 'cache' / 'base_models'}")
+
+
+def test_an_unwritable_run_dir_is_named(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the run dir should be")
+    result = subprocess.run([*TRAIN, "logger=none", f"hydra.run.dir={blocker / 'run'}"], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "WANDB_MODE": "offline"})
+    _assert_one_line(result, "OutputError: cannot write")
+    assert str(blocker) in result.stderr
+
+
+def test_wandb_online_without_a_login_says_how_to_log_offline(tmp_path):
+    env = {"WANDB_MODE": "online", "HOME": str(tmp_path), "WANDB_API_KEY": "", "NETRC": str(tmp_path / "none")}
+    result = _run(["compressor=quant", "logger=wandb"], tmp_path, env=env)
+    _assert_one_line(result, "W&B online needs a login")
