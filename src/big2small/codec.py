@@ -38,6 +38,9 @@ from big2small.errors import ArtifactError, OutputError
 FORMAT_NAME = "big2small-artifact"
 FORMAT_VERSION = 1
 HEADER_KEY = "big2small"
+# Deeper JSON than any artifact of ours holds is refused before it is parsed (a deeply nested header would
+# otherwise exhaust the parser's recursion before the checksum is even looked at).
+MAX_JSON_DEPTH = 16
 UNCOMPRESSED_PREFIX = "uncompressed/"
 
 
@@ -94,13 +97,17 @@ class Compressed:
             raise ArtifactError(f"{source}: checksum mismatch, the artifact was altered or damaged")
         uncompressed = {name.removeprefix(UNCOMPRESSED_PREFIX): tensors.pop(name)
                         for name in [n for n in tensors if n.startswith(UNCOMPRESSED_PREFIX)]}
-        return cls(
-            compressor=header["compressor"],
-            config=json.loads(header["config"]),
-            tensors=tensors,
-            meta=json.loads(header["meta"]),
-            uncompressed=uncompressed,
-        )
+        fields = {key: header.get(key) for key in ("compressor", "config", "meta")}
+        if not all(isinstance(value, str) for value in fields.values()):
+            raise ArtifactError(f"{source}: its header lacks the compressor, config or meta field")
+        try:
+            config, meta = _parse_json(fields["config"]), _parse_json(fields["meta"])
+        except ValueError as error:
+            raise ArtifactError(f"{source}: its header's config or meta is not valid JSON: {error}") from None
+        if not isinstance(config, dict) or not isinstance(meta, dict):
+            raise ArtifactError(f"{source}: its header's config and meta must be JSON objects")
+        return cls(compressor=fields["compressor"], config=config, tensors=tensors, meta=meta,
+                   uncompressed=uncompressed)
 
 
 def write_artifact(compressed: Compressed, path: str | os.PathLike) -> int:
@@ -127,14 +134,32 @@ def read_artifact(path: str | os.PathLike) -> Compressed:
 def _read_header(data: bytes) -> dict:
     # safetensors layout: 8-byte little-endian header length, then the JSON header.
     length = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + length].decode("utf-8"))
+    header = _parse_json(data[8 : 8 + length].decode("utf-8"))
     metadata = header.get("__metadata__")
     if not isinstance(metadata, dict) or HEADER_KEY not in metadata:
         raise ValueError("no big2small header")
-    fields = json.loads(metadata[HEADER_KEY])
+    fields = _parse_json(metadata[HEADER_KEY])
     if not isinstance(fields, dict):
         raise ValueError("malformed big2small header")
     return fields
+
+
+def _parse_json(text: str):
+    """json.loads with a nesting limit checked on the text first; ValueError for anything deeper."""
+    depth, deepest, in_string, escaped = 0, 0, False, False
+    for char in text:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        elif char in "]}":
+            depth -= 1
+    return json.loads(text)
 
 
 def _canonical_json(value) -> str:

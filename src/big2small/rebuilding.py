@@ -31,14 +31,21 @@ def rebuild_model(compressed: Compressed, model: nn.Module, *, source: str = "ar
     the original weights: the finiteness check at the end names it.
     """
     replaced = compressed.meta.get("replaced")
-    if not isinstance(replaced, list) or not all(isinstance(name, str) for name in replaced):
-        raise ArtifactError(f"{source}: the header lists no replaced parameters")
+    if not isinstance(replaced, list) or not all(isinstance(name, str) for name in replaced) or \
+            len(set(replaced)) != len(replaced):
+        raise ArtifactError(f"{source}: the header lists no replaced parameters (or one twice)")
     try:
         compressor_class(compressed.compressor)
     except KeyError:
         raise ArtifactError(f"{source}: written by an unknown compressor {compressed.compressor!r}") from None
     model = copy.deepcopy(model)
     _check_architecture(compressed, model, replaced, source)
+    method = compressor_class(compressed.compressor)
+    try:
+        method.check_artifact(compressed, model)
+    except Exception as error:  # noqa: BLE001 - whatever a forged header trips over is the file's fault
+        raise ArtifactError(f"{source}: not a valid {compressed.compressor} artifact for this model: "
+                            f"{_reason(error)}") from None
     if compressed.uncompressed:
         state = model.state_dict()
         model.load_state_dict({**state, **compressed.uncompressed}, strict=True)
@@ -47,18 +54,24 @@ def rebuild_model(compressed: Compressed, model: nn.Module, *, source: str = "ar
             model.get_parameter(name).fill_(math.nan)
     try:
         model = rebuild(compressed, model)
-    except (ValueError, IndexError, KeyError, RuntimeError) as error:
-        raise ArtifactError(f"{source}: does not decode into this model: {error}") from None
+    except Exception as error:  # noqa: BLE001 - the checks above passed, so what remains is the file's content
+        raise ArtifactError(f"{source}: does not decode into this model: {_reason(error)}") from None
     for name, param in model.named_parameters():
         if not torch.isfinite(param).all():
             raise FittingError(f"rebuilt parameter {name} has NaN or inf values")
     return model.eval()
 
 
+def _reason(error: Exception) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}"[:300]
+
+
 def _check_architecture(compressed: Compressed, model: nn.Module, replaced: list[str], source: str) -> None:
     state = model.state_dict()
+    parameters = dict(model.named_parameters())
     for name in replaced:
-        if name not in state:
+        if name not in parameters:
             raise ArtifactError(f"{source}: made for another architecture: it replaces {name}, which this model "
                                 "does not have")
     for name, tensor in compressed.uncompressed.items():

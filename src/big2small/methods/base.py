@@ -25,6 +25,8 @@ TrainerFactory = Callable[..., Any]
 
 class Compressor(ABC):
     name: ClassVar[str]
+    # The tensors its artifacts may hold, by name, with their dtype (checked before anything is decoded).
+    ARTIFACT_TENSORS: ClassVar[dict[str, torch.dtype]] = {}
     # True when fit() looks at data (calibration images, labels); recorded in metrics.json.
     uses_data: ClassVar[bool] = False
 
@@ -85,6 +87,36 @@ class Compressor(ABC):
         """Compress `model` (left unchanged). `meta["replaced"]` must list the parameter names replaced."""
 
     @classmethod
+    def check_artifact(cls, compressed: Compressed, model: nn.Module) -> None:
+        """Raise ValueError unless the artifact's tensors and layer list fit this method and `model`. Runs before
+        any decoding, so a forged size cannot make the rebuild allocate more than the model itself holds."""
+        for name, tensor in compressed.tensors.items():
+            if name not in cls.ARTIFACT_TENSORS:
+                raise ValueError(f"tensor {name!r} is not part of a {cls.name} artifact")
+            if tensor.dtype != cls.ARTIFACT_TENSORS[name]:
+                raise ValueError(f"tensor {name!r} is {tensor.dtype}, a {cls.name} artifact stores it as "
+                                 f"{cls.ARTIFACT_TENSORS[name]}")
+        check_layer_list(compressed.meta, model)
+
+    @classmethod
     @abstractmethod
     def rebuild(cls, compressed: Compressed, model: nn.Module) -> nn.Module:
         """Write the artifact's parameters into `model` (same architecture as the original) and return it."""
+
+
+def check_layer_list(meta: dict, model: nn.Module) -> None:
+    """meta["layers"] (when present) names each replaced parameter once, in order, with the model's own shape."""
+    layers = meta.get("layers")
+    if layers is None:
+        return
+    replaced = meta["replaced"]
+    if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
+        raise ValueError("its layer list is not a list of layers")
+    names = [layer.get("name") for layer in layers]
+    if names != replaced:
+        raise ValueError("its layer list does not name the replaced parameters in order")
+    for layer in layers:
+        shape = model.get_parameter(layer["name"]).shape
+        if layer.get("shape") != list(shape):
+            raise ValueError(f"layer {layer['name']} has shape {layer.get('shape')} in the artifact, "
+                             f"{list(shape)} in the model")

@@ -49,6 +49,7 @@ SEARCH_CHUNK_ELEMENTS = 1 << 23  # groups x candidates compared at once (bounds 
 @register
 class HyperCompression(BitAllocatingCompressor):
     name = "hyper"
+    ARTIFACT_TENSORS = {"codes": torch.uint8, "ranges": torch.float16}
     MIN_BITS, MAX_BITS = MIN_BITS, MAX_BITS
 
     def __init__(self, bits: int | None = 8, group_size: int | str = "auto", target_ratio=None,

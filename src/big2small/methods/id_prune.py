@@ -33,7 +33,7 @@ from big2small.codec import Compressed
 from big2small.encodings.dtype_bytes import fp32_bytes
 from big2small.errors import ConfigError
 from big2small.graph.prunable_pairs import PrunablePair, prunable_pairs
-from big2small.graph.surgery import build_layer, layer_spec, replace_module
+from big2small.graph.surgery import build_layer, is_supported, layer_spec, replace_module
 from big2small.methods.base import Compressor
 from big2small.methods.budget import (
     HEADER_SLACK_BYTES,
@@ -104,6 +104,7 @@ def pivoted_cholesky(gram: torch.Tensor) -> Decomposition:
 @register
 class InterpolativePruning(Compressor):
     name = "id_prune"
+    ARTIFACT_TENSORS = {"kept": torch.int16, "biases": torch.float32, "weights": torch.float32, "norms": torch.float32}
     uses_data = True
 
     def __init__(self, keep_fraction: float = 0.5, calibration_images: int = 1000, batch_size: int = 250,
@@ -269,9 +270,14 @@ class InterpolativePruning(Compressor):
         pruned = {p["producer"]: p for p in meta["prunes"]}
         w_offset = b_offset = n_offset = 0
         for entry in meta["modules"]:
-            path, spec, shape = entry["path"], entry["spec"], entry["shape"]
+            path, shape = entry["path"], entry["shape"]
             original = model.get_submodule(path)
-            layer = build_layer(spec, shape[1], shape[0])
+            full = list(original.weight.shape)
+            if not is_supported(original) or len(shape) != len(full) or shape[2:] != full[2:] or \
+                    not (1 <= shape[0] <= full[0] and 1 <= shape[1] <= full[1]):
+                raise ValueError(f"id_prune artifact: {path} would become {shape}, which a layer of shape {full} "
+                                 "cannot be narrowed to")
+            layer = build_layer(layer_spec(original), shape[1], shape[0])  # the model's kernel, stride, padding
             with torch.no_grad():
                 count = math.prod(shape)
                 layer.weight.copy_(weights[w_offset : w_offset + count].reshape(layer.weight.shape))
@@ -285,9 +291,9 @@ class InterpolativePruning(Compressor):
         for prune in meta["prunes"]:
             if prune["norm"] is None:
                 continue
-            index, spec = kept[prune["producer"]], prune["norm_spec"]
+            index = kept[prune["producer"]]
             original = model.get_submodule(prune["norm"])
-            norm = _norm_like(original, index.numel(), spec)
+            norm = _norm_like(original, index.numel(), _norm_spec(original))  # the model's own norm settings
             with torch.no_grad():
                 if norm.affine:
                     k = index.numel()

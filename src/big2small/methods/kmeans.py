@@ -40,6 +40,7 @@ CENTROID_BYTES = 4  # fp32 codebook
 @register
 class KMeansSharing(BitAllocatingCompressor):
     name = "kmeans"
+    ARTIFACT_TENSORS = {"codes": torch.uint8, "codebooks": torch.float32}
     MIN_BITS, MAX_BITS = MIN_BITS, MAX_BITS
 
     def __init__(self, bits: int | None = 4, iterations: int = 30, target_ratio=None,

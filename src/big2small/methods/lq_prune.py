@@ -26,7 +26,12 @@ from big2small.methods.budget import (
     budget_bytes,
     original_bytes,
 )
-from big2small.methods.pruned_weights import pack_pruned, pruned_artifact, rebuild_pruned
+from big2small.methods.pruned_weights import (
+    PRUNED_ARTIFACT_TENSORS,
+    pack_pruned,
+    pruned_artifact,
+    rebuild_pruned,
+)
 from big2small.methods.registry import register
 from big2small.numerics import DENOMINATOR_FLOOR
 
@@ -34,6 +39,7 @@ from big2small.numerics import DENOMINATOR_FLOOR
 @register
 class LqPruning(Compressor):
     name = "lq_prune"
+    ARTIFACT_TENSORS = PRUNED_ARTIFACT_TENSORS
 
     def __init__(self, q: float = 0.5, eta: float = 0.1, target_ratio=None, layer_types=("conv", "linear"),
                  min_params=0) -> None:

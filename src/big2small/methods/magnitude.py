@@ -22,7 +22,12 @@ from big2small.methods.budget import (
     budget_bytes,
     original_bytes,
 )
-from big2small.methods.pruned_weights import pack_pruned, pruned_artifact, rebuild_pruned
+from big2small.methods.pruned_weights import (
+    PRUNED_ARTIFACT_TENSORS,
+    pack_pruned,
+    pruned_artifact,
+    rebuild_pruned,
+)
 from big2small.methods.registry import register
 
 MODES = ("layerwise", "global")
@@ -32,6 +37,7 @@ GLOBAL = ""  # key of the one order over all layers in global mode
 @register
 class MagnitudePruning(Compressor):
     name = "magnitude"
+    ARTIFACT_TENSORS = PRUNED_ARTIFACT_TENSORS
 
     def __init__(self, sparsity: float = 0.5, mode: str = "layerwise", target_ratio=None,
                  layer_types=("conv", "linear"), min_params=0) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from big2small.codec import Compressed
@@ -24,6 +25,16 @@ class NoCompression(Compressor):
     def fit(self, model, *, data=None, trainer_factory=None) -> Compressed:
         weights = self.select(model)
         return Compressed(self.name, self.settings(), dict(weights), {"replaced": list(weights)})
+
+    @classmethod
+    def check_artifact(cls, compressed: Compressed, model: nn.Module) -> None:
+        if sorted(compressed.tensors) != sorted(compressed.meta["replaced"]):
+            raise ValueError("its tensors are not exactly the replaced parameters")
+        for name, tensor in compressed.tensors.items():
+            wanted = model.get_parameter(name)
+            if tensor.dtype != torch.float32 or tensor.shape != wanted.shape:
+                raise ValueError(f"tensor {name!r} is {tensor.dtype} {tuple(tensor.shape)}, the model's parameter "
+                                 f"is float32 {tuple(wanted.shape)}")
 
     @classmethod
     def rebuild(cls, compressed: Compressed, model: nn.Module) -> nn.Module:

@@ -18,6 +18,8 @@ from big2small.encodings.sparse_masks import BITMAP, cheapest_coding, decode_mas
 from big2small.graph.weights import set_parameter
 from big2small.methods.budget import artifact_bytes, original_bytes, report_landing
 
+PRUNED_ARTIFACT_TENSORS = {"values": torch.float32, "index": torch.uint8}
+
 
 def pruned_artifact(compressor, weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
                     why_not_closer: str) -> Compressed:

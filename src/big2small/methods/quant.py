@@ -38,6 +38,7 @@ MIN_BITS, MAX_BITS = 2, 16
 @register
 class UniformQuantizer(BitAllocatingCompressor):
     name = "quant"
+    ARTIFACT_TENSORS = {"codes": torch.uint8, "ranges": torch.float16}
     MIN_BITS, MAX_BITS = MIN_BITS, MAX_BITS
 
     def __init__(self, bits: int | None = 8, target_ratio=None, layer_types=("conv", "linear"), min_params=0):

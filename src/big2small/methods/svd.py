@@ -90,6 +90,7 @@ class Spectrum:
 @register
 class SVDCompressor(Compressor):
     name = "svd"
+    ARTIFACT_TENSORS = {"values": torch.float32}
 
     def __init__(self, rank_rule: str = "uniform", rank_fraction: float = 0.5, energy: float = 0.9,
                  target_ratio=None, layer_types=("conv", "linear"), min_params=0) -> None:
@@ -182,8 +183,10 @@ class SVDCompressor(Compressor):
         values = compressed.tensors["values"].float()
         offset = 0
         for layer in compressed.meta["layers"]:
-            name, shape, rank, spec = layer["name"], layer["shape"], layer["rank"], layer["spec"]
+            name, shape, rank = layer["name"], layer["shape"], layer["rank"]
             m, n = shape[0], math.prod(shape[1:])
+            if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= min(m, n)):
+                raise ValueError(f"svd artifact: layer {name} has rank {rank!r}, outside 1..{min(m, n)}")
             if rank is None:
                 set_parameter(model, name, values[offset : offset + m * n].reshape(shape))
                 offset += m * n
@@ -192,6 +195,9 @@ class SVDCompressor(Compressor):
             second_values = values[offset + rank * n : offset + rank * (m + n)]
             offset += rank * (m + n)
             original = model.get_submodule(module_path(name))
+            if not is_supported(original):
+                raise ValueError(f"svd artifact: {module_path(name)} is not a layer svd splits")
+            spec = layer_spec(original)  # stride, padding, dilation: the model's own, never the file's
             first = build_layer(spec, shape[1], rank, bias=False)
             second = build_layer(spec, rank, m, kernel=False)
             with torch.no_grad():

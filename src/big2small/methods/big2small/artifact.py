@@ -29,6 +29,8 @@ from big2small.methods.big2small.storage import pack as pack_inr
 from big2small.methods.big2small.storage import unpack as unpack_inr
 
 NAME = "big2small"
+MAX_STORED_WIDTH = 1 << 16  # far above any inr.max_width a budget picks
+MAX_ORDER_BITS = 32         # bits per stored channel index
 
 
 def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup], settings: dict,
@@ -94,6 +96,51 @@ def _pack_orders(orders, tensors) -> dict:
     if packed:
         tensors["permutation"] = torch.cat(packed)
     return {"spaces": spaces, "layers": layers}
+
+
+def check_meta(meta: dict, model: nn.Module) -> None:
+    """The header fields a rebuild reads have the types, ranges and sizes a packed plan gives them (ValueError
+    naming the field otherwise); the layer list itself is checked against the model by the base class."""
+    INRSettings(**{**_dict(meta, "inr"), "width": None})
+    if meta.get("bits") not in (8, 16):
+        raise ValueError(f"bits is {meta.get('bits')!r}, not 8 or 16")
+    for key, width in _dict(meta, "widths").items():
+        if width is not None and (not _is_int(width) or not 1 <= width <= MAX_STORED_WIDTH):
+            raise ValueError(f"widths[{key!r}] is {width!r}")
+    for layer in meta["layers"]:
+        numel = model.get_parameter(layer["name"]).numel()
+        if not (_is_int(layer.get("outliers", 0)) and 0 <= layer.get("outliers", 0) <= numel
+                and _is_int(layer.get("index_bytes", 0)) and layer.get("index_bytes", 0) >= 0
+                and layer.get("coding", "varint") in ("varint", "bitmap")):
+            raise ValueError(f"layer {layer['name']} has invalid outlier fields")
+    permutation = _dict(meta, "permutation")
+    spaces = permutation.get("spaces")
+    if not isinstance(spaces, list) or not all(
+            isinstance(space, dict) and _is_int(space.get("size")) and _is_int(space.get("bits"))
+            and space["size"] >= 1 and 1 <= space["bits"] <= MAX_ORDER_BITS and 2 ** space["bits"] >= space["size"]
+            for space in spaces):
+        raise ValueError("permutation.spaces is not a list of {size, bits}")
+    for name, pair in _dict(permutation, "layers").items():
+        if name not in meta["replaced"] or not isinstance(pair, list) or len(pair) != 2:
+            raise ValueError(f"permutation.layers[{name!r}] is {pair!r}")
+        shape = model.get_parameter(name).shape
+        for dim, index in enumerate(pair):
+            if index is None:
+                continue
+            if not _is_int(index) or not 0 <= index < len(spaces) or dim >= len(shape) or \
+                    spaces[index]["size"] != shape[dim]:
+                raise ValueError(f"permutation.layers[{name!r}] names a channel space that does not fit the layer")
+
+
+def _dict(meta: dict, key: str) -> dict:
+    value = meta.get(key)
+    if not isinstance(value, dict):
+        raise ValueError(f"{key} is {type(value).__name__}, not an object")
+    return value
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:

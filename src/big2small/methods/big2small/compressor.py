@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 @register
 class Big2SmallCompressor(Compressor):
     name = "big2small"
+    ARTIFACT_TENSORS = {"inr_fp16": torch.float16, "inr_int8": torch.int8, "raw": torch.float16,
+                        "stats": torch.float32, "outlier_values": torch.float16, "outlier_index": torch.uint8,
+                        "permutation": torch.uint8}
     # The option groups: constructor argument -> its settings class (conf/compressor/big2small.yaml, one block each).
     SETTINGS_GROUPS: ClassVar[dict[str, type]] = {
         "inr": INRSettings, "outliers": OutlierSettings, "loss": LossSettings, "storage": StorageSettings,
@@ -180,6 +183,11 @@ class Big2SmallCompressor(Compressor):
     # ---------------------------------------------------------------- storage
     def _pack(self, plan: Big2SmallPlan, groups: list[INRGroup], sizing_only: bool = False) -> Compressed:
         return artifact.pack(plan, self.inr, self.storage.bits, groups, self.settings(), sizing_only)
+
+    @classmethod
+    def check_artifact(cls, compressed: Compressed, model: nn.Module) -> None:
+        super().check_artifact(compressed, model)
+        artifact.check_meta(compressed.meta, model)
 
     @classmethod
     def rebuild(cls, compressed: Compressed, model: nn.Module) -> nn.Module:
