@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import big2small
+from big2small.codec import read_artifact
 from big2small.errors import ArtifactError, ConfigError
 from big2small.methods.registry import available
 from big2small.models.cifar_resnet import CifarResNet
@@ -81,3 +82,21 @@ def test_compress_leaves_the_model_unchanged():
     before = copy.deepcopy(model.state_dict())
     big2small.compress(model, "kmeans", target_ratio=6)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_signed_artifact_loads_only_with_its_key_and_a_forgery_is_refused(tmp_path):
+    model = digits_sized_cnn()
+    compressed = big2small.compress(model, "quant", target_ratio=None, bits=8)
+    big2small.save(compressed, tmp_path / "signed.safetensors", key="lab secret")
+    expected = outputs(big2small.load(tmp_path / "signed.safetensors", model), IMAGES)
+    torch.testing.assert_close(outputs(big2small.load(tmp_path / "signed.safetensors", model, key="lab secret"),
+                                       IMAGES), expected)
+    with pytest.raises(ArtifactError, match="not signed with the given key"):
+        big2small.load(tmp_path / "signed.safetensors", model, key="another secret")
+    # A forger edits the file and recomputes the checksum, but cannot make the HMAC without the key.
+    forged = read_artifact(tmp_path / "signed.safetensors")
+    forged.tensors["ranges"] = forged.tensors["ranges"] * 2
+    big2small.save(forged, tmp_path / "forged.safetensors")
+    assert outputs(big2small.load(tmp_path / "forged.safetensors", model), IMAGES).ne(expected).any()
+    with pytest.raises(ArtifactError, match="not signed with the given key"):
+        big2small.load(tmp_path / "forged.safetensors", model, key="lab secret")

@@ -42,18 +42,25 @@ def compress(model: nn.Module, compressor: str = "big2small", target_ratio: floa
     return compressed
 
 
-def save(compressed: Compressed, path: str | os.PathLike, *, store_uncompressed: bool = True) -> int:
+def save(compressed: Compressed, path: str | os.PathLike, *, store_uncompressed: bool = True,
+         key: str | bytes | None = None) -> int:
     """Write the artifact; return its size on disk in bytes. With store_uncompressed (the default) it also holds
-    the model state the compressor left alone, so `load` needs only the architecture."""
+    the model state the compressor left alone, so `load` needs only the architecture. With a key it is signed
+    (HMAC-SHA256), so that whoever loads it with the same key knows it was not forged."""
     if not store_uncompressed:
         compressed = dataclasses.replace(compressed, uncompressed={})
-    return write_artifact(compressed, path)
+    return write_artifact(compressed, path, key=_key_bytes(key))
 
 
-def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
+def load(path: str | os.PathLike, model: nn.Module, *, key: str | bytes | None = None) -> nn.Module:
     """A rebuilt copy of `model` (which is left untouched) from the artifact at `path`: checksum, format and
-    architecture checked first (ArtifactError when they do not hold). Reading never executes code."""
-    return rebuild_model(read_artifact(path), model, source=str(path))
+    architecture checked first, and the signature when a key is given (ArtifactError when any does not hold).
+    Reading never executes code."""
+    return rebuild_model(read_artifact(path, key=_key_bytes(key)), model, source=str(path))
+
+
+def _key_bytes(key: str | bytes | None) -> bytes | None:
+    return key.encode() if isinstance(key, str) else key
 
 
 def _trainer_factory(settings: dict):

@@ -11,18 +11,22 @@ across runs):
     config          the compressor's settings (JSON)
     meta            whatever the compressor needs to decode besides tensors (JSON: shapes, layer names, ...)
     checksum        sha256 over header fields and every tensor's name, dtype, shape and bytes
+    hmac            (optional) HMAC-SHA256 of the checksum under a key the writer and the reader share
 
 Optionally the file also carries the model state the compressor left alone (BatchNorm, biases, skipped layers),
 each tensor in its own dtype under the name `uncompressed/<state_dict key>`; then the artifact and the
 architecture alone give the whole model.
 
-safetensors never executes code on load, so reading an artifact is safe whatever its origin. The file size on
+The checksum shows damage, not forgery: anyone can edit a file and recompute it. A file written with a key
+carries an HMAC that only holders of the key can make; reading with the key refuses files without a matching
+one. safetensors never executes code on load, so reading an artifact is safe whatever its origin. The file size on
 disk is the `compressed_bytes` every run reports: nothing that the rebuild needs lives anywhere else.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 from dataclasses import dataclass, field
@@ -62,7 +66,7 @@ class Compressed:
     # the model it is given).
     uncompressed: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, key: bytes | None = None) -> bytes:
         tensors = {name: t.detach().cpu().contiguous() for name, t in self.tensors.items()}
         if any(name.startswith(UNCOMPRESSED_PREFIX) for name in tensors):
             raise ValueError(f"{self.compressor}: tensor names must not start with {UNCOMPRESSED_PREFIX!r}")
@@ -76,10 +80,12 @@ class Compressed:
             "meta": _canonical_json(self.meta),
         }
         header["checksum"] = _checksum(header, tensors)
+        if key is not None:
+            header["hmac"] = _hmac(key, header["checksum"])
         return safetensors_save(tensors, metadata={HEADER_KEY: _canonical_json(header)})
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, source: str = "artifact") -> Compressed:
+    def from_bytes(cls, data: bytes, *, source: str = "artifact", key: bytes | None = None) -> Compressed:
         try:
             tensors = safetensors_load(data)
             header = _read_header(data)
@@ -92,9 +98,12 @@ class Compressed:
                 f"{source}: format version {header.get('format_version')} is not supported "
                 f"(this version reads {FORMAT_VERSION})"
             )
-        stored = header.pop("checksum", None)
+        stored, signature = header.pop("checksum", None), header.pop("hmac", None)
         if stored != _checksum(header, tensors):
             raise ArtifactError(f"{source}: checksum mismatch, the artifact was altered or damaged")
+        if key is not None and (not isinstance(signature, str)
+                                or not hmac.compare_digest(signature, _hmac(key, stored))):
+            raise ArtifactError(f"{source}: not signed with the given key (missing or wrong HMAC); do not trust it")
         uncompressed = {name.removeprefix(UNCOMPRESSED_PREFIX): tensors.pop(name)
                         for name in [n for n in tensors if n.startswith(UNCOMPRESSED_PREFIX)]}
         fields = {key: header.get(key) for key in ("compressor", "config", "meta")}
@@ -110,13 +119,13 @@ class Compressed:
                    uncompressed=uncompressed)
 
 
-def write_artifact(compressed: Compressed, path: str | os.PathLike) -> int:
-    """Write the artifact and return its size on disk in bytes."""
+def write_artifact(compressed: Compressed, path: str | os.PathLike, key: bytes | None = None) -> int:
+    """Write the artifact (signed when a key is given) and return its size on disk in bytes."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(compressed.to_bytes())
+        tmp.write_bytes(compressed.to_bytes(key))
         tmp.replace(path)  # never leave a half-written artifact under the final name
     except OSError as error:
         tmp.unlink(missing_ok=True)
@@ -124,11 +133,11 @@ def write_artifact(compressed: Compressed, path: str | os.PathLike) -> int:
     return path.stat().st_size
 
 
-def read_artifact(path: str | os.PathLike) -> Compressed:
+def read_artifact(path: str | os.PathLike, key: bytes | None = None) -> Compressed:
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"artifact not found: {path}")
-    return Compressed.from_bytes(path.read_bytes(), source=str(path))
+    return Compressed.from_bytes(path.read_bytes(), source=str(path), key=key)
 
 
 def _read_header(data: bytes) -> dict:
@@ -166,9 +175,13 @@ def _canonical_json(value) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+def _hmac(key: bytes, checksum: str) -> str:
+    return hmac.new(key, checksum.encode(), hashlib.sha256).hexdigest()
+
+
 def _checksum(header: dict, tensors: dict[str, torch.Tensor]) -> str:
     digest = hashlib.sha256()
-    for key in sorted(k for k in header if k != "checksum"):
+    for key in sorted(k for k in header if k not in ("checksum", "hmac")):
         digest.update(f"{key}={header[key]}\n".encode())
     for name in sorted(tensors):
         tensor = tensors[name].contiguous()

@@ -9,6 +9,7 @@ import copy
 import dataclasses
 import hashlib
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -40,6 +41,14 @@ from big2small.values import as_integer
 log = logging.getLogger(__name__)
 
 ARTIFACT_FILE = "compressed.safetensors"
+# A secret shared by those who write and read artifacts: set, every artifact is signed (HMAC) and every artifact
+# read must carry a matching signature. An environment variable, so the key never lands in configs or W&B.
+ARTIFACT_KEY_ENV = "BIG2SMALL_ARTIFACT_KEY"
+
+
+def artifact_key() -> bytes | None:
+    key = os.environ.get(ARTIFACT_KEY_ENV)
+    return key.encode() if key else None
 
 
 @dataclass
@@ -146,29 +155,34 @@ def _execute(cfg: DictConfig, parts: RunParts, run_dir: Path) -> dict[str, Any]:
     if cfg.get("store_uncompressed"):
         compressed.uncompressed = uncompressed_state(base_model, compressed.meta["replaced"])
     artifact_path = run_dir / ARTIFACT_FILE
-    artifact_bytes = write_artifact(compressed, artifact_path)
-    # What the compressor produced, apart from any stored uncompressed state: the artifact without it.
-    compressed_bytes = len(dataclasses.replace(compressed, uncompressed={}).to_bytes()) \
-        if compressed.uncompressed else artifact_bytes
-    started = time.perf_counter()
-    rebuilt_model = rebuild_from_artifact(artifact_path, base_model)
-    decode_seconds = time.perf_counter() - started
+    key = artifact_key()
+    artifact_bytes = write_artifact(compressed, artifact_path, key=key)
+    try:  # no artifact is left without its metrics.json
+        # What the compressor produced, apart from any stored uncompressed state: the artifact without it.
+        compressed_bytes = len(dataclasses.replace(compressed, uncompressed={}).to_bytes(key)) \
+            if compressed.uncompressed else artifact_bytes
+        started = time.perf_counter()
+        rebuilt_model = rebuild_from_artifact(artifact_path, base_model)
+        decode_seconds = time.perf_counter() - started
 
-    base_metrics = parts.task.evaluate(base_model, parts.data, eval_trainer)
-    rebuilt_metrics = parts.task.evaluate(rebuilt_model, parts.data, eval_trainer)
+        base_metrics = parts.task.evaluate(base_model, parts.data, eval_trainer)
+        rebuilt_metrics = parts.task.evaluate(rebuilt_model, parts.data, eval_trainer)
 
-    replaced = compressed.meta["replaced"]
-    metrics = _run_metrics(cfg, parts, base_model, replaced, compressed_bytes, artifact_bytes - compressed_bytes,
-                           base_metrics, rebuilt_metrics)
-    metrics.update(
-        fit_seconds=fit_seconds, decode_seconds=decode_seconds, seed=seed, base_model_source=base_source,
-        artifact=str(artifact_path), uses_data=parts.compressor.uses_data,
-    )
-    metrics["layers"] = layer_table(base_model, rebuilt_model, replaced, compressed.layer_stats)
+        replaced = compressed.meta["replaced"]
+        metrics = _run_metrics(cfg, parts, base_model, replaced, compressed_bytes, artifact_bytes - compressed_bytes,
+                               base_metrics, rebuilt_metrics)
+        metrics.update(
+            fit_seconds=fit_seconds, decode_seconds=decode_seconds, seed=seed, base_model_source=base_source,
+            artifact=str(artifact_path), uses_data=parts.compressor.uses_data,
+        )
+        metrics["layers"] = layer_table(base_model, rebuilt_model, replaced, compressed.layer_stats)
 
-    if cfg.get("export"):
-        metrics["exported"] = str(export_state_dict(rebuilt_model, cfg.export))
-    write_metrics_json(run_dir, metrics)
+        if cfg.get("export"):
+            metrics["exported"] = str(export_state_dict(rebuilt_model, cfg.export))
+        write_metrics_json(run_dir, metrics)
+    except BaseException:
+        artifact_path.unlink(missing_ok=True)
+        raise
     parts.tracker.log_summary(metrics)
     parts.tracker.log_table("layers", metrics["layers"])
     if parts.tracker.logs_artifacts:
@@ -205,7 +219,7 @@ def evaluate_artifact(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     if not cfg.get("artifact"):
         raise ConfigError("artifact: give the artifact to evaluate, e.g. artifact=outputs/runs/<time>/compressed.safetensors")
     _check_common(cfg)
-    compressed = read_artifact(cfg.artifact)
+    compressed = read_artifact(cfg.artifact, key=artifact_key())
     checkpoint = cfg.model.get("checkpoint")
     if not checkpoint and not compressed.uncompressed:
         raise ConfigError(f"{cfg.artifact}: it does not store the parameters its compressor left alone; give the "
@@ -237,9 +251,12 @@ def evaluate_artifact(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 def export_state_dict(model: nn.Module, path: str | Path) -> Path:
     """The rebuilt model's whole state_dict as plain safetensors (loadable with torch + safetensors alone)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in model.state_dict().items()}
-    save_file(state, str(path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(state, str(path))
+    except OSError as error:
+        raise OutputError(f"cannot write the export {path}: {error.strerror or error}") from None
     return path
 
 
@@ -247,7 +264,7 @@ def _artifact_metrics(cfg, parts: RunParts, compressed: Compressed, model: nn.Mo
     replaced = compressed.meta["replaced"]
     params = dict(model.named_parameters())
     artifact_bytes = Path(cfg.artifact).stat().st_size
-    compressed_bytes = len(dataclasses.replace(compressed, uncompressed={}).to_bytes()) \
+    compressed_bytes = len(dataclasses.replace(compressed, uncompressed={}).to_bytes(artifact_key())) \
         if compressed.uncompressed else artifact_bytes
     original_bytes = fp32_bytes(sum(params[name].numel() for name in replaced if name in params))
     metric = parts.task.metric_name
@@ -277,7 +294,7 @@ def evaluation_line(metrics: dict[str, Any]) -> str:
 
 def rebuild_from_artifact(artifact_path: Path, base_model: nn.Module) -> nn.Module:
     """A copy of `base_model` whose replaced parameters come from the artifact alone (rebuilding.rebuild_model)."""
-    return rebuild_model(read_artifact(artifact_path), base_model, source=str(artifact_path))
+    return rebuild_model(read_artifact(artifact_path, key=artifact_key()), base_model, source=str(artifact_path))
 
 
 def layer_table(base_model: nn.Module, rebuilt_model: nn.Module, replaced: list[str],

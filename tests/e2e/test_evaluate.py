@@ -16,8 +16,8 @@ TRAIN = [sys.executable, str(PROJECT_ROOT / "src" / "train.py")]
 EVALUATE = [sys.executable, str(PROJECT_ROOT / "src" / "evaluate.py")]
 
 
-def _cli(entry, args, root):
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+def _cli(entry, args, root, env=None):
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env or {})}
     return subprocess.run([*entry, *args, f"paths.output_root={root}", f"paths.cache_dir={root / 'cache'}",
                            "task.epochs=3"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
 
@@ -76,3 +76,9 @@ def test_an_altered_artifact_is_one_line(trained, tmp_path):
     result = _cli(EVALUATE, [f"artifact={tmp_path / 'altered.safetensors'}", "logger=none",
                              f"hydra.run.dir={tmp_path / 'eval'}"], tmp_path)
     _one_line_error(result, "ArtifactError", "checksum mismatch")
+
+
+def test_with_a_key_set_an_unsigned_artifact_is_refused(trained, tmp_path):
+    result = _cli(EVALUATE, [f"artifact={trained / 'run' / 'compressed.safetensors'}", "logger=none",
+                             f"hydra.run.dir={tmp_path / 'eval'}"], tmp_path, env={"BIG2SMALL_ARTIFACT_KEY": "secret"})
+    _one_line_error(result, "ArtifactError", "not signed with the given key")
