@@ -55,3 +55,16 @@ def test_foreign_file_and_missing_file(tmp_path):
         read_artifact(garbage)
     with pytest.raises(ArtifactError, match="not found"):
         read_artifact(tmp_path / "missing.safetensors")
+
+
+def test_an_artifact_that_cannot_be_written_is_named_and_leaves_no_partial_file(tmp_path):
+    from big2small.errors import OutputError
+
+    full = tmp_path / "full"
+    full.mkdir()
+    compressed = Compressed("none", {}, {"w": torch.zeros(4)}, {"replaced": ["w"]})
+    blocker = full / "compressed.safetensors.tmp"
+    blocker.mkdir()  # the temporary name is taken by a folder: the write fails like a full disk would
+    with pytest.raises(OutputError, match="cannot write the artifact .*compressed.safetensors"):
+        write_artifact(compressed, full / "compressed.safetensors")
+    assert not (full / "compressed.safetensors").exists()

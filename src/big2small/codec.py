@@ -37,7 +37,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
-from big2small.errors import ArtifactError, OutputError
+from big2small.errors import ArtifactError
+from big2small.files import write_atomically
 
 FORMAT_NAME = "big2small-artifact"
 FORMAT_VERSION = 1
@@ -121,16 +122,7 @@ class Compressed:
 
 def write_artifact(compressed: Compressed, path: str | os.PathLike, key: bytes | None = None) -> int:
     """Write the artifact (signed when a key is given) and return its size on disk in bytes."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(compressed.to_bytes(key))
-        tmp.replace(path)  # never leave a half-written artifact under the final name
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write the artifact {path}: {error.strerror or error}") from None
-    return path.stat().st_size
+    return write_atomically(path, compressed.to_bytes(key), "the artifact").stat().st_size
 
 
 def read_artifact(path: str | os.PathLike, key: bytes | None = None) -> Compressed:
@@ -188,3 +180,4 @@ def _checksum(header: dict, tensors: dict[str, torch.Tensor]) -> str:
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}\n".encode())
         digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
+

@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from big2small.errors import ConfigError, OutputError
+from big2small.errors import ConfigError
+from big2small.files import write_atomically
 
 METRICS_FILE = "metrics.json"
 log = logging.getLogger(__name__)
@@ -18,14 +19,8 @@ ARTIFACT_TYPE = "compressed-model"  # the W&B artifact type of compressed.safete
 
 
 def write_metrics_json(run_dir: Path, metrics: dict[str, Any]) -> Path:
-    path = Path(run_dir) / METRICS_FILE
-    tmp = path.with_suffix(".tmp")
-    try:
-        tmp.write_text(json.dumps(_json_safe(metrics), indent=2, sort_keys=False) + "\n")
-        tmp.replace(path)  # a sweep that re-reads metrics.json never sees a half-written file
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
+    path = Path(run_dir) / METRICS_FILE  # whole or absent: a sweep that re-reads it never sees half a file
+    write_atomically(path, (json.dumps(_json_safe(metrics), indent=2, sort_keys=False) + "\n").encode(), "metrics")
     return path
 
 
@@ -180,3 +175,4 @@ def _json_safe(value):
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
     return value
+

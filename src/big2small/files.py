@@ -1,0 +1,25 @@
+"""Writing the files a run leaves behind: whole or not at all, with errors that name the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from big2small.errors import OutputError
+
+
+def write_atomically(path: str | Path, data: bytes, what: str) -> Path:
+    """Write `data` to `path` through a temporary name and a rename, so a reader never sees half a file; a
+    failure (permissions, a full disk) removes the temporary file and raises OutputError naming `what`."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_bytes(data)
+        partial.replace(path)
+    except OSError as error:
+        try:
+            partial.unlink(missing_ok=True)
+        except OSError:
+            pass  # not a file we made (a folder in its place): leave it
+        raise OutputError(f"cannot write {what} {path}: {error.strerror or error}") from None
+    return path
