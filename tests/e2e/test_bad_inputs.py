@@ -67,3 +67,43 @@ def test_wandb_online_without_a_login_says_how_to_log_offline(tmp_path):
     env = {"WANDB_MODE": "online", "HOME": str(tmp_path), "WANDB_API_KEY": "", "NETRC": str(tmp_path / "none")}
     result = _run(["compressor=quant", "logger=wandb"], tmp_path, env=env)
     _assert_one_line(result, "W&B online needs a login")
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("this must never print",))
+
+
+def _checkpoints(folder):
+    """Bad base-model files, each with the one line it must produce."""
+    import torch
+
+    from big2small.models.small_cnn import SmallCNN
+
+    state = SmallCNN().state_dict()
+    nan = {k: v.clone() for k, v in state.items()}
+    nan["features.0.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(nan, folder / "nan.pt")
+    as_int = dict(state, **{"classifier.weight": state["classifier.weight"].to(torch.int32)})
+    torch.save(as_int, folder / "int.pt")
+    (folder / "random.pt").write_bytes(bytes(range(256)) * 4)
+    torch.save({"state_dict": state, "payload": _RunsCode()}, folder / "evil.pt")
+    return [("nan.pt", "features.0.weight holds NaN or inf"),
+            ("int.pt", "classifier.weight is torch.int32, the model expects floating point"),
+            ("random.pt", "is neither a PyTorch checkpoint"),
+            ("evil.pt", "needs code to load: it refers to print, which was not run")]
+
+
+def test_bad_checkpoints_are_one_line_and_run_no_code(tmp_path):
+    for name, text in _checkpoints(tmp_path):
+        result = _run(["compressor=quant", "logger=none", f"model.checkpoint={tmp_path / name}"], tmp_path / name[:-3])
+        _assert_one_line(result, text)
+        assert "this must never print" not in result.stdout + result.stderr
+
+
+def test_an_artifact_that_cannot_be_written_is_one_line_and_leaves_nothing_half(tmp_path):
+    (tmp_path / "run" / "compressed.safetensors.tmp").mkdir(parents=True)  # the write fails, as on a full disk
+    result = _run(["compressor=quant", "logger=none"], tmp_path)
+    _assert_one_line(result, "OutputError: cannot write the artifact")
+    assert not (tmp_path / "run" / "compressed.safetensors").exists()
+    assert not (tmp_path / "run" / "metrics.json").exists()
