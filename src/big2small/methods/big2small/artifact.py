@@ -130,6 +130,11 @@ def check_meta(meta: dict, model: nn.Module) -> None:
             if not _is_int(index) or not 0 <= index < len(spaces) or dim >= len(shape) or \
                     spaces[index]["size"] != shape[dim]:
                 raise ValueError(f"permutation.layers[{name!r}] names a channel space that does not fit the layer")
+    roles = [(index, dim) for pair in permutation["layers"].values() for dim, index in enumerate(pair)
+             if index is not None]
+    for index in range(len(spaces)):  # a permuted space is written by some layer and read by another
+        if (index, 0) not in roles or (index, 1) not in roles:
+            raise ValueError(f"permutation space {index} lacks the layer that writes or the layer that reads it")
 
 
 def _dict(meta: dict, key: str) -> dict:
