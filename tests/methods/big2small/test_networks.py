@@ -32,3 +32,19 @@ def test_storage_round_trip(bits):
     assert torch.allclose(copy(coords), net(coords), atol=tolerance)
     net.fake_quant = bits == 8  # what the quantisation-aware steps see is what is stored
     assert torch.allclose(copy(coords), net(coords), atol=2e-3)
+
+
+def test_chunked_whole_grid_prediction_matches_the_plain_one_in_value_and_gradient():
+    from big2small.methods.big2small.fitting import predict_in_chunks
+
+    net = build_network(INRSettings(kind="siren"), dims=2, outputs=9, width=16, seeds=[0, 1, 2])
+    coords = torch.rand(3, 50, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    plain = net(coords)
+    plain.square().sum().backward()
+    plain_grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    chunked = predict_in_chunks(net, coords, None, max_elements=3 * 16 * 7)  # 7 rows per chunk
+    chunked.square().sum().backward()
+    torch.testing.assert_close(chunked, plain)
+    for got, wanted in zip((p.grad for p in net.parameters()), plain_grads, strict=True):
+        torch.testing.assert_close(got, wanted)

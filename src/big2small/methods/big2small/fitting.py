@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import lightning as L
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from torch.utils.data import DataLoader, TensorDataset
 
 from big2small.errors import FittingError
@@ -29,6 +30,10 @@ from big2small.methods.big2small.seeds import sampling_seed
 from big2small.methods.big2small.settings import FitSettings, LossSettings, StorageSettings
 from big2small.methods.big2small.sharding import balanced_shares
 from big2small.numerics import DENOMINATOR_FLOOR
+
+# Hidden activations (rows x width x stack) one chunk of a whole-grid INR evaluation may hold: 2^24 floats, 64 MiB
+# per hidden layer. ResNet-20 and smaller fit in one chunk.
+ACTIVATION_CHUNK_ELEMENTS = 1 << 24
 
 
 @dataclass
@@ -116,7 +121,7 @@ class INRFitModule(L.LightningModule):
         coords_table = group.coords if everything else group.coords[which]
         values_table = group.values if everything else group.values[which]
         if self.fit_settings.batch_size is None:
-            predicted = group.net(coords_table.to(self.device), subset)
+            predicted = predict_in_chunks(group.net, coords_table.to(self.device), subset)
             values = values_table.to(self.device)
             mask = (group.mask if everything else group.mask[which]).to(self.device)
         else:
@@ -165,6 +170,20 @@ class INRFitModule(L.LightningModule):
 
     def configure_optimizers(self):
         return adam_with_cosine_decay(self.parameters(), self.fit_settings.lr, self.fit_settings.steps)
+
+
+def predict_in_chunks(net: BatchedINR, coords: torch.Tensor, which: torch.Tensor | None,
+                      max_elements: int = ACTIVATION_CHUNK_ELEMENTS) -> torch.Tensor:
+    """net(coords, which) on a whole grid, in row chunks whose activations backward recomputes
+    (torch.utils.checkpoint) when the grid is large: memory then holds one chunk's hidden activations instead of
+    the whole grid's. Grids that fit in one chunk take the plain path."""
+    stack, rows, _ = coords.shape
+    widest = max(fan_out for _, fan_out in net.sizes)
+    chunk = max(1, max_elements // (stack * widest))
+    if chunk >= rows:
+        return net(coords, which)
+    return torch.cat([checkpoint(net, coords[:, start : start + chunk], which, use_reentrant=False)
+                      for start in range(0, rows, chunk)], dim=1)
 
 
 def adam_with_cosine_decay(parameters, lr: float, steps: int) -> dict:
