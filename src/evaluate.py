@@ -19,8 +19,8 @@ from big2small.entry import USER_ERROR_EXIT_CODE, USER_ERRORS, report, run_hydra
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
+    from big2small.evaluation import evaluate_artifact
     from big2small.logs import quiet_library_logs
-    from big2small.pipeline import evaluate_artifact
 
     quiet_library_logs()
     try:

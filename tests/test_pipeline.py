@@ -103,7 +103,7 @@ def test_diverging_inr_fit_stops_with_the_layer_named(tmp_path, cache_dir):
     (["compressor.input_shape=[1,16,16]"], [1, 16, 16]),             # the user's own setting wins
 ])
 def test_big2small_takes_the_data_input_shape_unless_given_one(overrides, shape):
-    from big2small.pipeline import build_parts
+    from big2small.parts import build_parts
 
     parts = build_parts(compose_config(["logger=none", "compressor=big2small", *overrides]))
     assert parts.compressor.input_shape == shape

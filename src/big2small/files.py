@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from safetensors.torch import save as safetensors_save
+from torch import nn
+
 from big2small.errors import OutputError
 
 
@@ -23,3 +26,22 @@ def write_atomically(path: str | Path, data: bytes, what: str) -> Path:
             pass  # not a file we made (a folder in its place): leave it
         raise OutputError(f"cannot write {what} {path}: {error.strerror or error}") from None
     return path
+
+
+def writable_dir(path: Path, what: str) -> Path:
+    """`path`, created if needed and proven writable, or an OutputError naming it."""
+    path = Path(path)
+    probe = path / ".write-test"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise OutputError(f"cannot write the {what} {path}: {error.strerror or error}") from None
+    return path
+
+
+def write_state_dict(model: nn.Module, path: str | Path) -> Path:
+    """The rebuilt model's whole state_dict as plain safetensors (loadable with torch + safetensors alone)."""
+    state = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in model.state_dict().items()}
+    return write_atomically(path, safetensors_save(state), "the export")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,6 +16,7 @@ from big2small.codec import Compressed
 from big2small.errors import ArtifactError, FittingError
 from big2small.graph.weights import architecture_signature
 from big2small.methods.registry import compressor_class, rebuild
+from big2small.numerics import DENOMINATOR_FLOOR
 
 
 def uncompressed_state(model: nn.Module, replaced: list[str]) -> dict[str, torch.Tensor]:
@@ -90,3 +92,20 @@ def _check_architecture(compressed: Compressed, model: nn.Module, replaced: list
         raise ArtifactError(f"{source}: made for another architecture: its model had {stored.get('entries')} state "
                             f"entries (signature {stored.get('sha256')}), this one has {mine['entries']} "
                             f"(signature {mine['sha256']})")
+
+
+def layer_table(base_model: nn.Module, rebuilt_model: nn.Module, replaced: list[str],
+                extra: dict[str, dict] | None = None) -> list[dict[str, Any]]:
+    """Per replaced parameter: size and relative reconstruction error ||W' - W|| / ||W|| (where shapes match)."""
+    rebuilt_params = dict(rebuilt_model.named_parameters())
+    rows = []
+    for name in replaced:
+        original = base_model.get_parameter(name).detach().float()
+        row: dict[str, Any] = {"layer": name, "shape": list(original.shape), "params": original.numel()}
+        rebuilt = rebuilt_params.get(name)
+        if rebuilt is not None and rebuilt.shape == original.shape:
+            error = torch.linalg.vector_norm(rebuilt.detach().float() - original)
+            row["relative_error"] = float(error / torch.linalg.vector_norm(original).clamp_min(DENOMINATOR_FLOOR))
+        row.update((extra or {}).get(name, {}))
+        rows.append(row)
+    return rows
