@@ -11,7 +11,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from big2small.errors import ConfigError
+from big2small.errors import ConfigError, first_line
 
 ZIP_MAGIC = b"PK\x03\x04"          # torch.save's default (zip) format
 PICKLE_PROTOCOL_OPCODE = b"\x80"    # legacy torch.save files are a bare pickle (protocol 2+)
@@ -79,15 +79,11 @@ def _read_state(path: Path, trusted_pickle: bool):
             raise ConfigError(
                 f"model.checkpoint: {path} needs code to load: it refers to {_printable(refused.group(1))}, which "
                 "was not run; if you trust this file, set model.trusted_pickle=true") from None
-        raise ConfigError(f"model.checkpoint: {path} is a corrupt checkpoint: {_printable(_first_line(error))}") from None
+        reason = _printable(first_line(error) or type(error).__name__)
+        raise ConfigError(f"model.checkpoint: {path} is a corrupt checkpoint: {reason}") from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise ConfigError(f"model.checkpoint: {path} is not a readable checkpoint: "
-                          f"{_printable(_first_line(error))}") from None
-
-
-def _first_line(error: Exception) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
+                          f"{_printable(first_line(error) or type(error).__name__)}") from None
 
 
 def _printable(text: str) -> str:

@@ -25,6 +25,7 @@ disk is the `compressed_bytes` every run reports: nothing that the rebuild needs
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -66,6 +67,10 @@ class Compressed:
     # The model's other state_dict entries, stored as they are when present (empty: the rebuild takes them from
     # the model it is given).
     uncompressed: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def compressed_bytes(self, key: bytes | None = None) -> int:
+        """The artifact's size without any stored uncompressed state: what the compressor itself produced."""
+        return len(dataclasses.replace(self, uncompressed={}).to_bytes(key))
 
     def to_bytes(self, key: bytes | None = None) -> bytes:
         tensors = {name: t.detach().cpu().contiguous() for name, t in self.tensors.items()}

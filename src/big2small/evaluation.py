@@ -6,7 +6,6 @@ parameters its compressor left alone, and give the base model's metric beside th
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -66,8 +65,7 @@ def _artifact_metrics(cfg, parts: RunParts, compressed: Compressed, model: nn.Mo
     replaced = compressed.meta["replaced"]
     params = dict(model.named_parameters())
     artifact_bytes = Path(cfg.artifact).stat().st_size
-    compressed_bytes = len(dataclasses.replace(compressed, uncompressed={}).to_bytes(artifact_key())) \
-        if compressed.uncompressed else artifact_bytes
+    compressed_bytes = compressed.compressed_bytes(artifact_key()) if compressed.uncompressed else artifact_bytes
     original_bytes = fp32_bytes(sum(params[name].numel() for name in replaced if name in params))
     metric = parts.task.metric_name
     metrics = {

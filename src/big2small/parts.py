@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
-from big2small.errors import ConfigError
+from big2small.errors import ConfigError, first_line
 from big2small.logs import PhaseProgressBar
 from big2small.methods.base import Compressor
 from big2small.tasks.base import Task
@@ -71,8 +71,7 @@ def _check_trainer(cfg: DictConfig) -> None:
     except ConfigError:
         raise
     except Exception as error:  # noqa: BLE001 - Lightning raises many types for device settings it cannot meet
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"trainer: {first}") from None
+        raise ConfigError(f"trainer: {first_line(error) or type(error).__name__}") from None
 
 
 def trainer_factory(cfg: DictConfig, run_dir: Path, tracker: Tracker | None, single_device: bool = False):
@@ -105,7 +104,7 @@ def _build(node: DictConfig):
         # The class refused its arguments (an unknown key added with +, a value of the wrong type): say which.
         reason = error.__cause__ if error.__cause__ is not None else error
         raise ConfigError(f"{node.get('_target_', 'config')}: {type(reason).__name__}: "
-                          f"{str(reason).splitlines()[0] if str(reason) else ''}") from None
+                          f"{first_line(reason)}") from None
 
 
 def check_common(cfg: DictConfig) -> None:

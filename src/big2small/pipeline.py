@@ -6,7 +6,6 @@ Each step is one call, readable top-down; nothing here knows which compressor, t
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import logging
 import re
@@ -82,8 +81,7 @@ def _execute(cfg: DictConfig, parts: RunParts, run_dir: Path) -> dict[str, Any]:
     artifact_bytes = write_artifact(compressed, artifact_path, key=key)
     try:  # no artifact is left without its metrics.json
         # What the compressor produced, apart from any stored uncompressed state: the artifact without it.
-        compressed_bytes = len(dataclasses.replace(compressed, uncompressed={}).to_bytes(key)) \
-            if compressed.uncompressed else artifact_bytes
+        compressed_bytes = compressed.compressed_bytes(key) if compressed.uncompressed else artifact_bytes
         started = time.perf_counter()
         rebuilt_model = rebuild_from_artifact(artifact_path, base_model)
         decode_seconds = time.perf_counter() - started

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from big2small.codec import Compressed
-from big2small.errors import ArtifactError, FittingError
+from big2small.errors import ArtifactError, FittingError, first_line
 from big2small.graph.weights import architecture_signature
 from big2small.methods.registry import compressor_class, rebuild
 from big2small.numerics import DENOMINATOR_FLOOR
@@ -65,8 +65,7 @@ def rebuild_model(compressed: Compressed, model: nn.Module, *, source: str = "ar
 
 
 def _reason(error: Exception) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {text}"[:300]
+    return f"{type(error).__name__}: {first_line(error)}"[:300]
 
 
 def _check_architecture(compressed: Compressed, model: nn.Module, replaced: list[str], source: str) -> None:

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from big2small.errors import ConfigError
+from big2small.errors import ConfigError, first_line
 from big2small.files import write_atomically
 
 METRICS_FILE = "metrics.json"
@@ -106,8 +106,8 @@ class WandbTracker(Tracker):
                 name=name, config=config, dir=str(run_dir), reinit="finish_previous",
             )
         except Exception as error:  # noqa: BLE001 - W&B raises many types for network and auth failures
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ConfigError(f"W&B could not start a {mode} run ({first}); log offline (logger.mode=offline) "
+            reason = first_line(error) or type(error).__name__
+            raise ConfigError(f"W&B could not start a {mode} run ({reason}); log offline (logger.mode=offline) "
                               "and `wandb sync` the run dir later") from None
 
     def lightning_logger(self, prefix):

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from big2small.errors import first_line
+
 log = logging.getLogger(__name__)
 LAST = "last.ckpt"
 
@@ -46,7 +48,7 @@ def resumable_checkpoint(folder: Path) -> str | None:
         torch.load(last, map_location="cpu", weights_only=False)
     except Exception as error:  # noqa: BLE001 - any unreadable file is treated the same way
         log.warning("big2small: the fit checkpoint %s is damaged (%s: %s); removed, fitting from the start",
-                    last, type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+                    last, type(error).__name__, first_line(error))
         last.unlink(missing_ok=True)
         return None
     log.info("big2small: resuming the fit from %s", last)
