@@ -23,6 +23,7 @@ from hydra.utils import instantiate
 
 from big2small.checkpoints import load_checkpoint
 from big2small.codec import write_artifact
+from big2small.config_store import register_compressor_defaults
 from big2small.pipeline import rebuild_from_artifact
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -47,6 +48,7 @@ def main() -> None:
     args = parser.parse_args()
 
     common = ["data=cifar10", f"data.root={args.data_root}", "model=cifar_resnet20", "logger=none"]
+    register_compressor_defaults()
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=common)
         configs = {(name, ratio): compose("config", overrides=[*common, f"compressor={name}",

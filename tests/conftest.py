@@ -51,5 +51,8 @@ def compose_config(overrides: list[str]):
     """The run config exactly as `python src/train.py <overrides>` composes it (hydra node excluded)."""
     from hydra import compose, initialize_config_dir
 
+    from big2small.config_store import register_compressor_defaults
+
+    register_compressor_defaults()
     with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
         return compose("config", overrides=overrides)

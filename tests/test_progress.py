@@ -47,3 +47,31 @@ def test_an_epoch_counted_loop_shows_its_phase_and_epoch():
     assert [description for description, _ in seen] == ["training the base model, epoch 1/2"] * 2 + \
         ["training the base model, epoch 2/2"] * 2
     assert PhaseProgressBar().test_description == "evaluating"
+
+
+class _SeenDescriptions(L.Callback):
+    def __init__(self) -> None:
+        self.seen: list = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        bar = trainer.progress_bar_callback
+        self.seen.append((bar._get_train_description(trainer.current_epoch), bar.total_train_batches))
+
+
+def test_synthesising_refinement_inputs_shows_its_phase_and_step_total(tmp_path):
+    from big2small.methods.big2small.settings import RefinementSettings
+    from big2small.methods.big2small.synthesis import synthetic_inputs
+    from tests.conftest import tiny_cnn
+
+    probe = _SeenDescriptions()
+
+    def trainer_factory(**overrides):
+        return L.Trainer(**{"accelerator": "cpu", "logger": False, "enable_model_summary": False,
+                            "default_root_dir": str(tmp_path), **overrides,
+                            "callbacks": [PhaseProgressBar(), probe]})
+
+    images = synthetic_inputs(tiny_cnn().eval(), [1, 8, 8], RefinementSettings(num_inputs=4, input_steps=3), seed=0,
+                              trainer_factory=trainer_factory)
+    assert images.shape == (4, 1, 8, 8)
+    assert probe.seen[0] == ("synthesising inputs", 3)  # the bar's total is set when the loop starts
+    assert [description for description, _ in probe.seen] == ["synthesising inputs"] * 3

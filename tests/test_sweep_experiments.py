@@ -6,6 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from big2small.config_store import register_compressor_defaults
 from tests.conftest import PROJECT_ROOT
 
 CONF = PROJECT_ROOT / "conf"
@@ -13,6 +14,7 @@ EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 
 def _compose(overrides, hydra_node=False):
+    register_compressor_defaults()
     with initialize_config_dir(str(CONF), version_base="1.3"):
         return compose("config", overrides=overrides, return_hydra_config=hydra_node)
 

@@ -5,7 +5,7 @@
     size = big2small.save(compressed, "model.safetensors")          # bytes written
     rebuilt = big2small.load("model.safetensors", build_model())     # any instance of the same architecture
 
-Settings take the keys of conf/compressor/<name>.yaml (nested groups as dicts, e.g. big2small's
+Settings are the compressor class's constructor arguments, the keys of a run's `compressor` config (nested groups as dicts, e.g. big2small's
 `fit={"steps": 500}`). `target_ratio` wins over a compressor's own size knob; pass `target_ratio=None` to use
 the knob instead (e.g. `compress(model, "quant", target_ratio=None, bits=4)`).
 """

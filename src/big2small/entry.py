@@ -15,6 +15,7 @@ from collections.abc import Callable
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
+from big2small.config_store import register_compressor_defaults
 from big2small.errors import ArtifactError, ConfigError, FittingError, OutputError
 
 USER_ERRORS = (ArtifactError, ConfigError, FittingError, OutputError)
@@ -27,8 +28,8 @@ def one_line(error: BaseException) -> str:
     text = str(error).split("Config search path:")[0]
     unknown_key = re.match(r"Could not override '([^']+)'", text)
     if unknown_key:
-        return (f"{unknown_key.group(1)} is not a key of this config (check the spelling; the YAML under conf/ "
-                "lists every key)")
+        return (f"{unknown_key.group(1)} is not a key of this config (check the spelling; adding --cfg job "
+                "to the command lists every key)")
     parts = [line.strip() for line in text.splitlines() if line.strip()]
     return " ".join(parts) if parts else type(error).__name__
 
@@ -39,9 +40,11 @@ def report(error: BaseException) -> None:
 
 
 def run_hydra_main(main: Callable[[], None]) -> None:
-    """Call a @hydra.main function; a user error anywhere ends the process with one line and exit code 2."""
+    """Call a @hydra.main function; a user error anywhere ends the process with one line and exit code 2.
+    The compressors' defaults are registered with Hydra first, since the run config takes them from there."""
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
+        register_compressor_defaults()
         main()
     except (*USER_ERRORS, HydraException, OmegaConfBaseException) as error:
         report(error)

@@ -31,3 +31,5 @@ def quiet_library_logs() -> None:
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=r".*number of training batches.*")
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+    # Frozen reference models (the teacher of input synthesis) stay in eval mode on purpose.
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")

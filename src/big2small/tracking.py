@@ -7,8 +7,10 @@ import json
 import logging
 import math
 import os
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from big2small.errors import ConfigError, first_line
 from big2small.files import write_atomically
@@ -16,6 +18,8 @@ from big2small.files import write_atomically
 METRICS_FILE = "metrics.json"
 log = logging.getLogger(__name__)
 ARTIFACT_TYPE = "compressed-model"  # the W&B artifact type of compressed.safetensors
+WANDB_DEFAULT_URL = "https://api.wandb.ai"
+CONNECT_TIMEOUT_S = 5.0  # a reachable W&B host accepts a connection well within this
 
 
 def write_metrics_json(run_dir: Path, metrics: dict[str, Any]) -> Path:
@@ -100,6 +104,10 @@ class WandbTracker(Tracker):
         if mode == "online" and not _has_wandb_credentials():
             raise ConfigError("W&B online needs a login: run `wandb login` or set WANDB_API_KEY; or log offline "
                               "(logger.mode=offline) and `wandb sync` the run dir later")
+        unreachable = _unreachable_wandb_host() if mode == "online" else None
+        if unreachable:
+            raise ConfigError(f"W&B online cannot reach {unreachable}; log offline (logger.mode=offline) and "
+                              "`wandb sync` the run dir later")
         try:
             return wandb.init(
                 project=self.project, entity=self.entity, mode=mode, group=group, job_type=job_type, tags=tags,
@@ -107,7 +115,7 @@ class WandbTracker(Tracker):
             )
         except Exception as error:  # noqa: BLE001 - W&B raises many types for network and auth failures
             reason = first_line(error) or type(error).__name__
-            raise ConfigError(f"W&B could not start a {mode} run ({reason}); log offline (logger.mode=offline) "
+            raise ConfigError(f"W&B could not start {'an' if mode == 'online' else 'a'} {mode} run ({reason}); log offline (logger.mode=offline) "
                               "and `wandb sync` the run dir later") from None
 
     def lightning_logger(self, prefix):
@@ -143,14 +151,28 @@ class WandbTracker(Tracker):
                 log.info("W&B offline run: %s  (upload: wandb sync <that dir>)", Path(run_dir).parent)
 
 
+def _unreachable_wandb_host() -> str | None:
+    """The W&B host and why no connection to it opens within CONNECT_TIMEOUT_S, or None when it opens (or when
+    a proxy is configured, since then only the proxy is reached directly). Without this check a machine without
+    network waits out W&B's own retries (about 90 s) before failing."""
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")):
+        return None
+    url = urlparse(os.environ.get("WANDB_BASE_URL", WANDB_DEFAULT_URL))
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        return f"{host}:{port} ({error.strerror or type(error).__name__})"
+    return None
+
+
 def _has_wandb_credentials() -> bool:
     """An API key in the environment, or a `wandb login` entry in ~/.netrc for the W&B host."""
     if os.environ.get("WANDB_API_KEY"):
         return True
     import netrc
-    from urllib.parse import urlparse
 
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    host = urlparse(os.environ.get("WANDB_BASE_URL", WANDB_DEFAULT_URL)).hostname
     try:
         return netrc.netrc().authenticators(host) is not None
     except (OSError, netrc.NetrcParseError):

@@ -1,8 +1,11 @@
 """Bad command lines and environments: one line on stderr, exit code 2, no traceback, nothing trained."""
 
+import http.server
 import os
+import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -107,3 +110,53 @@ def test_an_artifact_that_cannot_be_written_is_one_line_and_leaves_nothing_half(
     _assert_one_line(result, "OutputError: cannot write the artifact")
     assert not (tmp_path / "run" / "compressed.safetensors").exists()
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def _online_env(tmp_path, url):
+    proxies = {name: "" for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")}
+    return {**proxies, "WANDB_MODE": "online", "HOME": str(tmp_path), "WANDB_API_KEY": "k" * 40,
+            "WANDB_BASE_URL": url, "NETRC": str(tmp_path / "none")}
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_wandb_online_without_network_is_named_before_any_work(tmp_path):
+    port = _closed_port()
+    result = _run(["compressor=quant", "logger=wandb"], tmp_path, env=_online_env(tmp_path, f"http://127.0.0.1:{port}"))
+    _assert_one_line(result, f"W&B online cannot reach 127.0.0.1:{port}")
+    assert "logger.mode=offline" in result.stderr
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()], "no base model may be trained first"
+
+
+class _RefusesEveryKey(http.server.BaseHTTPRequestHandler):
+    """A W&B server that answers every request as W&B does a wrong API key."""
+
+    def _refuse(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = b'{"errors": [{"message": "user is not logged in"}]}'
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _refuse
+
+    def log_message(self, *args):
+        pass
+
+
+def test_wandb_online_with_a_wrong_key_is_one_line_with_the_offline_fallback(tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RefusesEveryKey)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = _run(["compressor=quant", "logger=wandb"], tmp_path, env=_online_env(tmp_path, url))
+    finally:
+        server.shutdown()
+    _assert_one_line(result, "W&B could not start an online run (user is not logged in)")
+    assert "logger.mode=offline" in result.stderr

@@ -8,6 +8,8 @@ restored from the file alone.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -24,11 +26,32 @@ TrainerFactory = Callable[..., Any]
 
 
 class Compressor(ABC):
+    """Settings every compressor takes: target_ratio (the measured compression ratio to meet; None: the method's
+    own fixed setting decides), layer_types (which layers are compressed: conv, linear) and min_params (layers
+    with fewer weights are left alone)."""
+
     name: ClassVar[str]
     # The tensors its artifacts may hold, by name, with their dtype (checked before anything is decoded).
     ARTIFACT_TENSORS: ClassVar[dict[str, torch.dtype]] = {}
     # True when fit() looks at data (calibration images, labels); recorded in metrics.json.
     uses_data: ClassVar[bool] = False
+    # Option groups: constructor argument -> the dataclass whose fields are that group's settings.
+    SETTINGS_GROUPS: ClassVar[dict[str, type]] = {}
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Every setting with its default, as a run config holds it: the constructor's keyword arguments, an
+        option group as a dict of its dataclass's fields. This is the one place defaults are stated; the run
+        config takes them from here (see config_store.py) and the YAML under conf/compressor only chooses."""
+        values: dict[str, Any] = {}
+        for name, parameter in inspect.signature(cls.__init__).parameters.items():
+            if name == "self" or parameter.default is inspect.Parameter.empty:
+                continue
+            value = parameter.default
+            if name in cls.SETTINGS_GROUPS:
+                value = dataclasses.asdict(cls.SETTINGS_GROUPS[name]())
+            values[name] = list(value) if isinstance(value, tuple) else value
+        return values
 
     def __init__(
         self,

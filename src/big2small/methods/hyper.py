@@ -48,6 +48,13 @@ SEARCH_CHUNK_ELEMENTS = 1 << 23  # groups x candidates compared at once (bounds 
 
 @register
 class HyperCompression(BitAllocatingCompressor):
+    """Hyper-Compression (arXiv 2409.00592): each group of group_size weights becomes the integer theta (bits bits)
+    whose point frac(theta * a) on an irrational winding of the torus lies closest to it; fp16 range per layer.
+
+    bits: 1..16, the same for every layer (used when target_ratio is None); group_size: weights per theta, 1..8,
+    or "auto": 1 for target_ratio < 4 (pairs reach at most 4x), else 2; target_ratio, when set, takes
+    precedence: mixed bit widths per layer meet it.
+    """
     name = "hyper"
     ARTIFACT_TENSORS = {"codes": torch.uint8, "ranges": torch.float16}
     MIN_BITS, MAX_BITS = MIN_BITS, MAX_BITS

@@ -103,6 +103,14 @@ def pivoted_cholesky(gram: torch.Tensor) -> Decomposition:
 
 @register
 class InterpolativePruning(Compressor):
+    """Interpolative-decomposition channel pruning (Chee et al. 2022), no fine-tuning. Uses data: unlabelled
+    calibration images from the training split, never test.
+
+    keep_fraction: channels kept per prunable layer (used when target_ratio is None); calibration_images: how
+    many; batch_size: the calibration forward batch; shrink_step: in the target search a layer shrinks by this
+    fraction of its channels per step; min_params: producers with fewer weights are not pruned; target_ratio,
+    when set, takes precedence over keep_fraction.
+    """
     name = "id_prune"
     ARTIFACT_TENSORS = {"kept": torch.int16, "biases": torch.float32, "weights": torch.float32, "norms": torch.float32}
     uses_data = True

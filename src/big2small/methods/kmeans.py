@@ -39,6 +39,11 @@ CENTROID_BYTES = 4  # fp32 codebook
 
 @register
 class KMeansSharing(BitAllocatingCompressor):
+    """Per-layer weight sharing: 1-D k-means with 2^bits centroids (fp32 codebook), indices packed at bits bits.
+
+    bits: 1..16, the same for every layer (used when target_ratio is None); iterations: Lloyd iterations, started
+    from evenly spaced quantiles; target_ratio, when set, takes precedence: mixed bit widths per layer meet it.
+    """
     name = "kmeans"
     ARTIFACT_TENSORS = {"codes": torch.uint8, "codebooks": torch.float32}
     MIN_BITS, MAX_BITS = MIN_BITS, MAX_BITS

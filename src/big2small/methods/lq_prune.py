@@ -38,6 +38,12 @@ from big2small.numerics import DENOMINATOR_FLOOR
 
 @register
 class LqPruning(Compressor):
+    """l_q soft-sparsity adaptive per-neuron pruning (arXiv 2206.05604), no fine-tuning; stored as for magnitude.
+
+    Without target_ratio each neuron keeps m = ceil(d s^(q/(q-1)) (1+eta)^(1/(q-1))) weights; with it, one global
+    factor on m is searched so that the artifact meets the target. q: the l_q quasi-norm, 0 < q < 1; eta: the
+    tolerance of the m-term approximation bound, >= 0 (larger keeps fewer).
+    """
     name = "lq_prune"
     ARTIFACT_TENSORS = PRUNED_ARTIFACT_TENSORS
 

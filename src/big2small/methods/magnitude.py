@@ -36,6 +36,11 @@ GLOBAL = ""  # key of the one order over all layers in global mode
 
 @register
 class MagnitudePruning(Compressor):
+    """Unstructured magnitude pruning (no fine-tuning); kept values fp32, positions as bitmap or gap codes.
+
+    sparsity: fraction of weights dropped (used when target_ratio is None); mode: layerwise (the same fraction per
+    layer) | global (one threshold over all layers); target_ratio, when set, takes precedence over sparsity.
+    """
     name = "magnitude"
     ARTIFACT_TENSORS = PRUNED_ARTIFACT_TENSORS
 

@@ -13,6 +13,7 @@ from big2small.methods.registry import register
 
 @register
 class NoCompression(Compressor):
+    """The fp32 weights themselves: the reference row (ratio 1.0 less the header)."""
     name = "none"
 
     def __init__(self, target_ratio=None, layer_types=("conv", "linear"), min_params=0) -> None:

@@ -37,6 +37,11 @@ MIN_BITS, MAX_BITS = 2, 16
 
 @register
 class UniformQuantizer(BitAllocatingCompressor):
+    """Per-output-channel symmetric uniform quantisation, fp16 range per channel.
+
+    bits: 2..16, the same for every layer (used when target_ratio is None); target_ratio, when set, takes
+    precedence: mixed bit widths per layer meet it.
+    """
     name = "quant"
     ARTIFACT_TENSORS = {"codes": torch.uint8, "ranges": torch.float16}
     MIN_BITS, MAX_BITS = MIN_BITS, MAX_BITS

@@ -89,6 +89,12 @@ class Spectrum:
 
 @register
 class SVDCompressor(Compressor):
+    """Truncated SVD of each reshaped conv/linear weight; the layer becomes two smaller layers (fp32 factors).
+
+    rank_rule: uniform (the same fraction of full rank per layer) | energy (the same retained sigma^2 share);
+    rank_fraction: for the uniform rule without target_ratio; energy: for the energy rule without target_ratio;
+    target_ratio, when set, takes precedence over both.
+    """
     name = "svd"
     ARTIFACT_TENSORS = {"values": torch.float32}
 

@@ -5,8 +5,9 @@ import torch
 from torch import nn
 
 from big2small.methods.big2small.compressor import Big2SmallCompressor
-from big2small.methods.big2small.refinement import _statistics_gap, observing, synthetic_inputs
+from big2small.methods.big2small.refinement import observing
 from big2small.methods.big2small.settings import RefinementSettings
+from big2small.methods.big2small.synthesis import statistics_gap, synthetic_inputs
 from big2small.methods.registry import rebuild
 from tests.conftest import tiny_cnn
 from tests.methods.big2small.test_big2small import trainer_factory
@@ -14,7 +15,7 @@ from tests.methods.big2small.test_big2small import trainer_factory
 
 def _bn_gap(model, images):
     gaps = []
-    hooks = [m.register_forward_pre_hook(lambda m, a: gaps.append(float(_statistics_gap(a[0], m))))
+    hooks = [m.register_forward_pre_hook(lambda m, a: gaps.append(float(statistics_gap(a[0], m))))
              for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     with torch.no_grad():
         model(images)
@@ -23,7 +24,7 @@ def _bn_gap(model, images):
     return sum(gaps)
 
 
-def test_bn_statistics_inputs_match_the_running_statistics_better_than_noise():
+def test_bn_statistics_inputs_match_the_running_statistics_better_than_noise(tmp_path):
     model = tiny_cnn()
     # Running statistics of a "training set" the generator never sees: images with mean 0.5 and std 2.
     for module in model.modules():
@@ -32,8 +33,10 @@ def test_bn_statistics_inputs_match_the_running_statistics_better_than_noise():
     with torch.no_grad():
         model.train()(0.5 + 2 * torch.randn(256, 1, 8, 8, generator=torch.Generator().manual_seed(3)))
     model.eval()
-    noise = synthetic_inputs(model, [1, 8, 8], RefinementSettings(inputs="noise", num_inputs=16), seed=0)
-    matched = synthetic_inputs(model, [1, 8, 8], RefinementSettings(num_inputs=16, input_steps=100), seed=0)
+    noise = synthetic_inputs(model, [1, 8, 8], RefinementSettings(inputs="noise", num_inputs=16), seed=0,
+                             trainer_factory=trainer_factory(tmp_path))
+    matched = synthetic_inputs(model, [1, 8, 8], RefinementSettings(num_inputs=16, input_steps=100), seed=0,
+                               trainer_factory=trainer_factory(tmp_path))
     assert _bn_gap(model, matched) < 0.5 * _bn_gap(model, noise)
     assert all(p.requires_grad for p in model.parameters())  # the model is handed back as it was
 

@@ -52,11 +52,20 @@ log = logging.getLogger(__name__)
 
 @register
 class Big2SmallCompressor(Compressor):
+    """Small INRs fitted to the weights, data-free; every part is an option so ablations can switch it off.
+
+    target_ratio: INR widths are chosen so that the whole artifact meets it (None: inr.width is used). The option
+    groups inr, outliers, loss, storage, fit, permutation and refinement are the dataclasses of settings.py.
+    input_shape: the model's input without the batch dim, e.g. [3, 32, 32] (for the permutation check and the
+    refinement inputs); None: the data module's shape, else the first conv's channels at 32x32.
+    Why each default is what it is, with the measurements: docs/decisions.md.
+    """
+
     name = "big2small"
     ARTIFACT_TENSORS = {"inr_fp16": torch.float16, "inr_int8": torch.int8, "raw": torch.float16,
                         "stats": torch.float32, "outlier_values": torch.float16, "outlier_index": torch.uint8,
                         "permutation": torch.uint8}
-    # The option groups: constructor argument -> its settings class (conf/compressor/big2small.yaml, one block each).
+    # The option groups: constructor argument -> its settings class (settings.py, one dataclass each).
     SETTINGS_GROUPS: ClassVar[dict[str, type]] = {
         "inr": INRSettings, "outliers": OutlierSettings, "loss": LossSettings, "storage": StorageSettings,
         "fit": FitSettings, "permutation": PermutationSettings, "refinement": RefinementSettings,
@@ -150,7 +159,8 @@ class Big2SmallCompressor(Compressor):
     def _refine(self, model, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory) -> None:
         import copy
 
-        from big2small.methods.big2small.refinement import RefineModule, synthetic_inputs
+        from big2small.methods.big2small.refinement import RefineModule
+        from big2small.methods.big2small.synthesis import synthetic_inputs
 
         student = copy.deepcopy(model)
         for target in plan.targets:  # layers stored in fp16 take their stored values during refinement too
@@ -158,7 +168,8 @@ class Big2SmallCompressor(Compressor):
                 for segment in target.segments:
                     set_parameter(student, segment.name, plan.weights[segment.name].half().float())
         teacher = copy.deepcopy(model)  # makes the synthetic inputs, then serves as the frozen reference
-        inputs = synthetic_inputs(teacher, self.model_input_shape(model), self.refinement, self.seed)
+        inputs = synthetic_inputs(teacher, self.model_input_shape(model), self.refinement, self.seed,
+                                  trainer_factory)
         module = RefineModule(groups, plan.layer_codes(), student, teacher, inputs,
                               self.refinement, quantised=self.storage.bits == 8)
         trainer = trainer_factory(max_steps=self.refinement.steps, max_epochs=-1, use_distributed_sampler=False,

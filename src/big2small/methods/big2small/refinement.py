@@ -1,10 +1,7 @@
 """Data-free function-space refinement: after weight-space fitting, tune the INRs so that the rebuilt network's
 outputs match the original network's on synthetic inputs. No data module is ever touched.
 
-Synthetic inputs (`bn_stats`, as in ZeroQ): Gaussian noise optimised until every BatchNorm layer's batch mean and
-standard deviation match its stored running statistics. `noise` uses the Gaussian noise as is. Generating the
-inputs is a short plain optimisation of the images (not of any model), so it runs outside Lightning; the
-refinement itself is a Lightning fit of the INR parameters.
+The inputs come from synthesis.py; the refinement is a Lightning fit of the INR parameters.
 """
 
 from __future__ import annotations
@@ -21,56 +18,6 @@ from big2small.methods.big2small.fitting import INRGroup, adam_with_cosine_decay
 from big2small.methods.big2small.reconstruct import LayerCode, reconstruct
 from big2small.methods.big2small.settings import RefinementSettings
 from big2small.numerics import DENOMINATOR_FLOOR
-
-NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-
-
-# Images are optimised in chunks of this many: each chunk's batch statistics are matched on their own (as a training
-# batch's would be), memory stays bounded, and time grows linearly with num_inputs (docs/decisions.md).
-CHUNK = 128
-
-
-def synthetic_inputs(model: nn.Module, shape: list[int], settings: RefinementSettings, seed: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    images = torch.randn(settings.num_inputs, *shape, generator=generator)
-    norms = [m for m in model.modules() if isinstance(m, NORM_TYPES)]
-    if settings.inputs == "noise" or not norms or settings.input_steps == 0:
-        return images
-    captured: list[torch.Tensor] = []
-    hooks = [m.register_forward_pre_hook(lambda _m, args: captured.append(args[0])) for m in norms]
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    try:
-        chunks = [_match_statistics(model, chunk, norms, captured, settings.input_steps)
-                  for chunk in images.split(CHUNK)]
-    finally:
-        for hook in hooks:
-            hook.remove()
-        for p in model.parameters():
-            p.requires_grad_(True)
-    return torch.cat(chunks)
-
-
-def _match_statistics(model: nn.Module, images: torch.Tensor, norms: list[nn.Module], captured: list[torch.Tensor],
-                      steps: int) -> torch.Tensor:
-    images = images.clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([images], lr=0.1)
-    for _ in range(steps):
-        captured.clear()
-        optimizer.zero_grad()
-        model(images)
-        loss = sum(_statistics_gap(x, m) for x, m in zip(captured, norms, strict=False))
-        loss.backward()
-        optimizer.step()
-    return images.detach()
-
-
-def _statistics_gap(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
-    dims = [0] + list(range(2, x.dim()))
-    mean, std = x.mean(dim=dims), x.var(dim=dims, unbiased=False).add(norm.eps).sqrt()
-    return torch.linalg.vector_norm(mean - norm.running_mean) + \
-        torch.linalg.vector_norm(std - norm.running_var.add(norm.eps).sqrt())
 
 
 class RefineModule(L.LightningModule):

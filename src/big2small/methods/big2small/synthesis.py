@@ -1,0 +1,107 @@
+"""Synthetic inputs for data-free refinement; no data module is ever touched.
+
+`bn_stats` (as in ZeroQ): Gaussian noise optimised until every BatchNorm layer's batch mean and standard deviation
+match its stored running statistics. `noise`: the Gaussian noise as is. The optimisation is a Lightning fit whose
+only parameters are the images (the model is frozen), so it runs on the trainer's device and shows a progress bar
+named for its phase.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from big2small.methods.big2small.settings import RefinementSettings
+
+NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+# Images are optimised in chunks of this many: each chunk's batch statistics are matched on their own (as a training
+# batch's would be), memory stays bounded, and time grows linearly with num_inputs (docs/decisions.md).
+CHUNK = 128
+IMAGE_LR = 0.1  # Adam's step on the pixels of unit-variance noise
+
+
+def synthetic_inputs(model: nn.Module, shape: list[int], settings: RefinementSettings, seed: int,
+                     trainer_factory) -> torch.Tensor:
+    """`settings.num_inputs` inputs of `shape` for `model` (left as it was), on the CPU."""
+    images = torch.randn(settings.num_inputs, *shape, generator=torch.Generator().manual_seed(seed))
+    if settings.inputs == "noise" or settings.input_steps == 0 or not any(
+            isinstance(m, NORM_TYPES) for m in model.modules()):
+        return images
+    module = StatisticsMatching(model, images, settings.input_steps)
+    trainer = trainer_factory(max_steps=settings.input_steps, max_epochs=-1, use_distributed_sampler=False,
+                              enable_checkpointing=False, devices=1, strategy="auto", num_nodes=1)
+    try:
+        trainer.fit(module)
+    finally:
+        module.release()
+    return module.images()
+
+
+class StatisticsMatching(L.LightningModule):
+    """Each step moves every chunk of images one Adam step towards the BatchNorm running statistics of `model`.
+
+    Chunks are independent (their own batch statistics, their own Adam moments): each is forwarded and
+    backpropagated on its own, so memory holds one chunk's graph at a time.
+    """
+
+    progress_label = "synthesising inputs"  # names the progress bar (logs.PhaseProgressBar)
+
+    def __init__(self, model: nn.Module, images: torch.Tensor, steps: int) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.steps = steps
+        self.chunks = nn.ParameterList(nn.Parameter(chunk.clone()) for chunk in images.split(CHUNK))
+        self.model = model.eval()  # a submodule so that it lives on the trainer's device; frozen below
+        self.was_trainable = [p.requires_grad for p in model.parameters()]
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.norms = [m for m in model.modules() if isinstance(m, NORM_TYPES)]
+        self.captured: list[torch.Tensor] = []
+        self.hooks = [m.register_forward_pre_hook(lambda _m, args: self.captured.append(args[0]))
+                      for m in self.norms]
+
+    def train_dataloader(self) -> DataLoader:
+        # One item per step; the loader's own generator keeps the global random stream untouched.
+        return DataLoader(range(self.steps), batch_size=1, generator=torch.Generator().manual_seed(0))
+
+    def train(self, mode: bool = True) -> StatisticsMatching:
+        super().train(mode)
+        self.model.eval()  # batch statistics are measured, never written into the running ones
+        return self
+
+    def training_step(self, batch, batch_idx) -> None:
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        total = 0.0
+        for images in self.chunks:
+            self.captured.clear()
+            self.model(images)
+            loss = sum(statistics_gap(x, m) for x, m in zip(self.captured, self.norms, strict=False))
+            self.manual_backward(loss)
+            total += float(loss.detach())
+        optimizer.step()
+        self.log("bn_gap", total / len(self.chunks), prog_bar=True)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.chunks.parameters(), lr=IMAGE_LR)
+
+    def images(self) -> torch.Tensor:
+        return torch.cat([chunk.detach().cpu() for chunk in self.chunks])
+
+    def release(self) -> None:
+        """Hand the model back as it was: no hooks, its parameters' requires_grad restored."""
+        for hook in self.hooks:
+            hook.remove()
+        for p, trainable in zip(self.model.parameters(), self.was_trainable, strict=True):
+            p.requires_grad_(trainable)
+
+
+def statistics_gap(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+    """How far the batch's per-channel mean and std at `norm`'s input are from its running statistics."""
+    dims = [0] + list(range(2, x.dim()))
+    mean, std = x.mean(dim=dims), x.var(dim=dims, unbiased=False).add(norm.eps).sqrt()
+    return torch.linalg.vector_norm(mean - norm.running_mean) + \
+        torch.linalg.vector_norm(std - norm.running_var.add(norm.eps).sqrt())

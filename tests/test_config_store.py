@@ -1,0 +1,79 @@
+"""Defaults are stated once, in the compressor classes; conf/compressor/*.yaml only chooses them (config_store.py)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from omegaconf import OmegaConf
+
+from big2small.config_store import compressor_node
+from big2small.methods.registry import available, compressor_class
+from tests.conftest import PROJECT_ROOT, compose_config
+
+COMPRESSOR_CONF = PROJECT_ROOT / "conf" / "compressor"
+
+
+def _literals(node, path=""):
+    """Dotted keys of the YAML node whose value is a literal rather than an interpolation."""
+    found = []
+    for key in node:
+        if key == "defaults" and not path:
+            continue
+        if OmegaConf.is_interpolation(node, key):
+            continue
+        value = node[key]
+        found += _literals(value, f"{path}{key}.") if OmegaConf.is_dict(value) else [f"{path}{key}"]
+    return found
+
+
+def test_every_registered_compressor_has_a_config_and_no_config_is_orphaned():
+    assert sorted(p.stem for p in COMPRESSOR_CONF.glob("*.yaml")) == available()
+
+
+@pytest.mark.parametrize("name", available())
+def test_the_yaml_chooses_the_class_defaults_and_states_none_of_its_own(name):
+    yaml = OmegaConf.load(COMPRESSOR_CONF / f"{name}.yaml")
+    assert list(yaml.defaults) == [f"/compressor_defaults/{name}@_here_", "_self_"]
+    assert _literals(yaml) == [], f"{name}.yaml states values; defaults belong in the class"
+
+
+@pytest.mark.parametrize("name", available())
+def test_a_run_config_holds_every_constructor_setting_at_its_default(name):
+    composed = OmegaConf.to_container(compose_config([f"compressor={name}"]).compressor)
+    expected = compressor_node(name)
+    wired = {"seed", "fit"} if name == "big2small" else set()  # interpolated from the run config
+    for key in wired:
+        composed.pop(key), expected.pop(key)
+    assert composed == expected
+    cls = compressor_class(name)
+    assert composed["_target_"] == f"{cls.__module__}.{cls.__qualname__}"
+
+
+def test_a_changed_class_default_reaches_the_run_config(monkeypatch):
+    cls = compressor_class("quant")
+    monkeypatch.setattr(cls, "defaults", classmethod(lambda c: {"bits": 5, "target_ratio": None,
+                                                               "layer_types": ["conv"], "min_params": 3}))
+    composed = compose_config(["compressor=quant"]).compressor
+    assert (composed.bits, list(composed.layer_types), composed.min_params) == (5, ["conv"], 3)
+
+
+@pytest.mark.parametrize("launcher", [["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"],
+                                      ["hydra/launcher=submitit_local"]], ids=["joblib", "submitit"])
+def test_a_launched_sweep_composes_each_job_from_the_registered_defaults(tmp_path, launcher):
+    """joblib composes every job again in a worker process, submitit (as on Slurm) in a fresh Python process;
+    the defaults must reach them there."""
+    sweep = tmp_path / "sweep"
+    result = subprocess.run(
+        [sys.executable, "src/train.py", "-m", *launcher,
+         "model=small_cnn", "data=digits", "task.epochs=1", "logger=none", f"hydra.sweep.dir={sweep}",
+         f"paths.cache_dir={tmp_path / 'cache'}", "compressor=quant", "compressor.bits=4,8"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = sorted(p.parent for p in sweep.glob("*/metrics.json"))
+    assert len(jobs) == 2
+    configs = [OmegaConf.to_container(OmegaConf.load(job / ".hydra" / "config.yaml").compressor) for job in jobs]
+    assert configs == [{**compressor_node("quant"), "bits": bits} for bits in (4, 8)]
+    ratios = [json.loads((job / "metrics.json").read_text())["compression_ratio"] for job in jobs]
+    assert ratios[0] > 1.9 * ratios[1]  # 4-bit codes against 8-bit ones
