@@ -20,6 +20,7 @@ from torch import nn
 from big2small.codec import Compressed
 from big2small.errors import ConfigError
 from big2small.graph.weights import architecture_signature, compressible_weights
+from big2small.methods.header import Field, check_declared_header, check_payload_sizes
 from big2small.values import as_integer, as_number
 
 TrainerFactory = Callable[..., Any]
@@ -35,6 +36,10 @@ class Compressor(ABC):
     ARTIFACT_TENSORS: ClassVar[dict[str, torch.dtype]] = {}
     # True when fit() looks at data (calibration images, labels); recorded in metrics.json.
     uses_data: ClassVar[bool] = False
+    # The header it writes (methods/header.py): fields beyond `replaced` and `layers`, and per-layer fields beyond
+    # `name` and `shape`. None: the compressor checks its header itself in check_artifact.
+    META_FIELDS: ClassVar[dict[str, Field] | None] = None
+    LAYER_FIELDS: ClassVar[dict[str, Field]] = {}
     # Option groups: constructor argument -> the dataclass whose fields are that group's settings.
     SETTINGS_GROUPS: ClassVar[dict[str, type]] = {}
 
@@ -120,6 +125,15 @@ class Compressor(ABC):
                 raise ValueError(f"tensor {name!r} is {tensor.dtype}, a {cls.name} artifact stores it as "
                                  f"{cls.ARTIFACT_TENSORS[name]}")
         check_layer_list(compressed.meta, model)
+        if cls.META_FIELDS is not None:
+            check_declared_header(compressed.meta, cls.META_FIELDS, cls.LAYER_FIELDS)
+            check_payload_sizes(compressed.tensors, cls.payload_sizes(compressed.meta))
+
+    @classmethod
+    def payload_sizes(cls, meta: dict) -> dict[str, int | range]:
+        """Each tensor's element count as the (checked) header implies it; compressors that declare META_FIELDS
+        state it."""
+        raise NotImplementedError(f"{cls.name} declares its header fields but not its payload sizes")
 
     @classmethod
     @abstractmethod

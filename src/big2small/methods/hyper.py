@@ -37,6 +37,7 @@ from big2small.methods.budget import (
     greedy_raise,
     original_bytes,
 )
+from big2small.methods.header import Field
 from big2small.methods.registry import register
 from big2small.numerics import DENOMINATOR_FLOOR
 
@@ -57,6 +58,8 @@ class HyperCompression(BitAllocatingCompressor):
     """
     name = "hyper"
     ARTIFACT_TENSORS = {"codes": torch.uint8, "ranges": torch.float16}
+    META_FIELDS = {"group_size": Field(1, MAX_GROUP_SIZE)}
+    LAYER_FIELDS = {"bits": Field(MIN_BITS, MAX_BITS)}
     MIN_BITS, MAX_BITS = MIN_BITS, MAX_BITS
 
     def __init__(self, bits: int | None = 8, group_size: int | str = "auto", target_ratio=None,
@@ -120,6 +123,13 @@ class HyperCompression(BitAllocatingCompressor):
             return gain * weights[name].numel() / max(step_bytes(name, bits), 1)
 
         return greedy_raise(lowest, step_bytes, priority, spare)
+
+    @classmethod
+    def payload_sizes(cls, meta: dict) -> dict[str, int]:
+        layers, group_size = meta["layers"], meta["group_size"]
+        return {"codes": sum(packed_size(math.ceil(math.prod(layer["shape"]) / group_size), layer["bits"])
+                             for layer in layers),
+                "ranges": 2 * len(layers)}  # lowest and highest weight per layer
 
     @classmethod
     def rebuild(cls, compressed: Compressed, model: nn.Module) -> nn.Module:

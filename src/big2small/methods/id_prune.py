@@ -41,6 +41,7 @@ from big2small.methods.budget import (
     budget_bytes,
     report_landing,
 )
+from big2small.methods.header import Field, check_keys, check_payload_sizes
 from big2small.methods.registry import register
 
 # Pivoted Cholesky / QR on float64 Gram matrices: a pivot below PIVOT_TOLERANCE x the largest diagonal entry, or
@@ -267,6 +268,52 @@ class InterpolativePruning(Compressor):
         return Compressed(self.name, self.settings(), tensors, meta)
 
     @classmethod
+    def check_artifact(cls, compressed: Compressed, model: nn.Module) -> None:
+        """Its header (`modules`: each changed layer's new shape; `prunes`: each pruned pair and how many channels
+        it keeps) fits `model`, and each tensor has the size that header implies, before anything is decoded."""
+        super().check_artifact(compressed, model)
+        meta = compressed.meta
+        check_keys(meta, ["replaced", "modules", "prunes"], "the header")
+        if not isinstance(meta["prunes"], list) or not isinstance(meta["modules"], list):
+            raise ValueError("prunes and modules must be lists")
+        keep, biases, norms = {}, 0, 0
+        for index, prune in enumerate(meta["prunes"]):
+            where = f"prunes[{index}]"
+            check_keys(prune, ["producer", "consumer", "keep", "norm", "norm_spec"], where)
+            producer = _supported_layer(model, prune["producer"], f"{where}.producer")
+            if prune["producer"] in keep:
+                raise ValueError(f"{where}.producer {prune['producer']} is pruned twice")
+            Field(1, producer.weight.shape[0]).check(prune["keep"], f"{where}.keep")
+            keep[prune["producer"]] = prune["keep"]
+            biases += prune["keep"] if producer.bias is not None else 0
+            if prune["norm"] is not None:
+                norm = _submodule(model, prune["norm"], f"{where}.norm")
+                if not isinstance(norm, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                    raise ValueError(f"{where}.norm {prune['norm']} is not a BatchNorm layer of the model")
+                norms += 2 * prune["keep"] if norm.affine else 0
+        weights = 0
+        for index, entry in enumerate(meta["modules"]):
+            where = f"modules[{index}]"
+            check_keys(entry, ["path", "spec", "shape"], where)
+            full = list(_supported_layer(model, entry["path"], f"{where}.path").weight.shape)
+            shape = entry["shape"]
+            if not isinstance(shape, list) or len(shape) != len(full) or shape[2:] != full[2:] or not all(
+                    isinstance(size, int) and not isinstance(size, bool) and 1 <= size <= whole
+                    for size, whole in zip(shape, full, strict=True)):
+                raise ValueError(f"{where}.shape {shape!r} cannot narrow a layer of shape {full}")
+            if entry["path"] in keep and shape[0] != keep[entry["path"]]:
+                raise ValueError(f"{where}.shape keeps {shape[0]} outputs, its prune keeps {keep[entry['path']]}")
+            weights += math.prod(shape)
+        check_payload_sizes(compressed.tensors, {"kept": sum(keep.values()), "weights": weights,
+                                                 "biases": biases, "norms": norms})
+        offset = 0
+        for path, count in keep.items():
+            kept, outputs = compressed.tensors["kept"][offset : offset + count], model.get_submodule(path).weight.shape[0]
+            if int(kept.min()) < 0 or int(kept.max()) >= outputs:
+                raise ValueError(f"a kept channel of {path} lies outside its {outputs} output channels")
+            offset += count
+
+    @classmethod
     def rebuild(cls, compressed: Compressed, model: nn.Module) -> nn.Module:
         tensors, meta = compressed.tensors, compressed.meta
         weights, biases, norms = (tensors[k].float() for k in ("weights", "biases", "norms"))
@@ -326,6 +373,20 @@ def _changed_modules(pairs: list[PrunablePair]) -> list[str]:
             if path not in paths:
                 paths.append(path)
     return paths
+
+
+def _submodule(model: nn.Module, path, where: str) -> nn.Module:
+    try:
+        return model.get_submodule(path) if isinstance(path, str) else None
+    except AttributeError:
+        raise ValueError(f"{where} {path!r} is not a module of the model") from None
+
+
+def _supported_layer(model: nn.Module, path, where: str) -> nn.Module:
+    module = _submodule(model, path, where)
+    if module is None or not is_supported(module):
+        raise ValueError(f"{where} {path!r} is not a conv or linear layer of the model")
+    return module
 
 
 def _norm_spec(norm: nn.Module) -> dict:

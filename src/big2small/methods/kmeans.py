@@ -31,6 +31,7 @@ from big2small.methods.budget import (
     greedy_raise,
     original_bytes,
 )
+from big2small.methods.header import Field
 from big2small.methods.registry import register
 
 MIN_BITS, MAX_BITS = 1, 16
@@ -46,6 +47,8 @@ class KMeansSharing(BitAllocatingCompressor):
     """
     name = "kmeans"
     ARTIFACT_TENSORS = {"codes": torch.uint8, "codebooks": torch.float32}
+    META_FIELDS = {}
+    LAYER_FIELDS = {"centroids": Field(1, 2**MAX_BITS)}
     MIN_BITS, MAX_BITS = MIN_BITS, MAX_BITS
 
     def __init__(self, bits: int | None = 4, iterations: int = 30, target_ratio=None,
@@ -113,6 +116,13 @@ class KMeansSharing(BitAllocatingCompressor):
             extra = int((spare - index_growth) // CENTROID_BYTES)
             centroids[name] = min(2 ** (bits[name] + 1) - 1, 2 ** bits[name] + extra)
         return centroids
+
+    @classmethod
+    def payload_sizes(cls, meta: dict) -> dict[str, int]:
+        layers = meta["layers"]
+        return {"codes": sum(packed_size(math.prod(layer["shape"]), index_bits(layer["centroids"]))
+                             for layer in layers),
+                "codebooks": sum(layer["centroids"] for layer in layers)}
 
     @classmethod
     def rebuild(cls, compressed: Compressed, model: nn.Module) -> nn.Module:

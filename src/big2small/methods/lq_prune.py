@@ -15,11 +15,9 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 from big2small.codec import Compressed
 from big2small.errors import ConfigError
-from big2small.methods.base import Compressor
 from big2small.methods.budget import (
     artifact_bytes,
     bisect_largest,
@@ -27,17 +25,16 @@ from big2small.methods.budget import (
     original_bytes,
 )
 from big2small.methods.pruned_weights import (
-    PRUNED_ARTIFACT_TENSORS,
+    PrunedWeightsCompressor,
     pack_pruned,
     pruned_artifact,
-    rebuild_pruned,
 )
 from big2small.methods.registry import register
 from big2small.numerics import DENOMINATOR_FLOOR
 
 
 @register
-class LqPruning(Compressor):
+class LqPruning(PrunedWeightsCompressor):
     """l_q soft-sparsity adaptive per-neuron pruning (arXiv 2206.05604), no fine-tuning; stored as for magnitude.
 
     Without target_ratio each neuron keeps m = ceil(d s^(q/(q-1)) (1+eta)^(1/(q-1))) weights; with it, one global
@@ -45,7 +42,6 @@ class LqPruning(Compressor):
     tolerance of the m-term approximation bound, >= 0 (larger keeps fewer).
     """
     name = "lq_prune"
-    ARTIFACT_TENSORS = PRUNED_ARTIFACT_TENSORS
 
     def __init__(self, q: float = 0.5, eta: float = 0.1, target_ratio=None, layer_types=("conv", "linear"),
                  min_params=0) -> None:
@@ -91,9 +87,6 @@ class LqPruning(Compressor):
         scale = bisect_largest(fits, 0.0, highest)
         return 0.0 if scale is None else scale  # scale 0: one weight per neuron, the sparsest lq_prune stores
 
-    @classmethod
-    def rebuild(cls, compressed: Compressed, model: nn.Module) -> nn.Module:
-        return rebuild_pruned(compressed, model)
 
 
 def terms_worth_keeping(rows: torch.Tensor, q: float, eta: float) -> torch.Tensor:

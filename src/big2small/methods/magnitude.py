@@ -11,11 +11,9 @@ number of kept weights whose artifact, header and indices included, still reache
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from big2small.codec import Compressed
 from big2small.errors import ConfigError
-from big2small.methods.base import Compressor
 from big2small.methods.budget import (
     artifact_bytes,
     bisect_largest,
@@ -23,10 +21,9 @@ from big2small.methods.budget import (
     original_bytes,
 )
 from big2small.methods.pruned_weights import (
-    PRUNED_ARTIFACT_TENSORS,
+    PrunedWeightsCompressor,
     pack_pruned,
     pruned_artifact,
-    rebuild_pruned,
 )
 from big2small.methods.registry import register
 
@@ -35,14 +32,13 @@ GLOBAL = ""  # key of the one order over all layers in global mode
 
 
 @register
-class MagnitudePruning(Compressor):
+class MagnitudePruning(PrunedWeightsCompressor):
     """Unstructured magnitude pruning (no fine-tuning); kept values fp32, positions as bitmap or gap codes.
 
     sparsity: fraction of weights dropped (used when target_ratio is None); mode: layerwise (the same fraction per
     layer) | global (one threshold over all layers); target_ratio, when set, takes precedence over sparsity.
     """
     name = "magnitude"
-    ARTIFACT_TENSORS = PRUNED_ARTIFACT_TENSORS
 
     def __init__(self, sparsity: float = 0.5, mode: str = "layerwise", target_ratio=None,
                  layer_types=("conv", "linear"), min_params=0) -> None:
@@ -102,9 +98,6 @@ class MagnitudePruning(Compressor):
                               f"exceeds the budget of {budget:.0f} bytes")
         return kept / total
 
-    @classmethod
-    def rebuild(cls, compressed: Compressed, model: nn.Module) -> nn.Module:
-        return rebuild_pruned(compressed, model)
 
 
 def magnitude_order(weight: torch.Tensor) -> torch.Tensor:

@@ -14,11 +14,31 @@ from torch import nn
 
 from big2small.codec import Compressed
 from big2small.encodings.bitpack import packed_size
-from big2small.encodings.sparse_masks import BITMAP, cheapest_coding, decode_mask, encode_mask
+from big2small.encodings.sparse_masks import BITMAP, MAX_GAP_BITS, cheapest_coding, decode_mask, encode_mask
 from big2small.graph.weights import set_parameter
+from big2small.methods.base import Compressor
 from big2small.methods.budget import artifact_bytes, original_bytes, report_landing
+from big2small.methods.header import Field
 
-PRUNED_ARTIFACT_TENSORS = {"values": torch.float32, "index": torch.uint8}
+
+class PrunedWeightsCompressor(Compressor):
+    """What the pruning compressors share: their artifact layout, its header and its rebuild."""
+
+    ARTIFACT_TENSORS = {"values": torch.float32, "index": torch.uint8}
+    META_FIELDS = {}
+    LAYER_FIELDS = {"bits": Field(BITMAP, MAX_GAP_BITS), "count": Field(0)}  # mask coding width, code count
+
+    @classmethod
+    def payload_sizes(cls, meta: dict) -> dict[str, int | range]:
+        layers = meta["layers"]
+        # How many weights are kept is only known once the masks are decoded: at most all of them.
+        return {"index": sum(packed_size(layer["count"], 1 if layer["bits"] == BITMAP else layer["bits"])
+                             for layer in layers),
+                "values": range(sum(math.prod(layer["shape"]) for layer in layers) + 1)}
+
+    @classmethod
+    def rebuild(cls, compressed: Compressed, model: nn.Module) -> nn.Module:
+        return rebuild_pruned(compressed, model)
 
 
 def pruned_artifact(compressor, weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],

@@ -30,6 +30,7 @@ from big2small.methods.budget import (
     greedy_raise,
     original_bytes,
 )
+from big2small.methods.header import Field
 from big2small.methods.registry import register
 
 MIN_BITS, MAX_BITS = 2, 16
@@ -44,6 +45,8 @@ class UniformQuantizer(BitAllocatingCompressor):
     """
     name = "quant"
     ARTIFACT_TENSORS = {"codes": torch.uint8, "ranges": torch.float16}
+    META_FIELDS = {}
+    LAYER_FIELDS = {"bits": Field(MIN_BITS, MAX_BITS)}
     MIN_BITS, MAX_BITS = MIN_BITS, MAX_BITS
 
     def __init__(self, bits: int | None = 8, target_ratio=None, layer_types=("conv", "linear"), min_params=0):
@@ -91,6 +94,12 @@ class UniformQuantizer(BitAllocatingCompressor):
             return spread[name] * 4.0 ** (-bits) * weights[name].numel() / max(step_bytes(name, bits), 1)
 
         return greedy_raise(lowest, step_bytes, priority, spare)
+
+    @classmethod
+    def payload_sizes(cls, meta: dict) -> dict[str, int]:
+        layers = meta["layers"]
+        return {"codes": sum(packed_size(math.prod(layer["shape"]), layer["bits"]) for layer in layers),
+                "ranges": sum(layer["shape"][0] for layer in layers)}
 
     @classmethod
     def rebuild(cls, compressed: Compressed, model: nn.Module) -> nn.Module:

@@ -45,6 +45,7 @@ from big2small.methods.budget import (
     original_bytes,
     report_landing,
 )
+from big2small.methods.header import Field
 from big2small.methods.registry import register
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,9 @@ class SVDCompressor(Compressor):
     """
     name = "svd"
     ARTIFACT_TENSORS = {"values": torch.float32}
+    META_FIELDS = {}
+    # rank None: the layer is stored dense; spec: the layer's settings when written (the rebuild takes the model's)
+    LAYER_FIELDS = {"rank": Field(1, nullable=True), "spec": Field(provenance=True)}
 
     def __init__(self, rank_rule: str = "uniform", rank_fraction: float = 0.5, energy: float = 0.9,
                  target_ratio=None, layer_types=("conv", "linear"), min_params=0) -> None:
@@ -183,6 +187,16 @@ class SVDCompressor(Compressor):
                            "spec": specs[name]})
         tensors = {"values": torch.cat(values).float()}
         return Compressed(self.name, self.settings(), tensors, {"replaced": list(spectra), "layers": layers})
+
+    @classmethod
+    def payload_sizes(cls, meta: dict) -> dict[str, int]:
+        values = 0
+        for layer in meta["layers"]:
+            m, n, rank = layer["shape"][0], math.prod(layer["shape"][1:]), layer["rank"]
+            if rank is not None and rank > min(m, n):
+                raise ValueError(f"layer {layer['name']} has rank {rank}, above its full rank {min(m, n)}")
+            values += m * n if rank is None else rank * (m + n)
+        return {"values": values}
 
     @classmethod
     def rebuild(cls, compressed: Compressed, model: nn.Module) -> nn.Module:
