@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -63,7 +65,7 @@ def test_an_artifact_that_cannot_be_written_is_named_and_leaves_no_partial_file(
     full = tmp_path / "full"
     full.mkdir()
     compressed = Compressed("none", {}, {"w": torch.zeros(4)}, {"replaced": ["w"]})
-    blocker = full / "compressed.safetensors.tmp"
+    blocker = full / f"compressed.safetensors.{os.getpid()}.tmp"
     blocker.mkdir()  # the temporary name is taken by a folder: the write fails like a full disk would
     with pytest.raises(OutputError, match="cannot write the artifact .*compressed.safetensors"):
         write_artifact(compressed, full / "compressed.safetensors")

@@ -5,14 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 import lightning as L
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_save
 from torch import nn
 
 from big2small.checkpoints import load_checkpoint
+from big2small.files import write_atomically
 from big2small.tasks.base import Task, TrainerFactory
 
 log = logging.getLogger(__name__)
@@ -47,9 +48,6 @@ def obtain_base_model(
     L.seed_everything(seed, workers=True, verbose=False)
     task.train(model, data, make_trainer)
     model.eval()
-    cache_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = cached.with_suffix(f".{os.getpid()}.tmp")  # parallel sweep jobs may train the same model at once
-    save_file(state, str(tmp), metadata={"cache_key": cache_key})
-    tmp.replace(cached)
+    write_atomically(cached, safetensors_save(state, metadata={"cache_key": cache_key}), "the base-model cache")
     return model, f"trained:{cached}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from safetensors.torch import save as safetensors_save
@@ -12,9 +13,10 @@ from big2small.errors import OutputError
 
 def write_atomically(path: str | Path, data: bytes, what: str) -> Path:
     """Write `data` to `path` through a temporary name and a rename, so a reader never sees half a file; a
-    failure (permissions, a full disk) removes the temporary file and raises OutputError naming `what`."""
+    failure (permissions, a full disk) removes the temporary file and raises OutputError naming `what`. The
+    temporary name holds the process id: parallel sweep jobs may write the same file (a cached base model)."""
     path = Path(path)
-    partial = path.with_name(path.name + ".tmp")
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial.write_bytes(data)

@@ -2,6 +2,7 @@
 
 import http.server
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -160,3 +161,18 @@ def test_wandb_online_with_a_wrong_key_is_one_line_with_the_offline_fallback(tmp
         server.shutdown()
     _assert_one_line(result, "W&B could not start an online run (user is not logged in)")
     assert "logger.mode=offline" in result.stderr
+
+
+def test_a_full_disk_is_named_and_leaves_no_partial_file(tmp_path):
+    """A file size limit makes every write past 20 kB fail as a full disk does: here the base-model cache."""
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    environment = {**os.environ, "WANDB_MODE": "offline"}
+    result = subprocess.run([*TRAIN, "compressor=quant", "logger=none", "task.epochs=1",
+                             f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"],
+                            cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True, timeout=300,
+                            preexec_fn=limit_file_size)
+    _assert_one_line(result, f"OutputError: cannot write the base-model cache {tmp_path / 'cache' / 'base_models'}")
+    assert "File too large" in result.stderr
+    assert not list(tmp_path.rglob("*.tmp")), "no partial file may be left behind"
