@@ -7,6 +7,7 @@ end), from the jobs that finished; jobs still running or failed are named and le
 import argparse
 import sys
 
+from big2small.errors import OutputError
 from big2small.report import RATIO_KEYS, make_report
 from big2small.report.results import ReportError
 
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         report = make_report(args.sweep_dir, ratio_key=args.ratio, tolerance=args.tolerance)
-    except ReportError as error:
+    except (ReportError, OutputError) as error:
         print(f"report: {error}", file=sys.stderr)
         return 2
     print(report.describe())

@@ -5,6 +5,7 @@ and the overrides that made each job. Used by the pipeline (sweep.skip_done) and
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig
 
+from big2small.files import write_atomically
 from big2small.tracking import METRICS_FILE, scalar_items
 
 log = logging.getLogger(__name__)
@@ -77,12 +79,11 @@ def write_summary_csv(sweep_dir: Path, rows: list[dict[str, Any]]) -> Path:
     columns: list[str] = []
     for row in rows:
         columns += [c for c in row if c not in columns]
-    path = Path(sweep_dir) / SUMMARY_FILE
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_atomically(Path(sweep_dir) / SUMMARY_FILE, text.getvalue().encode(), "the summary")
 
 
 def read_overrides(job_dir: Path) -> dict[str, str]:

@@ -90,3 +90,13 @@ def test_cli_reports_a_partial_sweep_and_fails_cleanly_on_an_empty_one(tmp_path)
     empty = subprocess.run([*REPORT_CLI, str(tmp_path / "empty")], capture_output=True, text=True, timeout=120)
     assert empty.returncode == 2
     assert empty.stderr.strip().count("\n") == 0 and "no such directory" in empty.stderr
+
+
+def test_cli_names_a_report_file_it_cannot_write_and_leaves_no_partial_file(tmp_path):
+    sweep = tmp_path / "sweep"
+    write_job(sweep, "quant/a", compressor="quant", ratio=4.0, metric=0.79, target_ratio=4.0)
+    (sweep / REPORT_FILE).mkdir()  # a folder where the report goes: the write fails as on a full disk
+    result = subprocess.run([*REPORT_CLI, str(sweep)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"report: cannot write the report {sweep / REPORT_FILE}: Is a directory"
+    assert not list(sweep.rglob("*.tmp"))

@@ -3,6 +3,7 @@ one line per compressor with seed error bars, the uncompressed model dashed, Par
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -11,6 +12,7 @@ matplotlib.use("Agg")  # files only; never needs a display (sweeps run on server
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
+from big2small.files import write_atomically  # noqa: E402
 from big2small.report.points import Panel, series_of  # noqa: E402
 
 MARKERS = "osD^v<>pXh*"
@@ -27,9 +29,10 @@ def plot_rate_accuracy(panels: list[Panel], path: Path, ratio_label: str = "comp
     for ax, panel in zip(axes[0], panels, strict=True):
         _draw_panel(ax, panel, ratio_label)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=130)
     plt.close(fig)
-    return Path(path)
+    return write_atomically(path, image.getvalue(), "the plot")
 
 
 def _draw_panel(ax, panel: Panel, ratio_label: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from big2small.files import write_atomically
 from big2small.report.plot import is_fraction_metric
 from big2small.report.points import Panel, Point, series_of
 
@@ -73,8 +74,7 @@ def write_report_md(panels: list[Panel], path: Path, *, sweep_dir: Path, jobs: i
     parts += [f"![rate-accuracy plot]({plot_file})", ""]
     for panel in panels:
         parts.append(panel_table(panel, tolerance))
-    Path(path).write_text("\n".join(parts))
-    return Path(path)
+    return write_atomically(path, "\n".join(parts).encode(), "the report")
 
 
 def _spread(point: Point, fmt) -> str:
