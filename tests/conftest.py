@@ -56,3 +56,15 @@ def compose_config(overrides: list[str]):
     register_compressor_defaults()
     with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
         return compose("config", overrides=overrides)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` need a CUDA device: without one they are skipped, saying so."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

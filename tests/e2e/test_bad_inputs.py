@@ -9,10 +9,13 @@ import sys
 import threading
 
 import pytest
+import torch
 
 from tests.conftest import PROJECT_ROOT
 
 TRAIN = [sys.executable, str(PROJECT_ROOT / "src" / "train.py")]
+
+NEEDS_NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="asks for a GPU where there is none")
 
 CASES = [
     (["seed=abc"], "ConfigError: seed must be an integer"),
@@ -22,7 +25,8 @@ CASES = [
     (["compressor.foo=1"], "compressor.foo is not a key of this config"),
     (["+compressor.foo=1"], "unexpected keyword argument 'foo'"),
     (["compressor=nope"], "Could not find 'compressor/nope' Available options in 'compressor': big2small"),
-    (["compressor=quant", "trainer=gpu"], "ConfigError: trainer:"),
+    pytest.param(["compressor=quant", "trainer=gpu"], "ConfigError: trainer:", marks=NEEDS_NO_GPU),
+    pytest.param(["compressor=quant", "trainer=ddp_gpu"], "ConfigError: trainer:", marks=NEEDS_NO_GPU),
     (["trainer.devices=0"], "ConfigError: trainer:"),
     (["compressor=quant", "store_uncompressed=maybe"], "store_uncompressed must be true or false"),
 ]
@@ -42,7 +46,8 @@ def _assert_one_line(result, text):
     assert "Traceback" not in result.stderr + result.stdout
 
 
-@pytest.mark.parametrize("args, text", CASES, ids=[" ".join(args) for args, _ in CASES])
+@pytest.mark.parametrize("args, text", CASES,
+                         ids=[" ".join((case.values if hasattr(case, "values") else case)[0]) for case in CASES])
 def test_bad_value_is_one_line_before_any_work(args, text, tmp_path):
     result = _run([*args, "logger=none"], tmp_path)
     _assert_one_line(result, text)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
 
 import lightning as L
 import torch
@@ -36,29 +35,33 @@ from big2small.numerics import DENOMINATOR_FLOOR
 ACTIVATION_CHUNK_ELEMENTS = 1 << 24
 
 
-@dataclass
-class INRGroup:
-    targets: list[FitTarget]
-    net: BatchedINR
-    coords: torch.Tensor = field(init=False)   # (G, N_max, D), zero-padded
-    values: torch.Tensor = field(init=False)   # (G, N_max, K), zero-padded
-    mask: torch.Tensor = field(init=False)     # (G, N_max, 1): 1 on real rows
+class INRGroup(nn.Module):
+    """The G targets whose INRs share one shape, their stack of INRs (`net`), and the zero-padded tables they are
+    fitted to. The tables are buffers: they move with the module to the trainer's device once, when the loop
+    starts, and are not checkpointed (they come from the model)."""
 
-    def __post_init__(self) -> None:
-        longest = max(t.coords.shape[0] for t in self.targets)
-        count, dims, outputs = len(self.targets), self.targets[0].dims, self.targets[0].outputs
-        self.coords = torch.zeros(count, longest, dims)
-        self.values = torch.zeros(count, longest, outputs)
-        self.mask = torch.zeros(count, longest, 1)
-        for g, target in enumerate(self.targets):
+    coords: torch.Tensor  # (G, N_max, D), zero-padded
+    values: torch.Tensor  # (G, N_max, K), zero-padded
+    mask: torch.Tensor    # (G, N_max, 1): 1 on real rows
+
+    def __init__(self, targets: list[FitTarget], net: BatchedINR) -> None:
+        super().__init__()
+        self.targets, self.net = targets, net
+        longest = max(t.coords.shape[0] for t in targets)
+        count, dims, outputs = len(targets), targets[0].dims, targets[0].outputs
+        coords, values, mask = torch.zeros(count, longest, dims), torch.zeros(count, longest, outputs), \
+            torch.zeros(count, longest, 1)
+        for g, target in enumerate(targets):
             rows = target.coords.shape[0]
-            self.coords[g, :rows], self.values[g, :rows], self.mask[g, :rows] = target.coords, target.values, 1
-        self.rows = torch.tensor([t.coords.shape[0] for t in self.targets])
+            coords[g, :rows], values[g, :rows], mask[g, :rows] = target.coords, target.values, 1
+        self.register_buffer("coords", coords, persistent=False)
+        self.register_buffer("values", values, persistent=False)
+        self.register_buffer("mask", mask, persistent=False)
+        self.rows = [t.coords.shape[0] for t in targets]  # real rows per target (host integers)
 
     def predict(self, which: torch.Tensor | None = None) -> torch.Tensor:
         """Every (or the `which`) INR on its whole grid: (g, N_max, K), differentiable."""
-        coords = self.coords if which is None else self.coords[which]
-        return self.net(coords.to(_device(self.net)), which)
+        return self.net(self.coords if which is None else self.coords[which], which)
 
     def cost(self, g: int, batch_size: int | None) -> float:
         rows = int(self.rows[g]) if batch_size is None else batch_size
@@ -71,11 +74,12 @@ class INRFitModule(L.LightningModule):
     def __init__(self, groups: list[INRGroup], fit: FitSettings, loss: LossSettings, storage: StorageSettings,
                  seed: int) -> None:
         super().__init__()
-        self.groups = groups
-        self.nets = nn.ModuleList(group.net for group in groups)
+        self.groups = nn.ModuleList(groups)  # the INRs and their tables: on the trainer's device from setup on
         self.fit_settings, self.loss_settings, self.storage = fit, loss, storage
         self.seed = seed
-        self.owned: list[torch.Tensor] = [torch.arange(len(g.targets)) for g in groups]
+        # Per group, the INRs this rank fits: as host integers (loops, names) and as an index on the device.
+        self.owned: list[list[int]] = [list(range(len(g.targets))) for g in groups]
+        self.owned_index: list[torch.Tensor] = [torch.tensor(owned, dtype=torch.long) for owned in self.owned]
 
     # ------------------------------------------------------------ sharing across ranks
     def setup(self, stage: str) -> None:
@@ -83,9 +87,13 @@ class INRFitModule(L.LightningModule):
         items = [(gi, g) for gi, group in enumerate(self.groups) for g in range(len(group.targets))]
         costs = [self.groups[gi].cost(g, self.fit_settings.batch_size) for gi, g in items]
         mine = set(balanced_shares(costs, world)[rank])
-        self.owned = [torch.tensor([g for k, (gi, g) in enumerate(items) if gi == group_index and k in mine],
-                                   dtype=torch.long) for group_index in range(len(self.groups))]
+        self.owned = [[g for k, (gi, g) in enumerate(items) if gi == group_index and k in mine]
+                      for group_index in range(len(self.groups))]
         self.world_size = world
+
+    def on_fit_start(self) -> None:
+        # The indices go to the device once, after the module; a step then copies nothing from the host.
+        self.owned_index = [torch.tensor(owned, dtype=torch.long, device=self.device) for owned in self.owned]
 
     def train_dataloader(self) -> DataLoader:
         # One dummy item per step: coordinates come from the targets inside training_step.
@@ -94,8 +102,8 @@ class INRFitModule(L.LightningModule):
     def on_train_batch_start(self, batch, batch_idx) -> None:
         qat_from = self.fit_settings.steps - self.storage.qat_steps
         quantise = self.storage.bits == 8 and self.global_step >= qat_from
-        for net in self.nets:
-            net.fake_quant = quantise
+        for group in self.groups:
+            group.net.fake_quant = quantise
 
     # ------------------------------------------------------------ the loss
     def training_step(self, batch, batch_idx):
@@ -103,38 +111,38 @@ class INRFitModule(L.LightningModule):
         total = sum(p.sum() for p in self.parameters()) * 0.0
         squared_error = squared_target = torch.zeros((), device=self.device)
         count = 0
-        for group, which in zip(self.groups, self.owned, strict=False):
-            if which.numel() == 0:
+        for group, owned, which in zip(self.groups, self.owned, self.owned_index, strict=True):
+            if not owned:
                 continue
-            per_inr, error, target_energy = self._group_loss(group, which)
-            _raise_on_nan(per_inr, [group.targets[int(g)].key for g in which])
+            per_inr, error, target_energy = self._group_loss(group, owned, which)
+            _raise_on_nan(per_inr, group.targets, owned)
             total = total + per_inr.sum() * getattr(self, "world_size", 1)
             squared_error, squared_target = squared_error + error, squared_target + target_energy
-            count += which.numel()
+            count += len(owned)
         self.log("loss", total.detach() / max(count, 1) / getattr(self, "world_size", 1), prog_bar=True)
         self.log("rel_err", torch.sqrt(squared_error / squared_target.clamp_min(DENOMINATOR_FLOOR)), prog_bar=True)
         return total
 
-    def _group_loss(self, group: INRGroup, which: torch.Tensor):
-        everything = which.numel() == len(group.targets)  # then skip copying the stacked tables
+    def _group_loss(self, group: INRGroup, owned: list[int], which: torch.Tensor):
+        everything = len(owned) == len(group.targets)  # then skip copying the stacked tables
         subset = None if everything else which
         coords_table = group.coords if everything else group.coords[which]
         values_table = group.values if everything else group.values[which]
         if self.fit_settings.batch_size is None:
-            predicted = predict_in_chunks(group.net, coords_table.to(self.device), subset)
-            values = values_table.to(self.device)
-            mask = (group.mask if everything else group.mask[which]).to(self.device)
+            predicted = predict_in_chunks(group.net, coords_table, subset)
+            values = values_table
+            mask = group.mask if everything else group.mask[which]
         else:
-            index = self._sample(group, which)  # (g, B)
+            index = self._sample(group, owned)  # (g, B)
             coords = torch.gather(coords_table, 1, index[..., None].expand(-1, -1, group.coords.shape[2]))
             values = torch.gather(values_table, 1, index[..., None].expand(-1, -1, group.values.shape[2]))
-            predicted = group.net(coords.to(self.device), subset)
-            values, mask = values.to(self.device), torch.ones_like(values[..., :1]).to(self.device)
+            predicted = group.net(coords, subset)
+            mask = torch.ones_like(values[..., :1])
         squared = (predicted - values) ** 2 * mask
         denominators = mask.sum(dim=(1, 2)) * values.shape[2]
         per_inr = squared.sum(dim=(1, 2)) / denominators
         if self.loss_settings.frequency_weight > 0:
-            targets = [group.targets[int(g)] for g in which]
+            targets = [group.targets[g] for g in owned]
             per_inr = per_inr + self.loss_settings.frequency_weight * self._frequency_terms(targets, predicted, values)
         return per_inr, squared.detach().sum(), (values**2 * mask).sum()
 
@@ -159,13 +167,16 @@ class INRFitModule(L.LightningModule):
                 terms[k] = term
         return torch.stack(terms)
 
-    def _sample(self, group: INRGroup, which: torch.Tensor) -> torch.Tensor:
-        # A generator per INR and step (seeds.py): the draw depends on neither the stack, the rank nor a resume.
+    def _sample(self, group: INRGroup, owned: list[int]) -> torch.Tensor:
+        # A generator per INR and step (seeds.py), on the trainer's device: the draw depends on neither the stack,
+        # the rank nor a resume (a device's generator draws other numbers than the CPU's from the same seed).
         rows = []
-        for g in which.tolist():
+        for g in owned:
             target = group.targets[g]
-            generator = torch.Generator().manual_seed(sampling_seed(self.seed, target.ordinal, self.global_step))
-            rows.append(torch.randint(0, int(group.rows[g]), (self.fit_settings.batch_size,), generator=generator))
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(sampling_seed(self.seed, target.ordinal, self.global_step))
+            rows.append(torch.randint(0, group.rows[g], (self.fit_settings.batch_size,), generator=generator,
+                                      device=self.device))
         return torch.stack(rows)
 
     def configure_optimizers(self):
@@ -194,11 +205,10 @@ def adam_with_cosine_decay(parameters, lr: float, steps: int) -> dict:
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
-def _device(module: nn.Module) -> torch.device:
-    return next(module.parameters()).device
 
 
-def _raise_on_nan(per_inr_loss: torch.Tensor, keys: list[str]) -> None:
+def _raise_on_nan(per_inr_loss: torch.Tensor, targets: list[FitTarget], owned: list[int]) -> None:
     bad = ~torch.isfinite(per_inr_loss.detach())
     if bad.any():
-        raise FittingError(f"INR fitting diverged (non-finite loss) on {keys[int(bad.nonzero()[0])]}; lower fit.lr")
+        key = targets[owned[int(bad.nonzero()[0])]].key
+        raise FittingError(f"INR fitting diverged (non-finite loss) on {key}; lower fit.lr")

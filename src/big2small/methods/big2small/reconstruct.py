@@ -30,5 +30,5 @@ def reconstruct(groups: list[INRGroup], codes: dict[str, LayerCode]) -> dict[str
                 rows = predicted[g, segment.start : segment.start + segment.count]
                 code = codes[segment.name]
                 weights[segment.name] = restore(rows.reshape(segment.shape), code.mean, code.std,
-                                                code.outlier_index.to(rows.device), code.outlier_value)
+                                                code.outlier_index, code.outlier_value)
     return weights

@@ -34,15 +34,34 @@ class RefineModule(L.LightningModule):
     def __init__(self, groups: list[INRGroup], codes: dict[str, LayerCode], student: nn.Module, teacher: nn.Module,
                  inputs: torch.Tensor, settings: RefinementSettings, quantised: bool) -> None:
         super().__init__()
-        self.groups, self.codes, self.settings, self.quantised = groups, codes, settings, quantised
-        self.nets = nn.ModuleList(group.net for group in groups)
-        # In a list: frozen references, not submodules whose weights would train or be checkpointed.
-        self.frozen = [student.eval(), teacher.eval()]
-        for model in self.frozen:
+        self.settings, self.quantised = settings, quantised
+        # Submodules and buffers, so that all of it is on the trainer's device from setup on: the INRs with their
+        # coordinate tables, each layer's outlier code, and the two frozen networks (never trained: their
+        # parameters take no gradient and the optimizer only sees the INRs).
+        self.groups = nn.ModuleList(groups)
+        self.student, self.teacher = student, teacher
+        for model in (student, teacher):
             for p in model.parameters():
                 p.requires_grad_(False)
+        self.scales = {name: (code.mean, code.std) for name, code in codes.items()}
+        self.outlier_buffers = {}
+        for index, (name, code) in enumerate(codes.items()):
+            self.register_buffer(f"outlier_index_{index}", code.outlier_index, persistent=False)
+            self.register_buffer(f"outlier_value_{index}", code.outlier_value, persistent=False)
+            self.outlier_buffers[name] = (f"outlier_index_{index}", f"outlier_value_{index}")
         self.observed = sorted({name.rpartition(".")[0] for name in codes})  # the compressed layers
         self.inputs = inputs
+
+    def train(self, mode: bool = True) -> RefineModule:
+        super().train(mode)
+        self.student.eval()  # BatchNorm uses, and never updates, its running statistics
+        self.teacher.eval()
+        return self
+
+    def codes(self) -> dict[str, LayerCode]:
+        """Each layer's code, its outlier tensors on the module's device."""
+        return {name: LayerCode(*self.scales[name], getattr(self, index), getattr(self, value))
+                for name, (index, value) in self.outlier_buffers.items()}
 
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(0)
@@ -52,16 +71,15 @@ class RefineModule(L.LightningModule):
         return DataLoader(TensorDataset(self.inputs), batch_size=self.settings.batch_size, sampler=sampler)
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
-        for net in self.nets:
-            net.fake_quant = self.quantised
+        for group in self.groups:
+            group.net.fake_quant = self.quantised
 
     def training_step(self, batch, batch_idx):
         (images,) = batch
-        student, teacher = (model.to(self.device) for model in self.frozen)
-        with torch.no_grad(), observing(teacher, self.observed) as wanted_features:
-            wanted = teacher(images)
-        with observing(student, self.observed) as features:
-            output = functional_call(student, reconstruct(self.groups, self.codes), (images,), strict=False)
+        with torch.no_grad(), observing(self.teacher, self.observed) as wanted_features:
+            wanted = self.teacher(images)
+        with observing(self.student, self.observed) as features:
+            output = functional_call(self.student, reconstruct(self.groups, self.codes()), (images,), strict=False)
         loss = relative_mse(output, wanted)
         if self.settings.feature_weight > 0:
             gaps = [relative_mse(a, b) for a, b in zip(features, wanted_features, strict=True)]
@@ -70,7 +88,8 @@ class RefineModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        return adam_with_cosine_decay(self.nets.parameters(), self.settings.lr, self.settings.steps)
+        return adam_with_cosine_decay([p for group in self.groups for p in group.net.parameters()],
+                                      self.settings.lr, self.settings.steps)
 
 
 def relative_mse(got: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
