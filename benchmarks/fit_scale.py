@@ -1,0 +1,152 @@
+"""How Big2Small's weight fitting scales with the model: ResNet-20 and -56 (CIFAR) and ResNet-18 and -50 (ImageNet).
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/fit_scale.py [--models resnet20,resnet56] [--steps 3]
+
+For each model (seeded random weights: the cost does not depend on the values) the default compressor at 8x plans
+its INRs exactly as a run does (the public `fit`, stopped when the fitting loop would start), then times fitting
+steps of that plan on this machine's device: batched (every stack of equally shaped INRs in one computation, what
+runs use) and as a per-layer loop (one INR at a time, same widths). Each model runs in its own process, so the
+peak memory (maximum resident set size) printed is that model's alone. Printed per model: INRs and stacks,
+planning seconds, seconds per step (batched and looped), projected default fit (steps x s/step), the achieved
+GFLOP/s of the batched step against this machine's fp32 matmul rate, and peak memory against the issue's bound
+(10 x the fp32 weights + 2 GB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+from big2small.methods.big2small.compressor import Big2SmallCompressor
+from big2small.methods.big2small.fitting import INRFitModule, INRGroup
+from big2small.methods.big2small.networks import build_network
+from big2small.methods.big2small.settings import FitSettings, INRSettings
+
+MODELS = ("resnet20", "resnet56", "resnet18", "resnet50")
+BOUND_FACTOR, BOUND_FIXED_BYTES = 10, 2 << 30
+FORWARD_BACKWARD = 3  # a backward pass costs about twice the forward's multiply-adds
+
+
+class PlanCaptured(Exception):
+    """Raised by the capturing trainer once the fitting loop is handed its module."""
+
+    def __init__(self, module) -> None:
+        super().__init__("captured")
+        self.module = module
+
+
+def build(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    if name.startswith("resnet") and name[6:] in ("20", "56"):
+        from big2small.models.cifar_resnet import CifarResNet
+
+        return CifarResNet(depth=int(name[6:]), num_classes=10, in_channels=3)
+    from big2small.models.torchvision_models import torchvision_classifier
+
+    return torchvision_classifier(name)
+
+
+def planned_module(model: torch.nn.Module) -> tuple[INRFitModule, float]:
+    """The INRFitModule a default 8x run would fit, and the seconds planning it took."""
+    class Capture:
+        def fit(self, module, ckpt_path=None):
+            raise PlanCaptured(module)
+
+    started = time.perf_counter()
+    try:
+        Big2SmallCompressor(target_ratio=8).fit(model, trainer_factory=lambda **_: Capture())
+    except PlanCaptured as captured:
+        return captured.module, time.perf_counter() - started
+    raise RuntimeError("the compressor fitted no INR")
+
+
+def per_layer(module: INRFitModule) -> INRFitModule:
+    """The same INRs (widths, seeds) as one stack each."""
+    groups = []
+    for group in module.groups:
+        width = group.net.sizes[0][1]
+        for target in group.targets:
+            groups.append(INRGroup([target], build_network(INRSettings(), target.dims, target.outputs, width,
+                                                            [target.ordinal])))
+    return INRFitModule(groups, module.fit_settings, module.loss_settings, module.storage, module.seed)
+
+
+def seconds_per_step(module: INRFitModule, steps: int) -> float:
+    module.log = lambda *args, **kwargs: None  # a bare loop: what a step costs, without a Trainer around it
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
+    for step in range(steps + 1):
+        if step == 1:  # the first step warms up allocators and kernels
+            started = time.perf_counter()
+        optimizer.zero_grad()
+        module.training_step(None, step).backward()
+        optimizer.step()
+    return (time.perf_counter() - started) / steps
+
+
+def step_flops(module: INRFitModule) -> float:
+    """Multiply-adds x 2 of one whole-grid step's MLP layers, forward and backward."""
+    total = 0
+    for group in module.groups:
+        rows = group.coords.shape[1]
+        total += len(group.targets) * rows * sum(i * o for i, o in group.net.sizes)
+    return 2.0 * FORWARD_BACKWARD * total
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def measure(name: str, steps: int, loop_steps: int) -> dict:
+    model = build(name)
+    weight_bytes = 4 * sum(p.numel() for p in model.parameters())
+    module, plan_seconds = planned_module(model)
+    batched = seconds_per_step(module, steps)
+    looped = seconds_per_step(per_layer(module), loop_steps)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"model": name, "params_mb": weight_bytes / 1e6, "inrs": sum(len(g.targets) for g in module.groups),
+            "stacks": len(module.groups), "plan_s": plan_seconds, "batched_s": batched, "looped_s": looped,
+            "default_fit_min": batched * FitSettings().steps / 60, "gflops": step_flops(module) / batched / 1e9,
+            "peak_gb": peak / 1e9, "bound_gb": (BOUND_FACTOR * weight_bytes + BOUND_FIXED_BYTES) / 1e9}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--steps", type=int, default=3, help="timed batched steps per model (after one warm-up)")
+    parser.add_argument("--loop-steps", type=int, default=1, help="timed per-layer-loop steps per model")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # child process: measure this model, print JSON
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one, args.steps, args.loop_steps)))
+        return
+    print(f"CPU, {torch.get_num_threads()} thread(s); fp32 matmul {matmul_gflops():.1f} GFLOP/s; default Big2Small "
+          f"at 8x, {args.steps} batched / {args.loop_steps} looped timed step(s) per model", flush=True)
+    print("| model | fp32 MB | INRs | stacks | plan s | s/step batched | s/step loop | loop/batched | "
+          "default fit (1,000 steps) | GFLOP/s | peak GB | bound GB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    for name in args.models.split(","):
+        child = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps),
+                                "--loop-steps", str(args.loop_steps)], capture_output=True, text=True)
+        if child.returncode != 0:
+            print(f"| {name} | failed: {child.stderr.strip().splitlines()[-1:]} |", flush=True)
+            continue
+        r = json.loads(child.stdout.strip().splitlines()[-1])
+        print(f"| {r['model']} | {r['params_mb']:.1f} | {r['inrs']} | {r['stacks']} | {r['plan_s']:.1f} | "
+              f"{r['batched_s']:.3f} | {r['looped_s']:.3f} | {r['looped_s'] / r['batched_s']:.2f}x | "
+              f"{r['default_fit_min']:.1f} min | {r['gflops']:.1f} | {r['peak_gb']:.2f} | {r['bound_gb']:.2f} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
