@@ -111,11 +111,13 @@ def test_bad_checkpoints_are_one_line_and_run_no_code(tmp_path):
 
 
 def test_an_artifact_that_cannot_be_written_is_one_line_and_leaves_nothing_half(tmp_path):
-    (tmp_path / "run" / "compressed.safetensors.tmp").mkdir(parents=True)  # the write fails, as on a full disk
+    blocker = tmp_path / "run" / "compressed.safetensors" / "a file"
+    blocker.parent.mkdir(parents=True)  # a folder in the artifact's place: the write fails, as on a full disk
+    blocker.write_text("x")
     result = _run(["compressor=quant", "logger=none"], tmp_path)
     _assert_one_line(result, "OutputError: cannot write the artifact")
-    assert not (tmp_path / "run" / "compressed.safetensors").exists()
-    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert blocker.parent.is_dir() and not (tmp_path / "run" / "metrics.json").exists()
+    assert not list(tmp_path.rglob("*.tmp")), "no partial file may be left behind"
 
 
 def _online_env(tmp_path, url):
