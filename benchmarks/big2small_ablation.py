@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/big2small_ablation.py --ratio 4 --steps 500
 
-Refinement uses the compressor's settings (conf/compressor/big2small.yaml) unless --refine-steps or --refine-lr
+Refinement uses the compressor's settings (its class defaults) unless --refine-steps or --refine-lr
 say otherwise. Prints a markdown table: one row per combination (16, or 6 with --design one-at-a-time), with the measured ratio, the mean per-layer relative
 reconstruction error, top-1 on 1,000 held-out training images (the number to choose by) and on 2,000 test
 images (200 per class) (reported, never chosen on).

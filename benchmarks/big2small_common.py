@@ -34,9 +34,15 @@ def resnet20() -> torch.nn.Module:
     return load_checkpoint(CifarResNet(depth=20), CHECKPOINT, trusted_pickle=True).eval()
 
 
-def image_sets() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def cifar10() -> Cifar10DataModule:
+    """The shared CIFAR-10 files: training images less 1,000 held out, and the test split."""
     data = Cifar10DataModule(root=str(SHARED / "data/cifar10"), heldout_size=1000, augment=False)
     data.setup("fit")
+    return data
+
+
+def image_sets() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    data = cifar10()
     test_x, test_y = data.splits["test"].tensors
     held_x, held_y = data.splits["heldout"].tensors
     per_class = TEST_IMAGES // 10
@@ -73,11 +79,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def fit_and_rebuild(model: torch.nn.Module, **settings) -> dict:
-    """Fit, serialise, decode; returns timings, sizes and the rebuilt model."""
+def fit_and_rebuild(model: torch.nn.Module, data=None, **settings) -> dict:
+    """Fit, serialise, decode; returns timings, sizes and the rebuilt model. `data` is offered to the
+    compressor when its settings make it use data (refinement on real images)."""
     compressor = Big2SmallCompressor(**settings)
     started = time.perf_counter()
-    compressed = compressor.fit(copy.deepcopy(model), trainer_factory=trainer_factory())
+    compressed = compressor.fit(copy.deepcopy(model), data=data if compressor.uses_data else None,
+                                trainer_factory=trainer_factory())
     fit_seconds = time.perf_counter() - started
     data = compressed.to_bytes()
     started = time.perf_counter()

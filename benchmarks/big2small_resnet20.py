@@ -5,7 +5,7 @@
 Prints one markdown row per ratio: measured ratio, fit seconds, fitting steps per second, process peak RSS,
 decode seconds, top-1 before and after on 2,000 test images (200 per class) and on 1,000 held-out training
 images.
-Default compressor settings (conf/compressor/big2small.yaml) except steps, learning rate, storage bits, the
+Default compressor settings (Big2SmallCompressor's) except steps, learning rate, storage bits, the
 number of Fourier frequencies and refinement (off unless --refine), which are options here. With --refine the
 fit seconds include the synthetic inputs and the refinement, and steps/s is left out ("-").
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 
 from big2small_common import (
+    cifar10,
     fit_and_rebuild,
     image_sets,
     mean_relative_error,
@@ -39,6 +40,8 @@ def main() -> None:
     parser.add_argument("--refine-steps", type=int, default=None, help="default: the compressor's refinement.steps")
     parser.add_argument("--refine-inputs", type=int, default=None, help="default: the compressor's num_inputs")
     parser.add_argument("--refine-lr", type=float, default=None, help="default: the compressor's refinement.lr")
+    parser.add_argument("--refine-source", choices=["bn_stats", "noise", "data"], default=None,
+                        help="refinement inputs; data: real training images (not held out), the run then uses data")
     args = parser.parse_args()
     setup()
     model, images = resnet20(), image_sets()
@@ -47,7 +50,8 @@ def main() -> None:
     inr = {"frequencies": args.frequencies} if args.frequencies is not None else {}
     inr |= {"kind": args.inr_kind} if args.inr_kind else {}
     refinement = {"enabled": args.refine}
-    for key, value in (("steps", args.refine_steps), ("num_inputs", args.refine_inputs), ("lr", args.refine_lr)):
+    for key, value in (("steps", args.refine_steps), ("num_inputs", args.refine_inputs), ("lr", args.refine_lr),
+                       ("inputs", args.refine_source)):
         if value is not None:
             refinement[key] = value
     print(f"ResNet-20, {args.steps} fitting steps, {args.bits}-bit INRs, {fit | inr}, refinement {refinement}, seed {args.seed}, "
@@ -58,7 +62,7 @@ def main() -> None:
           "| test top-1 before -> after | held-out top-1 after |")
     print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for ratio in args.ratios:
-        result = fit_and_rebuild(model, target_ratio=ratio, fit=fit, storage={"bits": args.bits}, inr=inr,
+        result = fit_and_rebuild(model, data=cifar10() if args.refine_source == "data" else None, target_ratio=ratio, fit=fit, storage={"bits": args.bits}, inr=inr,
                                  refinement=refinement, input_shape=[3, 32, 32], seed=args.seed)
         rebuilt = result["rebuilt"]
         speed = "-" if args.refine else f"{args.steps / result['fit_seconds']:.1f}"

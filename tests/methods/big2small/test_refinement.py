@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from big2small.errors import ConfigError
 from big2small.methods.big2small.compressor import Big2SmallCompressor
 from big2small.methods.big2small.refinement import observing
 from big2small.methods.big2small.settings import RefinementSettings
@@ -76,3 +77,24 @@ def test_observing_collects_the_named_layer_outputs_in_the_order_asked():
     assert [o.shape[1] for o in outputs] == [32, 96]
     torch.testing.assert_close(outputs[1], model[0](x))
     assert not model[0]._forward_hooks  # the hooks are gone afterwards
+
+
+def test_refinement_on_real_images_marks_the_compressor_as_using_data(tmp_path):
+    class Images:
+        def __init__(self):
+            self.asked = []
+
+        def calibration_images(self, count):
+            self.asked.append(count)
+            return torch.randn(count, 48, generator=torch.Generator().manual_seed(4))
+
+    settings = dict(target_ratio=3, fit={"steps": 5}, input_shape=[48],
+                    refinement={"enabled": True, "inputs": "data", "steps": 3, "num_inputs": 16})
+    assert Big2SmallCompressor(**settings).uses_data
+    assert not Big2SmallCompressor(**{**settings, "refinement": {"enabled": True}}).uses_data
+    assert not Big2SmallCompressor(**{**settings, "refinement": {"enabled": False, "inputs": "data"}}).uses_data
+    with pytest.raises(ConfigError, match="needs a data module"):
+        Big2SmallCompressor(**settings).fit(_smooth_mlp(), trainer_factory=trainer_factory(tmp_path))
+    images = Images()
+    compressed = Big2SmallCompressor(**settings).fit(_smooth_mlp(), data=images, trainer_factory=trainer_factory(tmp_path))
+    assert images.asked == [16] and compressed.meta["replaced"]

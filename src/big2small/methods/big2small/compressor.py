@@ -1,6 +1,6 @@
 """`big2small`: every weight tensor becomes a small INR (coordinate -> value MLP) fitted to it, data-free.
 
-The steps, each a config group of conf/compressor/big2small.yaml (the modules of this package hold the details):
+The steps, each an option group of settings.py (the modules of this package hold the details):
 1. permutation (optional): reorder channels without changing the function, so neighbouring kernels are similar;
 2. outliers: per layer, weights beyond k sigma are stored exactly, the rest clipped and standardised;
 3. inr + budget: coordinates per unit/scope, the width of each INR chosen so the whole artifact meets
@@ -84,6 +84,8 @@ class Big2SmallCompressor(Compressor):
         self.refinement = from_config(RefinementSettings, refinement, "refinement")
         self.input_shape = input_shape_setting(input_shape)
         self.seed = int(seed)
+        # Data-free unless refinement is asked to use real training images (a diagnostic of synthetic inputs).
+        self.uses_data = self.refinement.enabled and self.refinement.inputs == "data"
         if (self.inr.width is None) == (target_ratio is None):
             raise ConfigError("big2small: set exactly one of target_ratio and inr.width (the other null)")
         if self.fit_settings.batch_size is not None and self.loss.frequency_weight > 0:
@@ -102,6 +104,8 @@ class Big2SmallCompressor(Compressor):
     def fit(self, model, *, data=None, trainer_factory=None) -> Compressed:
         if trainer_factory is None:
             raise ValueError("big2small: fit needs a trainer_factory (Lightning runs the fitting loop)")
+        if self.uses_data and data is None:
+            raise ConfigError("big2small: refinement.inputs=data needs a data module with calibration_images(n)")
         model = model.eval()
         orders: list[tuple] = []
         if self.permutation.enabled:
@@ -123,7 +127,7 @@ class Big2SmallCompressor(Compressor):
         if groups:
             self._fit_weights(groups, plan, trainer_factory)
             if self.refinement.enabled:
-                self._refine(model, groups, plan, trainer_factory)
+                self._refine(model, groups, plan, trainer_factory, data)
         compressed = self._pack(plan, groups)
         compressed.layer_stats = plan.layer_stats(self.inr, self.storage.bits)
         return compressed
@@ -156,7 +160,7 @@ class Big2SmallCompressor(Compressor):
             digest.update(weight.numpy().tobytes())
         return digest.hexdigest()[:16]
 
-    def _refine(self, model, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory) -> None:
+    def _refine(self, model, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory, data) -> None:
         import copy
 
         from big2small.methods.big2small.refinement import RefineModule
@@ -168,8 +172,11 @@ class Big2SmallCompressor(Compressor):
                 for segment in target.segments:
                     set_parameter(student, segment.name, plan.weights[segment.name].half().float())
         teacher = copy.deepcopy(model)  # makes the synthetic inputs, then serves as the frozen reference
-        inputs = synthetic_inputs(teacher, self.model_input_shape(model), self.refinement, self.seed,
-                                  trainer_factory)
+        if self.uses_data:
+            inputs = data.calibration_images(self.refinement.num_inputs).float()
+        else:
+            inputs = synthetic_inputs(teacher, self.model_input_shape(model), self.refinement, self.seed,
+                                      trainer_factory)
         module = RefineModule(groups, plan.layer_codes(), student, teacher, inputs,
                               self.refinement, quantised=self.storage.bits == 8)
         trainer = trainer_factory(max_steps=self.refinement.steps, max_epochs=-1, use_distributed_sampler=False,

@@ -152,10 +152,11 @@ class PermutationSettings:
 
 @dataclass
 class RefinementSettings:
-    """Data-free function-space refinement on synthetic inputs (beyond the paper)."""
+    """Function-space refinement on synthetic inputs, data-free (beyond the paper); `inputs: data` uses real
+    training images instead, to measure what the synthetic ones cost, and marks the run as using data."""
 
     enabled: bool = False
-    inputs: str = "bn_stats"       # bn_stats: noise optimised to match BN running statistics | noise
+    inputs: str = "bn_stats"       # bn_stats: noise optimised to match BN stats | noise | data: training images
     num_inputs: int = 256
     input_steps: int = 100         # optimisation steps of the synthetic inputs (bn_stats)
     steps: int = 300
@@ -166,7 +167,7 @@ class RefinementSettings:
     def __post_init__(self) -> None:
         g = "refinement"
         self.enabled = bool(self.enabled)
-        self.inputs = _choice(g, "inputs", self.inputs, ("bn_stats", "noise"))
+        self.inputs = _choice(g, "inputs", self.inputs, ("bn_stats", "noise", "data"))
         for key in ("num_inputs", "input_steps", "steps", "batch_size"):
             setattr(self, key, _integer(g, key, getattr(self, key), 1 if key != "input_steps" else 0))
         self.lr = _positive(g, "lr", self.lr)
