@@ -6,7 +6,8 @@ For each model (seeded random weights: the cost does not depend on the values) t
 its INRs exactly as a run does (the public `fit`, stopped when the fitting loop would start), then times fitting
 steps of that plan on this machine's device: batched (every stack of equally shaped INRs in one computation, what
 runs use) and as a per-layer loop (one INR at a time, same widths). Each model runs in its own process, so the
-peak memory (maximum resident set size) printed is that model's alone. Printed per model: INRs and stacks,
+peak memory (maximum resident set size, read after the batched steps and before the loop's copy of the tables
+is made) is that model's planning and fitting alone. Printed per model: INRs and stacks,
 planning seconds, seconds per step (batched and looped), projected default fit (steps x s/step), the achieved
 GFLOP/s of the batched step against this machine's fp32 matmul rate, and peak memory against the issue's bound
 (10 x the fp32 weights + 2 GB).
@@ -112,8 +113,8 @@ def measure(name: str, steps: int, loop_steps: int) -> dict:
     weight_bytes = 4 * sum(p.numel() for p in model.parameters())
     module, plan_seconds = planned_module(model)
     batched = seconds_per_step(module, steps)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # the fit's own: before the loop's copy
     looped = seconds_per_step(per_layer(module), loop_steps)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {"model": name, "params_mb": weight_bytes / 1e6, "inrs": sum(len(g.targets) for g in module.groups),
             "stacks": len(module.groups), "plan_s": plan_seconds, "batched_s": batched, "looped_s": looped,
             "default_fit_min": batched * FitSettings().steps / 60, "gflops": step_flops(module) / batched / 1e9,
