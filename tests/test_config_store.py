@@ -58,15 +58,27 @@ def test_a_changed_class_default_reaches_the_run_config(monkeypatch):
     assert (composed.bits, list(composed.layer_types), composed.min_params) == (5, ["conv"], 3)
 
 
+@pytest.fixture(scope="module")
+def base_weights(tmp_path_factory):
+    """Weights for the small CNN, so that sweep jobs load them instead of each training its own."""
+    from hydra.utils import instantiate
+    from safetensors.torch import save_file
+
+    model = instantiate(compose_config(["model=small_cnn", "data=digits"]).model.net)
+    path = tmp_path_factory.mktemp("base") / "small_cnn.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
 @pytest.mark.parametrize("launcher", [["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"],
                                       ["hydra/launcher=submitit_local"]], ids=["joblib", "submitit"])
-def test_a_launched_sweep_composes_each_job_from_the_registered_defaults(tmp_path, launcher):
+def test_a_launched_sweep_composes_each_job_from_the_registered_defaults(tmp_path, launcher, base_weights):
     """joblib composes every job again in a worker process, submitit (as on Slurm) in a fresh Python process;
     the defaults must reach them there."""
     sweep = tmp_path / "sweep"
     result = subprocess.run(
         [sys.executable, "src/train.py", "-m", *launcher,
-         "model=small_cnn", "data=digits", "task.epochs=1", "logger=none", f"hydra.sweep.dir={sweep}",
+         "model=small_cnn", "data=digits", f"model.checkpoint={base_weights}", "logger=none", f"hydra.sweep.dir={sweep}",
          f"paths.cache_dir={tmp_path / 'cache'}", "compressor=quant", "compressor.bits=4,8"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600,
     )

@@ -15,8 +15,8 @@ from big2small.methods.registry import rebuild
 from tests.methods.big2small.test_big2small import trainer_factory
 from tests.methods.big2small.test_refinement import _smooth_mlp
 
-SETTINGS = dict(target_ratio=3, fit={"steps": 40}, input_shape=[48],
-                refinement={"enabled": True, "steps": 10, "num_inputs": 32, "input_steps": 5})
+SETTINGS = dict(target_ratio=3, fit={"steps": 20}, input_shape=[48],
+                refinement={"enabled": True, "steps": 5, "num_inputs": 16, "input_steps": 3})
 
 
 class _Placement(L.Callback):
