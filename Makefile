@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# pytest-xdist worker processes for make test (CI has 2 cores)
+TEST_WORKERS ?= 2
 
 .PHONY: run test install lint clean
 
@@ -19,7 +21,7 @@ run: $(STAMP)
 	$(BIN)/python src/train.py $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts

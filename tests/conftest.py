@@ -12,6 +12,13 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT_ROOT.parent / "shared"
 
 
+# `make test` runs the suite in two worker processes (pytest-xdist) on a 2-core machine: each worker, and every
+# command it starts, computes on one thread so that the two do not fight over the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+
 @pytest.fixture
 def shared_dir() -> Path:
     if not SHARED.is_dir():

@@ -8,6 +8,14 @@ A neuron whose weights are spread out keeps many, one with a few dominant weight
 its min(d, max(1, ceil(alpha * m))) largest-magnitude weights, where the one global factor alpha is 1 without
 `target_ratio` and otherwise the largest value whose artifact still meets the target (bisection). An all-zero
 neuron keeps nothing. Storage as for `magnitude` (fp32 values, bitmap or gap-coded positions).
+
+Against the paper (only its abstract and the rule above were available to us; no public code found):
+- the rule is scale-free per neuron: a neuron's norm does not change how many weights it keeps, unlike layer-wise
+  or global magnitude thresholds (measured at equal kept weights in docs/results.md, "Seed baselines").
+- the global factor alpha on m is the same family as raising eta (m scales by ((1+eta')/(1+eta))^(1/(q-1)));
+  alpha > (1+eta)^(1/(1-q)) would mean eta' < 0, which the paper's bound does not allow.
+- whether the paper fine-tunes between pruning rounds, and its ratio (kept weights, not the file's bytes with
+  fp32 values and positions), could not be checked here; this project never fine-tunes.
 """
 
 from __future__ import annotations
