@@ -1,7 +1,11 @@
+import copy
+
+import lightning as L
 import pytest
 import torch
+from torch import nn
 
-from big2small.methods.big2small.networks import build_network, layer_sizes
+from big2small.methods.big2small.networks import BatchedINR, build_network, layer_sizes
 from big2small.methods.big2small.settings import INRSettings
 from big2small.methods.big2small.storage import pack, stored_bytes, unpack
 
@@ -48,3 +52,28 @@ def test_chunked_whole_grid_prediction_matches_the_plain_one_in_value_and_gradie
     torch.testing.assert_close(chunked, plain)
     for got, wanted in zip((p.grad for p in net.parameters()), plain_grads, strict=True):
         torch.testing.assert_close(got, wanted)
+    with torch.no_grad():  # decoding takes the same chunks without recomputation
+        torch.testing.assert_close(predict_in_chunks(net, coords, None, max_elements=3 * 16 * 7), plain.detach())
+
+
+def test_decoding_an_artifact_evaluates_large_grids_in_chunks(monkeypatch):
+    """Rebuilding evaluates a large grid chunk by chunk (bounded hidden activations), with the same weights."""
+    from big2small.methods.big2small import fitting
+    from big2small.methods.big2small.compressor import Big2SmallCompressor
+
+    def trainer(**kwargs):
+        return L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         **kwargs)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(16, 32, 3), nn.Conv2d(32, 32, 3))
+    compressed = Big2SmallCompressor(target_ratio=4, fit={"steps": 2}).fit(model, trainer_factory=trainer)
+    whole = Big2SmallCompressor.rebuild(compressed, copy.deepcopy(model)).state_dict()
+    rows_seen, forward = [], BatchedINR.forward
+    monkeypatch.setattr(fitting, "ACTIVATION_CHUNK_ELEMENTS", 4096)
+    monkeypatch.setattr(BatchedINR, "forward",
+                        lambda self, coords, which=None: rows_seen.append(coords.shape[1]) or forward(self, coords, which))
+    chunked = Big2SmallCompressor.rebuild(compressed, copy.deepcopy(model)).state_dict()
+    assert rows_seen and max(rows_seen) < 16 * 32
+    for name, value in whole.items():
+        torch.testing.assert_close(chunked[name], value)

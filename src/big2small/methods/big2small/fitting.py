@@ -187,13 +187,13 @@ class INRFitModule(L.LightningModule):
 
 
 def predict_in_chunks(net: BatchedINR, coords: torch.Tensor, which: torch.Tensor | None,
-                      max_elements: int = ACTIVATION_CHUNK_ELEMENTS) -> torch.Tensor:
+                      max_elements: int | None = None) -> torch.Tensor:
     """net(coords, which) on a whole grid, in row chunks when the grid is large (with gradients on, backward
     recomputes each chunk's activations through torch.utils.checkpoint): memory then holds one chunk's hidden
     activations instead of the whole grid's. Grids that fit in one chunk take the plain path."""
     stack, rows, _ = coords.shape
     widest = max(fan_out for _, fan_out in net.sizes)
-    chunk = max(1, max_elements // (stack * widest))
+    chunk = max(1, (max_elements or ACTIVATION_CHUNK_ELEMENTS) // (stack * widest))
     if chunk >= rows:
         return net(coords, which)
     if not torch.is_grad_enabled():  # decoding: nothing to recompute
