@@ -31,10 +31,9 @@ from big2small.methods.big2small.sharding import balanced_shares
 from big2small.numerics import DENOMINATOR_FLOOR
 
 # Hidden activations (rows x width x stack) one chunk of a whole-grid INR evaluation may hold: 2^24 floats, 64 MiB
-# per hidden layer. Every stack of a CIFAR ResNet-20 or -56 fits in one chunk. A chunk's tensors must stay above
-# glibc's largest mmap threshold (32 MiB), and a chunk is rarely a whole 2^24: below that threshold they are
-# served from the heap, which then keeps gigabytes it cannot give back (torchvision ResNet-18, two fitting steps and
-# the rebuild, as `benchmarks/big_models.py` runs them: peak 2.65 GB with 2^24-element chunks, 8.2 GB with 2^23).
+# per hidden layer; every stack of a CIFAR ResNet-20 or -56 fits in one chunk. A chunk's tensors must stay well
+# above glibc's largest mmap threshold (32 MiB): below it they come from the heap, which keeps what it is given
+# (docs/decisions.md, "Scale and test time").
 ACTIVATION_CHUNK_ELEMENTS = 1 << 24
 
 
