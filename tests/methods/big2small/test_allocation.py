@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from big2small.errors import ConfigError
-from big2small.methods.big2small.allocation import choose_widths, inr_bytes, raw_bytes
+from big2small.encodings.dtype_bytes import fp32_bytes
+from big2small.methods.big2small.allocation import choose_widths, inr_bytes, raw_bytes, widest_within
 from big2small.methods.big2small.coords import build_targets
 from big2small.methods.big2small.settings import INRSettings
 
@@ -31,3 +32,19 @@ def test_unreachable_ratio_is_a_config_error():
     targets = _targets()
     with pytest.raises(ConfigError, match="out of reach"):
         choose_widths(targets, INRSettings(), 16, 1000.0, lambda widths: 10**6)
+
+
+def test_bytes_a_capped_layer_cannot_take_go_to_the_other_layers():
+    weights = {"big": torch.randn(128, 64, 3, 3), "mid": torch.randn(64, 32, 3, 3)}
+    targets = build_targets(weights, "kernel", "layer")
+    settings = INRSettings(max_width=96)  # below what the big layer's share would buy (about 130)
+    original = 4 * sum(t.values.numel() for t in targets)
+
+    def measure(widths):
+        return 200 + sum(inr_bytes(settings, t, widths[t.key], 16) if widths[t.key] else raw_bytes(t) for t in targets)
+
+    widths = choose_widths(targets, settings, 16, 8.0, measure)
+    mid = next(t for t in targets if t.key == "mid")
+    proportional = widest_within(settings, mid, 16, fp32_bytes(mid.values.numel()) / 8.0)
+    assert widths["big"] == 96 and widths["mid"] > proportional
+    assert original / measure(widths) >= 8.0

@@ -46,7 +46,7 @@ def _round_trip(compressor, model, root):
     (dict(storage={"bits": 4}), "storage.bits"),
     (dict(fit={"steps": 0}), "fit.steps"),
     (dict(fit={"resume": True}), "checkpoint_dir"),
-    (dict(fit={"batch_size": 64}), "frequency loss"),
+    (dict(fit={"batch_size": 64}, inr={"scope": "model"}), "bands of one layer"),
     (dict(target_ratio=None), "exactly one"),
     (dict(inr={"width": 8}), "exactly one"),
     (dict(input_shape=[3, 0, 32]), "input_shape"),
@@ -146,3 +146,25 @@ def test_a_damaged_checkpoint_is_named_removed_and_the_fit_starts_again(tmp_path
     assert f"the fit checkpoint {last} is damaged" in caplog.text
     assert again.to_bytes() == fresh.to_bytes()
     assert last.is_file(), "the restarted fit writes a good checkpoint again"
+
+
+def test_a_batch_as_large_as_every_grid_fits_exactly_as_the_whole_grid(tmp_path):
+    # fit.batch_size only changes grids with more rows than the batch; tiny_cnn's largest grid has 512 rows.
+    model = tiny_cnn()
+    *_, whole = _round_trip(Big2SmallCompressor(target_ratio=4, fit={"steps": 5}), model, tmp_path / "a")
+    *_, batched = _round_trip(Big2SmallCompressor(target_ratio=4, fit={"steps": 5, "batch_size": 4096}),
+                              model, tmp_path / "b")
+    for name, value in whole.state_dict().items():
+        assert torch.equal(value, batched.state_dict()[name]), name
+
+
+def test_bands_of_output_channels_fit_a_layer_with_the_frequency_loss(tmp_path):
+    # 64 output channels of 48 rows each (unit=weight): batches of 16 channels, so the FFT sees 16 x 48 matrices.
+    model = _smooth_linear()
+    compressor = Big2SmallCompressor(target_ratio=4, inr={"unit": "weight"}, outliers={"k": 4},
+                                     fit={"steps": 300, "lr": 3e-3, "batch_size": 16 * 48})
+    compressed, ratio, errors, rebuilt = _round_trip(compressor, model, tmp_path)
+    assert ratio >= 4
+    assert errors["0.weight"] < 0.15
+    assert float(rebuilt[0].weight[5, 7]) == 9.0
+

@@ -3,7 +3,8 @@
 Each target gets a share of the byte budget `original_bytes / target_ratio` in proportion to its weights, and
 the widest INR within that share. The artifact (INRs, outliers, statistics, permutations, header: everything) is
 then measured by serialising it with placeholder values; while it is too large the shares shrink in
-proportion to the overshoot. A target for which no INR of `min_width` fits, or whose INR would be no smaller
+proportion to the overshoot, and then grow back by bisection while it still fits, so that the bytes of a layer
+capped at `max_width` go to the other layers. A target for which no INR of `min_width` fits, or whose INR would be no smaller
 than its weights in fp16, is stored in fp16 instead (width None).
 """
 
@@ -22,6 +23,10 @@ from big2small.methods.big2small.storage import stored_bytes
 # further 2 % (the margin keeps the rounds from creeping up on the budget from above).
 MAX_SIZING_ROUNDS = 40
 SHRINK_MARGIN = 0.98
+# Then the shares grow back by bisection while the artifact meets the ratio: at most this many rounds, ending when
+# the scale is known to within this relative tolerance.
+GROWTH_ROUNDS = 12
+GROWTH_TOLERANCE = 0.01
 
 
 def inr_bytes(settings: INRSettings, target: FitTarget, width: int, bits: int) -> int:
@@ -52,15 +57,47 @@ def choose_widths(targets: list[FitTarget], settings: INRSettings, bits: int, ta
         return {t.key: settings.width if inr_bytes(settings, t, settings.width, bits) < raw_bytes(t) else None
                 for t in targets}
     original = fp32_bytes(sum(t.values.numel() for t in targets))
-    scale, size = 1.0, 0
+
+    def widths_at(scale: float) -> dict[str, int | None]:
+        return {t.key: widest_within(settings, t, bits, scale * fp32_bytes(t.values.numel()) / target_ratio)
+                for t in targets}
+
+    def meets(widths: dict[str, int | None]) -> bool:
+        return original / measure(widths) >= target_ratio
+
+    # 1. Shrink every share by the overshoot until the whole artifact meets the ratio.
+    scale, failing, size = 1.0, None, 0
     for _ in range(MAX_SIZING_ROUNDS):
-        widths = {t.key: widest_within(settings, t, bits, scale * fp32_bytes(t.values.numel()) / target_ratio)
-                  for t in targets}
+        widths = widths_at(scale)
         size = measure(widths)
         if original / size >= target_ratio:
-            return widths
+            break
+        failing = scale
         scale *= SHRINK_MARGIN * (original / size) / target_ratio
-    raise ConfigError(
-        f"big2small: target_ratio {target_ratio} is out of reach for this model (best reached "
-        f"{original / size:.2f}x: outliers, fp16 layers and the header alone take too much); lower it, lower "
-        "inr.min_width, or use outliers.rule=fraction with a smaller fraction")
+    else:
+        raise ConfigError(
+            f"big2small: target_ratio {target_ratio} is out of reach for this model (best reached "
+            f"{original / size:.2f}x: outliers, fp16 layers and the header alone take too much); lower it, lower "
+            "inr.min_width, or use outliers.rule=fraction with a smaller fraction")
+    # 2. Spend what is left: grow the shares while the artifact still meets the ratio, so that the bytes a layer
+    # cannot take (its INR capped at max_width, or cheaper stored in fp16) go to the others. Beyond `widest`
+    # every share holds its max_width INR and nothing changes.
+    if failing is None:
+        widest = max(inr_bytes(settings, t, settings.max_width, bits) * target_ratio / fp32_bytes(t.values.numel())
+                     for t in targets)
+        if widest <= scale:
+            return widths
+        candidate = widths_at(widest)
+        if meets(candidate):
+            return candidate
+        failing = widest
+    for _ in range(GROWTH_ROUNDS):  # bisection on a log scale between a meeting and a failing scale
+        if failing <= scale * (1 + GROWTH_TOLERANCE):
+            break
+        trial = (scale * failing) ** 0.5
+        candidate = widths_at(trial)
+        if meets(candidate):
+            scale, widths = trial, candidate
+        else:
+            failing = trial
+    return widths

@@ -88,9 +88,9 @@ class Big2SmallCompressor(Compressor):
         self.uses_data = self.refinement.enabled and self.refinement.inputs == "data"
         if (self.inr.width is None) == (target_ratio is None):
             raise ConfigError("big2small: set exactly one of target_ratio and inr.width (the other null)")
-        if self.fit_settings.batch_size is not None and self.loss.frequency_weight > 0:
-            raise ConfigError("big2small: the frequency loss transforms whole layers; set fit.batch_size=null "
-                              "or loss.frequency_weight=0")
+        if self.fit_settings.batch_size is not None and self.loss.frequency_weight > 0 and self.inr.scope == "model":
+            raise ConfigError("big2small: fit.batch_size with the frequency loss samples bands of one layer's rows; "
+                              "use inr.scope=layer, fit.batch_size=null or loss.frequency_weight=0")
         if self.storage.bits == 8 and self.storage.qat_steps > self.fit_settings.steps:
             raise ConfigError("big2small: storage.qat_steps must not exceed fit.steps")
 

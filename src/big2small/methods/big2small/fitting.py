@@ -35,6 +35,10 @@ from big2small.numerics import DENOMINATOR_FLOOR
 # above glibc's largest mmap threshold (32 MiB): below it they come from the heap, which keeps what it is given
 # (docs/decisions.md, "Scale and test time").
 ACTIVATION_CHUNK_ELEMENTS = 1 << 24
+# With gradients on, grids with more hidden activations than this (2^23 floats, 32 MiB per hidden layer) are
+# recomputed in backward instead of kept in the graph until then: kept, the activations of every such grid in the
+# model are alive at once. Every grid of a CIFAR ResNet-20 or -56 stays below.
+RETAINED_ACTIVATION_ELEMENTS = 1 << 23
 
 
 class INRGroup(nn.Module):
@@ -60,6 +64,7 @@ class INRGroup(nn.Module):
         self.register_buffer("values", values, persistent=False)
         self.register_buffer("mask", mask, persistent=False)
         self.rows = [t.coords.shape[0] for t in targets]  # real rows per target (host integers)
+        self.padded = min(self.rows) < longest  # stacks group equal row counts, so usually False
 
     def predict(self, which: torch.Tensor | None = None) -> torch.Tensor:
         """Every (or the `which`) INR on its whole grid: (g, N_max, K), differentiable, evaluated in row chunks
@@ -67,7 +72,7 @@ class INRGroup(nn.Module):
         return predict_in_chunks(self.net, self.coords if which is None else self.coords[which], which)
 
     def cost(self, g: int, batch_size: int | None) -> float:
-        rows = int(self.rows[g]) if batch_size is None else batch_size
+        rows = int(self.rows[g]) if batch_size is None else min(batch_size, int(self.rows[g]))
         return float(rows * sum(i * o for i, o in self.net.sizes))
 
 
@@ -131,73 +136,113 @@ class INRFitModule(L.LightningModule):
         subset = None if everything else which
         coords_table = group.coords if everything else group.coords[which]
         values_table = group.values if everything else group.values[which]
-        if self.fit_settings.batch_size is None:
+        targets = [group.targets[g] for g in owned]
+        batch = self.fit_settings.batch_size
+        if batch is None or batch >= group.coords.shape[1]:  # the whole grid
             predicted = predict_in_chunks(group.net, coords_table, subset)
             values = values_table
-            mask = group.mask if everything else group.mask[which]
+            mask = None if not group.padded else group.mask if everything else group.mask[which]
+            views = [whole_grid_views(t) for t in targets]
         else:
-            index = self._sample(group, owned)  # (g, B)
+            bands = self.loss_settings.frequency_weight > 0  # the frequency loss needs whole matrix rows
+            index = self._sample(group, owned, bands)  # (g, B)
             coords = torch.gather(coords_table, 1, index[..., None].expand(-1, -1, group.coords.shape[2]))
             values = torch.gather(values_table, 1, index[..., None].expand(-1, -1, group.values.shape[2]))
             predicted = group.net(coords, subset)
-            mask = torch.ones_like(values[..., :1])
-        squared = (predicted - values) ** 2 * mask
-        denominators = mask.sum(dim=(1, 2)) * values.shape[2]
-        per_inr = squared.sum(dim=(1, 2)) / denominators
+            mask = None
+            views = [band_views(t, batch) for t in targets] if bands else []
+        difference = predicted - values
+        squared = difference.square() if mask is None else difference.square() * mask
+        rows = values.shape[1] * values.shape[2] if mask is None else mask.sum(dim=(1, 2)) * values.shape[2]
+        per_inr = squared.sum(dim=(1, 2)) / rows
         if self.loss_settings.frequency_weight > 0:
-            targets = [group.targets[g] for g in owned]
-            per_inr = per_inr + self.loss_settings.frequency_weight * self._frequency_terms(targets, predicted, values)
-        return per_inr, squared.detach().sum(), (values**2 * mask).sum()
+            per_inr = per_inr + self.loss_settings.frequency_weight * frequency_terms(
+                difference, views, self.loss_settings.gamma)
+        target_energy = values.square().sum() if mask is None else (values.square() * mask).sum()
+        return per_inr, squared.detach().sum(), target_energy
 
-    def _frequency_terms(self, targets: list[FitTarget], predicted: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """The frequency term of each target, (g,); `values` is the device table `predicted` is compared with. Single-layer targets whose matrices share a shape (the usual
-        case in a stack) take one batched FFT; a target holding several layers (scope=model) averages its own."""
-        gamma = self.loss_settings.gamma
-        terms: list[torch.Tensor | None] = [None] * len(targets)
-        batches: dict[tuple, list[int]] = defaultdict(list)
-        for k, target in enumerate(targets):
-            if len(target.segments) == 1:
-                segment = target.segments[0]
-                batches[(segment.start, segment.count, segment.shape[0])].append(k)
-            else:
-                terms[k] = torch.stack([frequency_term(s.matrix(predicted[k]), s.matrix(values[k]), gamma)
-                                        for s in target.segments]).mean()
-        for (start, count, rows), members in batches.items():
-            rows_of = slice(start, start + count)
-            fitted = predicted[members, rows_of].reshape(len(members), rows, -1)
-            wanted = values[members, rows_of].reshape(len(members), rows, -1)
-            for k, term in zip(members, frequency_term(fitted, wanted, gamma), strict=True):
-                terms[k] = term
-        return torch.stack(terms)
-
-    def _sample(self, group: INRGroup, owned: list[int]) -> torch.Tensor:
-        # A generator per INR and step (seeds.py), on the trainer's device: the draw depends on neither the stack,
-        # the rank nor a resume (a device's generator draws other numbers than the CPU's from the same seed).
+    def _sample(self, group: INRGroup, owned: list[int], bands: bool) -> torch.Tensor:
+        """(g, batch_size) row indices per INR: uniform draws, or (bands) one contiguous band of rows starting at
+        an output channel of its layer. A generator per INR and step (seeds.py), on the trainer's device: the draw
+        depends on neither the stack, the rank nor a resume (a device's generator draws other numbers than the
+        CPU's from the same seed)."""
+        batch = self.fit_settings.batch_size
         rows = []
         for g in owned:
             target = group.targets[g]
             generator = torch.Generator(device=self.device)
             generator.manual_seed(sampling_seed(self.seed, target.ordinal, self.global_step))
-            rows.append(torch.randint(0, group.rows[g], (self.fit_settings.batch_size,), generator=generator,
-                                      device=self.device))
+            if bands:
+                per_channel = channel_rows(target)
+                first = torch.randint(0, (group.rows[g] - batch) // per_channel + 1, (1,), generator=generator,
+                                      device=self.device)
+                rows.append(first * per_channel + torch.arange(batch, device=self.device))
+            else:
+                rows.append(torch.randint(0, group.rows[g], (batch,), generator=generator, device=self.device))
         return torch.stack(rows)
 
     def configure_optimizers(self):
         return adam_with_cosine_decay(self.parameters(), self.fit_settings.lr, self.fit_settings.steps)
 
 
+# A matrix the frequency loss transforms, as (first table row, table rows, matrix rows): rows first..first+count of
+# an INR's prediction reshaped to (matrix rows, count * K / matrix rows).
+MatrixView = tuple
+
+
+def channel_rows(target: FitTarget) -> int:
+    """Table rows per output channel of a single-layer target (a row of its (C_out, C_in*kh*kw) matrix)."""
+    segment = target.segments[0]
+    return segment.count // segment.shape[0]
+
+
+def whole_grid_views(target: FitTarget) -> list[MatrixView]:
+    return [(s.start, s.count, s.shape[0]) for s in target.segments]
+
+
+def band_views(target: FitTarget, batch: int) -> list[MatrixView]:
+    """The band of `batch` rows from an output channel on (_sample): its whole channels as a matrix, or, when one
+    channel is longer than the band, the band as one matrix row."""
+    channels = batch // channel_rows(target)
+    return [(0, channels * channel_rows(target), channels)] if channels else [(0, batch, 1)]
+
+
+def frequency_terms(difference: torch.Tensor, views: list[list[MatrixView]], gamma: float) -> torch.Tensor:
+    """The frequency term of each INR's (predicted - target) difference (g, N, K), (g,). INRs with one matrix of
+    one layout (the usual case in a stack) take one batched FFT; an INR holding several layers (scope=model)
+    averages its own."""
+    terms: list[torch.Tensor | None] = [None] * len(views)
+    batches: dict[MatrixView, list[int]] = defaultdict(list)
+    for k, matrices in enumerate(views):
+        if len(matrices) == 1:
+            batches[matrices[0]].append(k)
+        else:
+            terms[k] = torch.stack([frequency_term(
+                difference[k, first : first + count].reshape(rows, -1), gamma)
+                for first, count, rows in matrices]).mean()
+    for (first, count, rows), members in batches.items():
+        part = difference if len(members) == len(views) else difference[members]  # all: a view, no copy
+        batched = frequency_term(part[:, first : first + count].reshape(len(members), rows, -1), gamma)
+        for k, term in zip(members, batched, strict=True):
+            terms[k] = term
+    return torch.stack(terms)
+
+
 def predict_in_chunks(net: BatchedINR, coords: torch.Tensor, which: torch.Tensor | None,
                       max_elements: int | None = None) -> torch.Tensor:
-    """net(coords, which) on a whole grid, in row chunks when the grid is large (with gradients on, backward
-    recomputes each chunk's activations through torch.utils.checkpoint): memory then holds one chunk's hidden
-    activations instead of the whole grid's. Grids that fit in one chunk take the plain path."""
+    """net(coords, which) on a whole grid. With gradients on, a grid whose hidden activations exceed
+    RETAINED_ACTIVATION_ELEMENTS is evaluated under torch.utils.checkpoint in row chunks (backward recomputes one
+    chunk at a time), so the graph keeps no large grid's activations; without gradients (decoding) large grids are
+    evaluated in the same chunks. Memory then holds one chunk's hidden activations instead of the whole grid's."""
     stack, rows, _ = coords.shape
     widest = max(fan_out for _, fan_out in net.sizes)
     chunk = max(1, (max_elements or ACTIVATION_CHUNK_ELEMENTS) // (stack * widest))
-    if chunk >= rows:
-        return net(coords, which)
     if not torch.is_grad_enabled():  # decoding: nothing to recompute
+        if chunk >= rows:
+            return net(coords, which)
         return torch.cat([net(coords[:, start : start + chunk], which) for start in range(0, rows, chunk)], dim=1)
+    if stack * rows * widest <= RETAINED_ACTIVATION_ELEMENTS:
+        return net(coords, which)
     return torch.cat([checkpoint(net, coords[:, start : start + chunk], which, use_reentrant=False)
                       for start in range(0, rows, chunk)], dim=1)
 

@@ -22,9 +22,10 @@ def frequency_weights(rows: int, cols: int, gamma: float) -> torch.Tensor:
     return (1 + radius / radius.max().clamp_min(DENOMINATOR_FLOOR)) ** gamma
 
 
-def frequency_term(predicted: torch.Tensor, target: torch.Tensor, gamma: float) -> torch.Tensor:
-    """mean_f omega(f) |FFT2(predicted) - FFT2(target)| for (..., rows, cols) matrices: one value per matrix."""
-    difference = torch.fft.fft2(predicted - target, norm="ortho")  # FFT is linear: transform the difference once
-    weights = frequency_weights(predicted.shape[-2], predicted.shape[-1], float(gamma)).to(predicted.device)
-    return (weights * difference.abs()).mean(dim=(-2, -1))
+def frequency_term(difference: torch.Tensor, gamma: float) -> torch.Tensor:
+    """mean_f omega(f) |FFT2(predicted) - FFT2(target)| for (..., rows, cols) matrices, one value per matrix, from
+    their difference predicted - target (the FFT is linear: one transform suffices)."""
+    spectrum = torch.fft.fft2(difference, norm="ortho")
+    weights = frequency_weights(difference.shape[-2], difference.shape[-1], float(gamma)).to(difference.device)
+    return (weights * spectrum.abs()).mean(dim=(-2, -1))
 

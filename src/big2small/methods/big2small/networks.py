@@ -50,6 +50,10 @@ class BatchedINR(nn.Module):
     def encode(self, coords: torch.Tensor) -> torch.Tensor:
         return coords
 
+    def activation_scale(self, layer: int) -> float:
+        """A factor on hidden layer `layer`'s x W + b before its activation (folded into the matmul)."""
+        return 1.0
+
     def activate(self, h: torch.Tensor, layer: int) -> torch.Tensor:
         raise NotImplementedError
 
@@ -62,9 +66,11 @@ class BatchedINR(nn.Module):
                 weight, bias = weight[which], bias[which]
             if self.fake_quant:
                 weight = fake_quantize(weight)
-            h = torch.baddbmm(bias, h, weight)
             if layer < last:
-                h = self.activate(h, layer)
+                scale = self.activation_scale(layer)
+                h = self.activate(torch.baddbmm(bias, h, weight, beta=scale, alpha=scale), layer)
+            else:
+                h = torch.baddbmm(bias, h, weight)
         return h
 
 
@@ -98,8 +104,11 @@ class BatchedSiren(BatchedINR):
         bound = 1 / fan_in if layer == 0 else math.sqrt(6 / fan_in) / self.omega0
         return bound, 1 / math.sqrt(fan_in)
 
+    def activation_scale(self, layer: int) -> float:
+        return self.omega0  # one tensor less per hidden layer than sin(omega0 * h) (memory at large grids)
+
     def activate(self, h: torch.Tensor, layer: int) -> torch.Tensor:
-        return torch.sin(self.omega0 * h)
+        return torch.sin(h)
 
 
 def build_network(settings: INRSettings, dims: int, outputs: int, width: int, seeds: list[int]) -> BatchedINR:

@@ -123,7 +123,9 @@ class FitSettings:
 
     steps: int = 1000
     lr: float = 3e-3
-    batch_size: int | None = None  # coordinates sampled per INR per step; null = the whole grid every step
+    # Rows per INR per step on grids larger than this: uniform draws, or with the frequency loss one band of whole
+    # output channels (its FFT then covers the band); null = the whole grid every step.
+    batch_size: int | None = None
     resume: bool = False           # keep a checkpoint, and continue from it if an equal fit was interrupted
     checkpoint_dir: str | None = None  # where resumable fits keep their checkpoints
     checkpoint_every: int = 200    # steps between checkpoints
