@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from big2small.errors import ConfigError
 from big2small.encodings.dtype_bytes import fp32_bytes
+from big2small.errors import ConfigError
 from big2small.methods.big2small.allocation import choose_widths, inr_bytes, raw_bytes, widest_within
 from big2small.methods.big2small.coords import build_targets
 from big2small.methods.big2small.settings import INRSettings
