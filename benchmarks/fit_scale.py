@@ -1,6 +1,7 @@
 """How Big2Small's weight fitting scales with the model: ResNet-20 and -56 (CIFAR) and ResNet-18 and -50 (ImageNet).
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/fit_scale.py [--models resnet20,resnet56] [--steps 3]
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/fit_scale.py [--models resnet20,resnet56] [--steps 3] \
+        [--loop-steps 1] [--batch-size 65536]
 
 For each model (seeded random weights: the cost does not depend on the values) the default compressor at 8x plans
 its INRs exactly as a run does (the public `fit`, stopped when the fitting loop would start), then times fitting
@@ -10,7 +11,8 @@ peak memory (maximum resident set size, read after the batched steps and before 
 is made) is that model's planning and fitting alone. Printed per model: INRs and stacks,
 planning seconds, seconds per step (batched and looped), projected default fit (steps x s/step), the achieved
 GFLOP/s of the batched step against this machine's fp32 matmul rate, and peak memory against the issue's bound
-(10 x the fp32 weights + 2 GB).
+(10 x the fp32 weights + 2 GB). `--batch-size` plans with that `fit.batch_size` (grids with more rows are fitted
+on one band of that many rows per step); `--loop-steps 0` skips the per-layer loop.
 """
 
 from __future__ import annotations
@@ -53,15 +55,16 @@ def build(name: str) -> torch.nn.Module:
     return torchvision_classifier(name)
 
 
-def planned_module(model: torch.nn.Module) -> tuple[INRFitModule, float]:
-    """The INRFitModule a default 8x run would fit, and the seconds planning it took."""
+def planned_module(model: torch.nn.Module, batch_size: int | None = None) -> tuple[INRFitModule, float]:
+    """The INRFitModule a default 8x run (with that fit.batch_size) would fit, and the seconds planning it took."""
     class Capture:
         def fit(self, module, ckpt_path=None):
             raise PlanCaptured(module)
 
     started = time.perf_counter()
     try:
-        Big2SmallCompressor(target_ratio=8).fit(model, trainer_factory=lambda **_: Capture())
+        Big2SmallCompressor(target_ratio=8, fit={"batch_size": batch_size}).fit(
+            model, trainer_factory=lambda **_: Capture())
     except PlanCaptured as captured:
         return captured.module, time.perf_counter() - started
     raise RuntimeError("the compressor fitted no INR")
@@ -91,10 +94,10 @@ def seconds_per_step(module: INRFitModule, steps: int) -> float:
 
 
 def step_flops(module: INRFitModule) -> float:
-    """Multiply-adds x 2 of one whole-grid step's MLP layers, forward and backward."""
+    """Multiply-adds x 2 of one step's MLP layers (on the rows each step sees), forward and backward."""
     total = 0
     for group in module.groups:
-        rows = group.coords.shape[1]
+        rows = min(group.coords.shape[1], module.fit_settings.batch_size or group.coords.shape[1])
         total += len(group.targets) * rows * sum(i * o for i, o in group.net.sizes)
     return 2.0 * FORWARD_BACKWARD * total
 
@@ -108,13 +111,13 @@ def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
 
 
-def measure(name: str, steps: int, loop_steps: int) -> dict:
+def measure(name: str, steps: int, loop_steps: int, batch_size: int | None) -> dict:
     model = build(name)
     weight_bytes = 4 * sum(p.numel() for p in model.parameters())
-    module, plan_seconds = planned_module(model)
+    module, plan_seconds = planned_module(model, batch_size)
     batched = seconds_per_step(module, steps)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # the fit's own: before the loop's copy
-    looped = seconds_per_step(per_layer(module), loop_steps)
+    looped = seconds_per_step(per_layer(module), loop_steps) if loop_steps else float("nan")
     return {"model": name, "params_mb": weight_bytes / 1e6, "inrs": sum(len(g.targets) for g in module.groups),
             "stacks": len(module.groups), "plan_s": plan_seconds, "batched_s": batched, "looped_s": looped,
             "default_fit_min": batched * FitSettings().steps / 60, "gflops": step_flops(module) / batched / 1e9,
@@ -125,26 +128,32 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--steps", type=int, default=3, help="timed batched steps per model (after one warm-up)")
-    parser.add_argument("--loop-steps", type=int, default=1, help="timed per-layer-loop steps per model")
+    parser.add_argument("--loop-steps", type=int, default=1, help="timed per-layer-loop steps per model (0: none)")
+    parser.add_argument("--batch-size", type=int, default=None, help="fit.batch_size (default: whole grids)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child process: measure this model, print JSON
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one, args.steps, args.loop_steps)))
+        print(json.dumps(measure(args.one, args.steps, args.loop_steps, args.batch_size)))
         return
     print(f"CPU, {torch.get_num_threads()} thread(s); fp32 matmul {matmul_gflops():.1f} GFLOP/s; default Big2Small "
-          f"at 8x, {args.steps} batched / {args.loop_steps} looped timed step(s) per model", flush=True)
+          f"at 8x, fit.batch_size {args.batch_size}, {args.steps} batched / {args.loop_steps} looped timed step(s) "
+          "per model", flush=True)
     print("| model | fp32 MB | INRs | stacks | plan s | s/step batched | s/step loop | loop/batched | "
           "default fit (1,000 steps) | GFLOP/s | peak GB | bound GB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for name in args.models.split(","):
         child = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps),
-                                "--loop-steps", str(args.loop_steps)], capture_output=True, text=True)
+                                "--loop-steps", str(args.loop_steps),
+                                *(["--batch-size", str(args.batch_size)] if args.batch_size else [])],
+                               capture_output=True, text=True)
         if child.returncode != 0:
             print(f"| {name} | failed: {child.stderr.strip().splitlines()[-1:]} |", flush=True)
             continue
         r = json.loads(child.stdout.strip().splitlines()[-1])
+        loop = "– | –" if r["looped_s"] != r["looped_s"] else \
+            f"{r['looped_s']:.3f} | {r['looped_s'] / r['batched_s']:.2f}x"
         print(f"| {r['model']} | {r['params_mb']:.1f} | {r['inrs']} | {r['stacks']} | {r['plan_s']:.1f} | "
-              f"{r['batched_s']:.3f} | {r['looped_s']:.3f} | {r['looped_s'] / r['batched_s']:.2f}x | "
+              f"{r['batched_s']:.3f} | {loop} | "
               f"{r['default_fit_min']:.1f} min | {r['gflops']:.1f} | {r['peak_gb']:.2f} | {r['bound_gb']:.2f} |",
               flush=True)
 

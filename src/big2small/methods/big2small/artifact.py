@@ -1,7 +1,7 @@
 """Big2Small's artifact layout: packing a fitted plan into tensors + header, and rebuilding weights from them.
 
-Tensors: `inr_fp16` (every INR's fp16 parameters, or its scales and biases with 8-bit storage), `inr_int8` (8-bit
-storage only), `raw` (targets stored in fp16), `stats` (per layer mean and std of the standardised inliers),
+Tensors: `inr_fp16` (every INR's fp16 parameters, or its scales and biases with coded storage), `inr_int8` (8-bit
+weight codes) or `inr_packed` (6- and 4-bit codes, bit-packed per INR), `raw` (targets stored in fp16), `stats` (per layer mean and std of the standardised inliers),
 `outlier_values` (fp16) and `outlier_index` (their positions, see encodings/index_codes.py), `permutation` (the
 channel orders, bit-packed). The header lists layers, INR widths and settings. Rebuild reads the artifact alone;
 the channel orders are stored so rebuilt weights go back into the original order and the model's uncompressed
@@ -25,6 +25,7 @@ from big2small.methods.big2small.networks import build_network, layer_sizes
 from big2small.methods.big2small.plan import Big2SmallPlan, stacks_of
 from big2small.methods.big2small.reconstruct import LayerCode, reconstruct
 from big2small.methods.big2small.settings import INRSettings
+from big2small.methods.big2small.storage import CODE_TENSORS, STORAGE_BITS, stored_counts
 from big2small.methods.big2small.storage import pack as pack_inr
 from big2small.methods.big2small.storage import unpack as unpack_inr
 
@@ -49,12 +50,12 @@ def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup
         if width is None:
             raw += [weights[s.name].reshape(-1).half() for s in target.segments]
             continue
-        count16, count8 = _stored_counts(layer_sizes(inr, target.dims, target.outputs, width), bits)
+        count16, count_codes = stored_counts(layer_sizes(inr, target.dims, target.outputs, width), bits)
         rows = fitted.get(target.key, {"fp16": torch.zeros(count16, dtype=torch.float16),
-                                       "int8": torch.zeros(count8, dtype=torch.int8)})
+                                       "codes": torch.zeros(count_codes, dtype=_code_dtype(bits))})
         halves.append(rows["fp16"])
-        if bits == 8:
-            codes.append(rows["int8"])
+        if bits < 16:
+            codes.append(rows["codes"])
         for segment in target.segments:
             p = prepared[segment.name]
             coding, index_bytes = index_codes.encode_indices(p.outlier_index, weights[segment.name].numel())
@@ -68,8 +69,8 @@ def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup
         "stats": torch.stack(stats).float() if stats else torch.zeros(0, 2),
         "outlier_values": _cat(outlier_values, torch.float16), "outlier_index": _cat(outlier_bytes, torch.uint8),
     }
-    if bits == 8:
-        tensors["inr_int8"] = _cat(codes, torch.int8)
+    if bits < 16:
+        tensors[CODE_TENSORS[bits]] = _cat(codes, _code_dtype(bits))
     permutation_meta = _pack_orders(plan.orders, tensors)
     meta = {
         "replaced": list(weights),
@@ -102,8 +103,8 @@ def check_meta(meta: dict, model: nn.Module) -> None:
     """The header fields a rebuild reads have the types, ranges and sizes a packed plan gives them (ValueError
     naming the field otherwise); the layer list itself is checked against the model by the base class."""
     INRSettings(**{**_dict(meta, "inr"), "width": None})
-    if meta.get("bits") not in (8, 16):
-        raise ValueError(f"bits is {meta.get('bits')!r}, not 8 or 16")
+    if meta.get("bits") not in STORAGE_BITS:
+        raise ValueError(f"bits is {meta.get('bits')!r}, not one of {list(STORAGE_BITS)}")
     for key, width in _dict(meta, "widths").items():
         if width is not None and (not _is_int(width) or not 1 <= width <= MAX_STORED_WIDTH):
             raise ValueError(f"widths[{key!r}] is {width!r}")
@@ -172,10 +173,10 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
                 decoded[segment.name] = tensors["raw"][raw_at : raw_at + count].float().reshape(segment.shape)
                 raw_at += count
             continue
-        count16, count8 = _stored_counts(layer_sizes(inr, target.dims, target.outputs, width), bits)
-        int8 = tensors["inr_int8"][code_at : code_at + count8] if bits == 8 else None
-        rows[target.key] = (tensors["inr_fp16"][half_at : half_at + count16], int8)
-        half_at, code_at = half_at + count16, code_at + count8
+        count16, count_codes = stored_counts(layer_sizes(inr, target.dims, target.outputs, width), bits)
+        code_rows = tensors[CODE_TENSORS[bits]][code_at : code_at + count_codes] if bits < 16 else None
+        rows[target.key] = (tensors["inr_fp16"][half_at : half_at + count16], code_rows)
+        half_at, code_at = half_at + count16, code_at + count_codes
         for segment in target.segments:
             layer = layers[segment.name]
             count, size = layer["outliers"], layer["index_bytes"]
@@ -184,16 +185,17 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
             mean, std = tensors["stats"][stat_at].tolist()
             codes[segment.name] = LayerCode(mean, std, index, tensors["outlier_values"][value_at:value_at + count])
             stat_at, value_at, index_at = stat_at + 1, value_at + count, index_at + size
-    if (half_at, raw_at, index_at) != (tensors["inr_fp16"].numel(), tensors["raw"].numel(),
-                                       tensors["outlier_index"].numel()):
+    code_total = tensors[CODE_TENSORS[bits]].numel() if bits < 16 else 0
+    if (half_at, code_at, raw_at, index_at) != (tensors["inr_fp16"].numel(), code_total, tensors["raw"].numel(),
+                                                tensors["outlier_index"].numel()):
         raise ValueError("big2small artifact: payload size does not match its layer list")
 
     groups = []
     for (dims, outputs, width, _), members in stacks_of(targets, widths).items():
         net = build_network(inr, dims, outputs, width, [0] * len(members))
-        int8_rows = [rows[t.key][1] for t in members]
+        code_rows = [rows[t.key][1] for t in members]
         unpack_inr(net, torch.stack([rows[t.key][0] for t in members]),
-               torch.stack(int8_rows) if bits == 8 else None, bits)
+                   torch.stack(code_rows) if bits < 16 else None, bits)
         groups.append(INRGroup(members, net))
     with torch.no_grad():
         decoded.update(reconstruct(groups, codes))
@@ -203,11 +205,8 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
     return model
 
 
-def _stored_counts(sizes: list[tuple[int, int]], bits: int) -> tuple[int, int]:
-    """(fp16 values, int8 values) one INR stores."""
-    if bits == 16:
-        return sum(i * o + o for i, o in sizes), 0
-    return sum(2 * o for _, o in sizes), sum(i * o for i, o in sizes)
+def _code_dtype(bits: int) -> torch.dtype:
+    return torch.int8 if bits == 8 else torch.uint8
 
 
 def _cat(parts: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:

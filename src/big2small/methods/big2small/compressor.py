@@ -62,7 +62,8 @@ class Big2SmallCompressor(Compressor):
     """
 
     name = "big2small"
-    ARTIFACT_TENSORS = {"inr_fp16": torch.float16, "inr_int8": torch.int8, "raw": torch.float16,
+    ARTIFACT_TENSORS = {"inr_fp16": torch.float16, "inr_int8": torch.int8, "inr_packed": torch.uint8,
+                        "raw": torch.float16,
                         "stats": torch.float32, "outlier_values": torch.float16, "outlier_index": torch.uint8,
                         "permutation": torch.uint8}
     # The option groups: constructor argument -> its settings class (settings.py, one dataclass each).
@@ -91,7 +92,7 @@ class Big2SmallCompressor(Compressor):
         if self.fit_settings.batch_size is not None and self.loss.frequency_weight > 0 and self.inr.scope == "model":
             raise ConfigError("big2small: fit.batch_size with the frequency loss samples bands of one layer's rows; "
                               "use inr.scope=layer, fit.batch_size=null or loss.frequency_weight=0")
-        if self.storage.bits == 8 and self.storage.qat_steps > self.fit_settings.steps:
+        if self.storage.bits < 16 and self.storage.qat_steps > self.fit_settings.steps:
             raise ConfigError("big2small: storage.qat_steps must not exceed fit.steps")
 
     def settings(self) -> dict:
@@ -178,7 +179,8 @@ class Big2SmallCompressor(Compressor):
             inputs = synthetic_inputs(teacher, self.model_input_shape(model), self.refinement, self.seed,
                                       trainer_factory)
         module = RefineModule(groups, plan.layer_codes(), student, teacher, inputs,
-                              self.refinement, quantised=self.storage.bits == 8)
+                              self.refinement,
+                              code_bits=self.storage.bits if self.storage.bits < 16 else None)
         trainer = trainer_factory(max_steps=self.refinement.steps, max_epochs=-1, use_distributed_sampler=False,
                                   enable_checkpointing=False)
         trainer.fit(module)

@@ -109,9 +109,9 @@ class INRFitModule(L.LightningModule):
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
         qat_from = self.fit_settings.steps - self.storage.qat_steps
-        quantise = self.storage.bits == 8 and self.global_step >= qat_from
+        quantise = self.storage.bits < 16 and self.global_step >= qat_from
         for group in self.groups:
-            group.net.fake_quant = quantise
+            group.net.fake_quant = self.storage.bits if quantise else None
 
     # ------------------------------------------------------------ the loss
     def training_step(self, batch, batch_idx):

@@ -32,7 +32,7 @@ class BatchedINR(nn.Module):
     def __init__(self, sizes: list[tuple[int, int]], seeds: list[int]) -> None:
         super().__init__()
         self.sizes = sizes
-        self.fake_quant = False  # True: forward sees int8-rounded weights (quantisation-aware steps)
+        self.fake_quant: int | None = None  # bits: forward sees weights rounded to their stored codes (QAT)
         self.weights = nn.ParameterList(nn.Parameter(torch.empty(len(seeds), i, o)) for i, o in sizes)
         self.biases = nn.ParameterList(nn.Parameter(torch.empty(len(seeds), 1, o)) for _, o in sizes)
         with torch.no_grad():
@@ -65,7 +65,7 @@ class BatchedINR(nn.Module):
             if which is not None:
                 weight, bias = weight[which], bias[which]
             if self.fake_quant:
-                weight = fake_quantize(weight)
+                weight = fake_quantize(weight, self.fake_quant)
             if layer < last:
                 scale = self.activation_scale(layer)
                 h = self.activate(torch.baddbmm(bias, h, weight, beta=scale, alpha=scale), layer)

@@ -32,9 +32,9 @@ class RefineModule(L.LightningModule):
     progress_label = "refining INRs on synthetic inputs"  # names the progress bar (logs.PhaseProgressBar)
 
     def __init__(self, groups: list[INRGroup], codes: dict[str, LayerCode], student: nn.Module, teacher: nn.Module,
-                 inputs: torch.Tensor, settings: RefinementSettings, quantised: bool) -> None:
+                 inputs: torch.Tensor, settings: RefinementSettings, code_bits: int | None) -> None:
         super().__init__()
-        self.settings, self.quantised = settings, quantised
+        self.settings, self.code_bits = settings, code_bits
         # Submodules and buffers, so that all of it is on the trainer's device from setup on: the INRs with their
         # coordinate tables, each layer's outlier code, and the two frozen networks (never trained: their
         # parameters take no gradient and the optimizer only sees the INRs).
@@ -72,7 +72,7 @@ class RefineModule(L.LightningModule):
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
         for group in self.groups:
-            group.net.fake_quant = self.quantised
+            group.net.fake_quant = self.code_bits
 
     def training_step(self, batch, batch_idx):
         (images,) = batch

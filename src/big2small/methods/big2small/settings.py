@@ -106,14 +106,14 @@ class LossSettings:
 
 @dataclass
 class StorageSettings:
-    """Precision of the stored INR parameters; 8-bit adds quantisation-aware final fitting steps."""
+    """Precision of the stored INR parameters; codes (bits < 16) add quantisation-aware final fitting steps."""
 
-    bits: int = 16                 # 16: fp16 | 8: int8 weights with a per-column fp16 scale, fp16 biases
-    qat_steps: int = 100           # last steps of fitting that see the 8-bit weights (straight-through)
+    bits: int = 16                 # 16: fp16 | 8, 6, 4: weight codes with a per-column fp16 scale, fp16 biases
+    qat_steps: int = 100           # last steps of fitting that see the coded weights (straight-through)
 
     def __post_init__(self) -> None:
-        if self.bits not in (8, 16):
-            raise ConfigError(f"big2small.storage.bits must be 8 or 16 (got {self.bits})")
+        if self.bits not in (4, 6, 8, 16):
+            raise ConfigError(f"big2small.storage.bits must be 4, 6, 8 or 16 (got {self.bits})")
         self.qat_steps = _integer("storage", "qat_steps", self.qat_steps, 0)
 
 
