@@ -31,7 +31,8 @@ def main() -> None:
     parser.add_argument("--ratios", type=float, nargs="+", default=[4, 8, 12, 16])
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--lr", type=float, default=None, help="default: the compressor's fit.lr")
-    parser.add_argument("--bits", type=int, default=16, help="INR storage: 16 (fp16) or 8 (int8 + QAT steps)")
+    parser.add_argument("--bits", type=int, default=16, help="INR storage: 16 (fp16), or 8, 6, 4 (codes + QAT steps)")
+    parser.add_argument("--qat-steps", type=int, default=None, help="default: the compressor's storage.qat_steps")
     parser.add_argument("--inr-kind", choices=["siren", "fourier"], default=None, help="default: the compressor's")
     parser.add_argument("--frequencies", type=int, default=None,
                         help="Fourier frequencies of the INR input encoding; default: the compressor's")
@@ -50,11 +51,12 @@ def main() -> None:
     inr = {"frequencies": args.frequencies} if args.frequencies is not None else {}
     inr |= {"kind": args.inr_kind} if args.inr_kind else {}
     refinement = {"enabled": args.refine}
+    storage = {"bits": args.bits, **({"qat_steps": args.qat_steps} if args.qat_steps is not None else {})}
     for key, value in (("steps", args.refine_steps), ("num_inputs", args.refine_inputs), ("lr", args.refine_lr),
                        ("inputs", args.refine_source)):
         if value is not None:
             refinement[key] = value
-    print(f"ResNet-20, {args.steps} fitting steps, {args.bits}-bit INRs, {fit | inr}, refinement {refinement}, seed {args.seed}, "
+    print(f"ResNet-20, {args.steps} fitting steps, {storage}, {fit | inr}, refinement {refinement}, seed {args.seed}, "
           f"otherwise default "
           f"big2small settings; base top-1: test {base_test:.4f}, "
           f"held-out {base_held:.4f}", flush=True)
@@ -62,7 +64,7 @@ def main() -> None:
           "| test top-1 before -> after | held-out top-1 after |")
     print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for ratio in args.ratios:
-        result = fit_and_rebuild(model, data=cifar10() if args.refine_source == "data" else None, target_ratio=ratio, fit=fit, storage={"bits": args.bits}, inr=inr,
+        result = fit_and_rebuild(model, data=cifar10() if args.refine_source == "data" else None, target_ratio=ratio, fit=fit, storage=storage, inr=inr,
                                  refinement=refinement, input_shape=[3, 32, 32], seed=args.seed)
         rebuilt = result["rebuilt"]
         speed = "-" if args.refine else f"{args.steps / result['fit_seconds']:.1f}"

@@ -78,3 +78,23 @@ def test_decoding_an_artifact_evaluates_large_grids_in_chunks(monkeypatch):
     assert rows_seen and max(rows_seen) < 16 * 32
     for name, value in whole.items():
         torch.testing.assert_close(chunked[name], value)
+
+
+def test_fitting_on_sampled_bands_evaluates_them_in_chunks(monkeypatch):
+    """A band as large as a grid is recomputed chunk by chunk in backward, like a whole grid."""
+    from big2small.methods.big2small import fitting
+    from big2small.methods.big2small.compressor import Big2SmallCompressor
+
+    def trainer(**kwargs):
+        return L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         **kwargs)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(16, 32, 3))  # 512 kernel rows, bands of 256
+    rows_seen, forward = [], BatchedINR.forward
+    monkeypatch.setattr(fitting, "ACTIVATION_CHUNK_ELEMENTS", 4096)
+    monkeypatch.setattr(fitting, "RETAINED_ACTIVATION_ELEMENTS", 4096)
+    monkeypatch.setattr(BatchedINR, "forward",
+                        lambda self, coords, which=None: rows_seen.append(coords.shape[1]) or forward(self, coords, which))
+    Big2SmallCompressor(target_ratio=4, fit={"steps": 2, "batch_size": 256}).fit(model, trainer_factory=trainer)
+    assert rows_seen and max(rows_seen) < 256

@@ -148,7 +148,7 @@ class INRFitModule(L.LightningModule):
             index = self._sample(group, owned, bands)  # (g, B)
             coords = torch.gather(coords_table, 1, index[..., None].expand(-1, -1, group.coords.shape[2]))
             values = torch.gather(values_table, 1, index[..., None].expand(-1, -1, group.values.shape[2]))
-            predicted = group.net(coords, subset)
+            predicted = predict_in_chunks(group.net, coords, subset)  # a band can be as large as a grid
             mask = None
             views = [band_views(t, batch) for t in targets] if bands else []
         difference = predicted - values
@@ -230,7 +230,7 @@ def frequency_terms(difference: torch.Tensor, views: list[list[MatrixView]], gam
 
 def predict_in_chunks(net: BatchedINR, coords: torch.Tensor, which: torch.Tensor | None,
                       max_elements: int | None = None) -> torch.Tensor:
-    """net(coords, which) on a whole grid. With gradients on, a grid whose hidden activations exceed
+    """net(coords, which) on a whole grid (or a sampled batch). With gradients on, a grid whose hidden activations exceed
     RETAINED_ACTIVATION_ELEMENTS is evaluated under torch.utils.checkpoint in row chunks (backward recomputes one
     chunk at a time), so the graph keeps no large grid's activations; without gradients (decoding) large grids are
     evaluated in the same chunks. Memory then holds one chunk's hidden activations instead of the whole grid's."""
