@@ -12,7 +12,8 @@ is made) is that model's planning and fitting alone. Printed per model: INRs and
 planning seconds, seconds per step (batched and looped), projected default fit (steps x s/step), the achieved
 GFLOP/s of the batched step against this machine's fp32 matmul rate, and peak memory against the issue's bound
 (10 x the fp32 weights + 2 GB). `--batch-size` plans with that `fit.batch_size` (grids with more rows are fitted
-on one band of that many rows per step); `--loop-steps 0` skips the per-layer loop.
+on one band of that many rows per step); `--loop-steps 0` skips the per-layer loop; `--compile` also times the
+batched steps with every stack's INR compiled by torch.compile, and prints what the compilation cost.
 """
 
 from __future__ import annotations
@@ -111,7 +112,19 @@ def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
 
 
-def measure(name: str, steps: int, loop_steps: int, batch_size: int | None) -> dict:
+def compiled_seconds(name: str, batch_size: int | None, steps: int) -> tuple[float, float]:
+    """(seconds of the first step, compilation included; seconds per later step) with every stack's INR forward
+    compiled by torch.compile."""
+    module, _ = planned_module(build(name), batch_size)
+    for group in module.groups:
+        group.net.forward = torch.compile(group.net.forward, dynamic=False)
+    module.log = lambda *args, **kwargs: None
+    started = time.perf_counter()
+    module.training_step(None, 0).backward()
+    return time.perf_counter() - started, seconds_per_step(module, steps)
+
+
+def measure(name: str, steps: int, loop_steps: int, batch_size: int | None, compile_stacks: bool) -> dict:
     model = build(name)
     weight_bytes = 4 * sum(p.numel() for p in model.parameters())
     module, plan_seconds = planned_module(model, batch_size)
@@ -121,7 +134,8 @@ def measure(name: str, steps: int, loop_steps: int, batch_size: int | None) -> d
     return {"model": name, "params_mb": weight_bytes / 1e6, "inrs": sum(len(g.targets) for g in module.groups),
             "stacks": len(module.groups), "plan_s": plan_seconds, "batched_s": batched, "looped_s": looped,
             "default_fit_min": batched * FitSettings().steps / 60, "gflops": step_flops(module) / batched / 1e9,
-            "peak_gb": peak / 1e9, "bound_gb": (BOUND_FACTOR * weight_bytes + BOUND_FIXED_BYTES) / 1e9}
+            "peak_gb": peak / 1e9, "bound_gb": (BOUND_FACTOR * weight_bytes + BOUND_FIXED_BYTES) / 1e9,
+            "compiled": compiled_seconds(name, batch_size, steps) if compile_stacks else None}
 
 
 def main() -> None:
@@ -130,10 +144,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed batched steps per model (after one warm-up)")
     parser.add_argument("--loop-steps", type=int, default=1, help="timed per-layer-loop steps per model (0: none)")
     parser.add_argument("--batch-size", type=int, default=None, help="fit.batch_size (default: whole grids)")
+    parser.add_argument("--compile", action="store_true", help="also time the steps with torch.compile'd INRs")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child process: measure this model, print JSON
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one, args.steps, args.loop_steps, args.batch_size)))
+        print(json.dumps(measure(args.one, args.steps, args.loop_steps, args.batch_size, args.compile)))
         return
     print(f"CPU, {torch.get_num_threads()} thread(s); fp32 matmul {matmul_gflops():.1f} GFLOP/s; default Big2Small "
           f"at 8x, fit.batch_size {args.batch_size}, {args.steps} batched / {args.loop_steps} looped timed step(s) "
@@ -141,10 +156,12 @@ def main() -> None:
     print("| model | fp32 MB | INRs | stacks | plan s | s/step batched | s/step loop | loop/batched | "
           "default fit (1,000 steps) | GFLOP/s | peak GB | bound GB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    compiled = []
     for name in args.models.split(","):
         child = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps),
                                 "--loop-steps", str(args.loop_steps),
-                                *(["--batch-size", str(args.batch_size)] if args.batch_size else [])],
+                                *(["--batch-size", str(args.batch_size)] if args.batch_size else []),
+                                *(["--compile"] if args.compile else [])],
                                capture_output=True, text=True)
         if child.returncode != 0:
             print(f"| {name} | failed: {child.stderr.strip().splitlines()[-1:]} |", flush=True)
@@ -156,6 +173,11 @@ def main() -> None:
               f"{r['batched_s']:.3f} | {loop} | "
               f"{r['default_fit_min']:.1f} min | {r['gflops']:.1f} | {r['peak_gb']:.2f} | {r['bound_gb']:.2f} |",
               flush=True)
+        if r["compiled"]:
+            first, per_step = r["compiled"]
+            compiled.append(f"torch.compile, {name}: first step {first:.1f} s (compilation included), then "
+                            f"{per_step:.3f} s/step ({r['batched_s'] / per_step:.2f}x eager)")
+    print("\n".join(compiled), flush=True)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ def _round_trip(compressor, model, root):
     (dict(loss={"frequency_weight": -0.1}), "frequency_weight"),
     (dict(storage={"bits": 5}), "storage.bits"),
     (dict(fit={"steps": 0}), "fit.steps"),
+    (dict(fit={"compile": "yes"}), "fit.compile"),
     (dict(fit={"resume": True}), "checkpoint_dir"),
     (dict(fit={"batch_size": 64}, inr={"scope": "model"}), "bands of one layer"),
     (dict(target_ratio=None), "exactly one"),
@@ -169,3 +170,16 @@ def test_bands_of_output_channels_fit_a_layer_with_the_frequency_loss(tmp_path):
     assert errors["0.weight"] < 0.15
     assert float(rebuilt[0].weight[5, 7]) == 9.0
 
+
+
+def test_a_compiled_fit_matches_the_eager_fit(tmp_path):
+    model = _smooth_linear()
+    settings = dict(target_ratio=4, inr={"unit": "weight"}, fit={"steps": 20})
+    *_, eager = _round_trip(Big2SmallCompressor(**settings), model, tmp_path / "eager")
+    settings["fit"] = {"steps": 20, "compile": True}
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    *_, compiled = _round_trip(Big2SmallCompressor(**settings), model, tmp_path / "compiled")
+    assert counters["stats"]["unique_graphs"] >= 1  # the INR stack went through torch.compile
+    torch.testing.assert_close(compiled[0].weight, eager[0].weight, atol=1e-3, rtol=1e-3)

@@ -102,6 +102,9 @@ class INRFitModule(L.LightningModule):
     def on_fit_start(self) -> None:
         # The indices go to the device once, after the module; a step then copies nothing from the host.
         self.owned_index = [torch.tensor(owned, dtype=torch.long, device=self.device) for owned in self.owned]
+        if self.fit_settings.compile:
+            for group in self.groups:
+                group.net.forward = torch.compile(group.net.forward, dynamic=False)
 
     def train_dataloader(self) -> DataLoader:
         # One dummy item per step: coordinates come from the targets inside training_step.

@@ -129,12 +129,16 @@ class FitSettings:
     resume: bool = False           # keep a checkpoint, and continue from it if an equal fit was interrupted
     checkpoint_dir: str | None = None  # where resumable fits keep their checkpoints
     checkpoint_every: int = 200    # steps between checkpoints
+    compile: bool = False          # torch.compile each stack's INR: faster steps after a compilation of seconds
+                                   # to minutes (docs/results.md, "Fitting at scale")
 
     def __post_init__(self) -> None:
         self.steps = _integer("fit", "steps", self.steps, 1)
         self.lr = _positive("fit", "lr", self.lr)
         self.batch_size = None if self.batch_size is None else _integer("fit", "batch_size", self.batch_size, 1)
         self.resume = bool(self.resume)
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"big2small.fit.compile must be true or false (got {self.compile!r})")
         self.checkpoint_every = _integer("fit", "checkpoint_every", self.checkpoint_every, 1)
         if self.resume and not self.checkpoint_dir:
             raise ConfigError("big2small.fit.resume needs fit.checkpoint_dir (where the interrupted fit saved)")
