@@ -25,7 +25,7 @@ from big2small.methods.big2small.networks import build_network, layer_sizes
 from big2small.methods.big2small.plan import Big2SmallPlan, stacks_of
 from big2small.methods.big2small.reconstruct import LayerCode, reconstruct
 from big2small.methods.big2small.settings import INRSettings
-from big2small.methods.big2small.storage import CODE_TENSORS, STORAGE_BITS, stored_counts
+from big2small.methods.big2small.storage import CODE_TENSORS, STORAGE_BITS, code_dtype, stored_counts
 from big2small.methods.big2small.storage import pack as pack_inr
 from big2small.methods.big2small.storage import unpack as unpack_inr
 
@@ -52,7 +52,7 @@ def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup
             continue
         count16, count_codes = stored_counts(layer_sizes(inr, target.dims, target.outputs, width), bits)
         rows = fitted.get(target.key, {"fp16": torch.zeros(count16, dtype=torch.float16),
-                                       "codes": torch.zeros(count_codes, dtype=_code_dtype(bits))})
+                                       "codes": torch.zeros(count_codes, dtype=code_dtype(bits))})
         halves.append(rows["fp16"])
         if bits < 16:
             codes.append(rows["codes"])
@@ -70,7 +70,7 @@ def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup
         "outlier_values": _cat(outlier_values, torch.float16), "outlier_index": _cat(outlier_bytes, torch.uint8),
     }
     if bits < 16:
-        tensors[CODE_TENSORS[bits]] = _cat(codes, _code_dtype(bits))
+        tensors[CODE_TENSORS[bits]] = _cat(codes, code_dtype(bits))
     permutation_meta = _pack_orders(plan.orders, tensors)
     meta = {
         "replaced": list(weights),
@@ -205,8 +205,6 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
     return model
 
 
-def _code_dtype(bits: int) -> torch.dtype:
-    return torch.int8 if bits == 8 else torch.uint8
 
 
 def _cat(parts: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:

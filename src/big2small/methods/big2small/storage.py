@@ -18,6 +18,11 @@ STORAGE_BITS = (4, 6, 8, 16)
 CODE_TENSORS = {8: "inr_int8", 6: "inr_packed", 4: "inr_packed"}
 
 
+def code_dtype(bits: int) -> torch.dtype:
+    """The element type of the code tensor: int8 codes as they are, narrower codes as packed bytes."""
+    return torch.int8 if bits == 8 else torch.uint8
+
+
 def levels(bits: int) -> int:
     return 2 ** (bits - 1) - 1
 
