@@ -41,6 +41,8 @@ def main() -> None:
     parser.add_argument("--refine-steps", type=int, default=None, help="default: the compressor's refinement.steps")
     parser.add_argument("--refine-inputs", type=int, default=None, help="default: the compressor's num_inputs")
     parser.add_argument("--refine-lr", type=float, default=None, help="default: the compressor's refinement.lr")
+    parser.add_argument("--class-weight", type=float, default=None,
+                        help="synthetic inputs' cross-entropy to assigned classes; default: the compressor's")
     parser.add_argument("--refine-source", choices=["bn_stats", "noise", "data"], default=None,
                         help="refinement inputs; data: real training images (not held out), the run then uses data")
     args = parser.parse_args()
@@ -53,7 +55,8 @@ def main() -> None:
     refinement = {"enabled": args.refine}
     storage = {"bits": args.bits, **({"qat_steps": args.qat_steps} if args.qat_steps is not None else {})}
     for key, value in (("steps", args.refine_steps), ("num_inputs", args.refine_inputs), ("lr", args.refine_lr),
-                       ("inputs", args.refine_source)):
+                       ("inputs", args.refine_source),
+                       ("class_weight", args.class_weight)):
         if value is not None:
             refinement[key] = value
     print(f"ResNet-20, {args.steps} fitting steps, {storage}, {fit | inr}, refinement {refinement}, seed {args.seed}, "

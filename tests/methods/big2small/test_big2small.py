@@ -53,6 +53,7 @@ def _round_trip(compressor, model, root):
     (dict(input_shape=[3, 0, 32]), "input_shape"),
     (dict(refinement={"inputs": "photos"}), "refinement.inputs"),
     (dict(refinement={"feature_weight": -1}), "refinement.feature_weight"),
+    (dict(refinement={"class_weight": -1}), "refinement.class_weight"),
 ])
 def test_bad_settings_fail_at_construction(settings, message):
     with pytest.raises(ConfigError, match=message):

@@ -42,6 +42,23 @@ def test_bn_statistics_inputs_match_the_running_statistics_better_than_noise(tmp
     assert all(p.requires_grad for p in model.parameters())  # the model is handed back as it was
 
 
+def test_a_class_weight_makes_the_synthetic_images_cover_their_assigned_classes(tmp_path):
+    model = tiny_cnn()
+    with torch.no_grad():
+        model.train()(torch.randn(256, 1, 8, 8, generator=torch.Generator().manual_seed(3)))
+        model.classifier.weight.mul_(30)  # logits that inputs can move (a random head's are nearly constant)
+    model.eval()
+
+    def assigned_share(class_weight: float) -> float:
+        settings = RefinementSettings(num_inputs=20, input_steps=60, class_weight=class_weight)
+        images = synthetic_inputs(model, [1, 8, 8], settings, seed=0, trainer_factory=trainer_factory(tmp_path))
+        with torch.no_grad():
+            predicted = model(images).argmax(dim=1)
+        return float((predicted == torch.arange(20) % 10).float().mean())  # image i is assigned class i mod 10
+
+    assert assigned_share(1.0) >= 0.4 and assigned_share(0.0) <= 0.2  # chance: 0.1
+
+
 def _smooth_mlp():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(48, 96), nn.BatchNorm1d(96), nn.ReLU(), nn.Linear(96, 32))

@@ -165,6 +165,9 @@ class RefinementSettings:
     inputs: str = "bn_stats"       # bn_stats: noise optimised to match BN stats | noise | data: training images
     num_inputs: int = 256
     input_steps: int = 100         # optimisation steps of the synthetic inputs (bn_stats)
+    # bn_stats on a classifier (2-D outputs): weight of the cross-entropy that pulls image i towards class
+    # i mod classes, so that every class is represented; 0 = BatchNorm statistics only
+    class_weight: float = 0.0
     steps: int = 300
     lr: float = 1e-5               # small: SIREN's omega0 multiplies every parameter change
     batch_size: int = 32
@@ -178,6 +181,7 @@ class RefinementSettings:
             setattr(self, key, _integer(g, key, getattr(self, key), 1 if key != "input_steps" else 0))
         self.lr = _positive(g, "lr", self.lr)
         self.feature_weight = _positive(g, "feature_weight", self.feature_weight, allow_zero=True)
+        self.class_weight = _positive(g, "class_weight", self.class_weight, allow_zero=True)
 
 
 def input_shape_setting(value) -> list[int] | None:

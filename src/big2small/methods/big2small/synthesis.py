@@ -1,7 +1,8 @@
 """Synthetic inputs for data-free refinement; no data module is ever touched.
 
 `bn_stats` (as in ZeroQ): Gaussian noise optimised until every BatchNorm layer's batch mean and standard deviation
-match its stored running statistics. `noise`: the Gaussian noise as is. The optimisation is a Lightning fit whose
+match its stored running statistics; on a classifier, `class_weight` adds a cross-entropy that assigns image i to
+class i mod classes (as in GDFQ and Genie), so the images cover every class. `noise`: the Gaussian noise as is. The optimisation is a Lightning fit whose
 only parameters are the images (the model is frozen), so it runs on the trainer's device and shows a progress bar
 named for its phase.
 """
@@ -30,7 +31,7 @@ def synthetic_inputs(model: nn.Module, shape: list[int], settings: RefinementSet
     if settings.inputs == "noise" or settings.input_steps == 0 or not any(
             isinstance(m, NORM_TYPES) for m in model.modules()):
         return images
-    module = StatisticsMatching(model, images, settings.input_steps)
+    module = StatisticsMatching(model, images, settings.input_steps, settings.class_weight)
     trainer = trainer_factory(max_steps=settings.input_steps, max_epochs=-1, use_distributed_sampler=False,
                               enable_checkpointing=False, devices=1, strategy="auto", num_nodes=1)
     try:
@@ -49,10 +50,10 @@ class StatisticsMatching(L.LightningModule):
 
     progress_label = "synthesising inputs"  # names the progress bar (logs.PhaseProgressBar)
 
-    def __init__(self, model: nn.Module, images: torch.Tensor, steps: int) -> None:
+    def __init__(self, model: nn.Module, images: torch.Tensor, steps: int, class_weight: float = 0.0) -> None:
         super().__init__()
         self.automatic_optimization = False
-        self.steps = steps
+        self.steps, self.class_weight = steps, class_weight
         self.chunks = nn.ParameterList(nn.Parameter(chunk.clone()) for chunk in images.split(CHUNK))
         self.model = model.eval()  # a submodule so that it lives on the trainer's device; frozen below
         self.was_trainable = [p.requires_grad for p in model.parameters()]
@@ -76,10 +77,14 @@ class StatisticsMatching(L.LightningModule):
         optimizer = self.optimizers()
         optimizer.zero_grad()
         total = 0.0
+        first = 0
         for images in self.chunks:
             self.captured.clear()
-            self.model(images)
+            output = self.model(images)
             loss = sum(statistics_gap(x, m) for x, m in zip(self.captured, self.norms, strict=False))
+            if self.class_weight > 0 and output.dim() == 2:
+                loss = loss + self.class_weight * assigned_class_loss(output, first)
+            first += len(images)
             self.manual_backward(loss)
             total += float(loss.detach())
         optimizer.step()
@@ -97,6 +102,13 @@ class StatisticsMatching(L.LightningModule):
             hook.remove()
         for p, trainable in zip(self.model.parameters(), self.was_trainable, strict=True):
             p.requires_grad_(trainable)
+
+
+def assigned_class_loss(logits: torch.Tensor, first: int) -> torch.Tensor:
+    """Cross-entropy of each image to its assigned class: image `first + j` of the whole set gets class
+    (first + j) mod classes."""
+    classes = torch.arange(first, first + len(logits), device=logits.device) % logits.shape[1]
+    return nn.functional.cross_entropy(logits, classes)
 
 
 def statistics_gap(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
