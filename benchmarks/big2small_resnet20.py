@@ -2,7 +2,8 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/big2small_resnet20.py --steps 1500 --ratios 4 8 12 16
 
-Prints one markdown row per ratio: measured ratio, fit seconds, fitting steps per second, process peak RSS,
+Prints one markdown row per ratio: measured ratio, fit seconds (and their split into allocation, weight fitting,
+input synthesis and refinement), fitting steps per second, process peak RSS,
 decode seconds, top-1 before and after on 2,000 test images (200 per class) and on 1,000 held-out training
 images.
 Default compressor settings (Big2SmallCompressor's) except steps, learning rate, storage bits, the
@@ -24,6 +25,8 @@ from big2small_common import (
     setup,
     top1,
 )
+
+PHASES = ("allocation", "weight_fitting", "input_synthesis", "refinement")  # Big2Small's phase_seconds
 
 
 def main() -> None:
@@ -63,15 +66,17 @@ def main() -> None:
           f"otherwise default "
           f"big2small settings; base top-1: test {base_test:.4f}, "
           f"held-out {base_held:.4f}", flush=True)
-    print("| target | measured ratio | bytes | fit s | steps/s | peak RSS MB | decode s | mean rel. error "
-          "| test top-1 before -> after | held-out top-1 after |")
-    print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    print("| target | measured ratio | bytes | fit s | allocation / weight fitting / input synthesis / refinement s "
+          "| steps/s | peak RSS MB | decode s | mean rel. error | test top-1 before -> after | held-out top-1 after |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for ratio in args.ratios:
         result = fit_and_rebuild(model, data=cifar10() if args.refine_source == "data" else None, target_ratio=ratio, fit=fit, storage=storage, inr=inr,
                                  refinement=refinement, input_shape=[3, 32, 32], seed=args.seed)
         rebuilt = result["rebuilt"]
         speed = "-" if args.refine else f"{args.steps / result['fit_seconds']:.1f}"
-        print(f"| {ratio:g} | {result['ratio']:.2f} | {result['bytes']} | {result['fit_seconds']:.1f} | "
+        phases = result["compressed"].phase_seconds
+        split = " / ".join(f"{phases.get(name, 0.0):.1f}" for name in PHASES)
+        print(f"| {ratio:g} | {result['ratio']:.2f} | {result['bytes']} | {result['fit_seconds']:.1f} | {split} | "
               f"{speed} | {peak_rss_mb():.0f} | {result['decode_seconds']:.3f} | "
               f"{mean_relative_error(model, result):.3f} | "
               f"{base_test:.4f} -> {top1(rebuilt, *images['test']):.4f} | {top1(rebuilt, *images['heldout']):.4f} |",

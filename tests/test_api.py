@@ -14,7 +14,8 @@ from big2small.models.small_cnn import SmallCNN
 from tests.methods.roundtrip import RandomCalibration, digits_sized_cnn, outputs
 
 IMAGES = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(2))
-FAST = {"big2small": {"target_ratio": 4.0, "fit": {"steps": 5}}, "none": {"target_ratio": None},
+FAST = {"big2small": {"target_ratio": 4.0, "fit": {"steps": 5},
+                      "refinement": {"steps": 3, "input_steps": 3, "num_inputs": 8, "batch_size": 4}}, "none": {"target_ratio": None},
         "id_prune": {"target_ratio": 1.5, "calibration_images": 64, "batch_size": 32}}
 
 

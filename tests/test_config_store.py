@@ -27,8 +27,28 @@ def _literals(node, path=""):
     return found
 
 
+# Presets: configs of a registered class that state the settings of a named method (the class's defaults are a
+# different method); preset -> (class, the settings it states).
+PRESETS = {"big2small_paper": ("big2small", {"storage": {"bits": 16}, "refinement": {"enabled": False}})}
+
+
 def test_every_registered_compressor_has_a_config_and_no_config_is_orphaned():
-    assert sorted(p.stem for p in COMPRESSOR_CONF.glob("*.yaml")) == available()
+    assert sorted(p.stem for p in COMPRESSOR_CONF.glob("*.yaml")) == sorted([*available(), *PRESETS])
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_a_preset_changes_only_its_stated_settings_of_the_class_defaults(preset):
+    name, stated = PRESETS[preset]
+    yaml = OmegaConf.load(COMPRESSOR_CONF / f"{preset}.yaml")
+    assert list(yaml.defaults) == [f"/compressor_defaults/{name}@_here_", "_self_"]
+    composed = OmegaConf.to_container(compose_config([f"compressor={preset}"]).compressor)
+    expected = compressor_node(name)
+    for group, values in stated.items():
+        assert {key: composed[group][key] for key in values} == values
+        expected[group] = {**expected[group], **values}
+    for key in ("seed", "fit"):  # interpolated from the run config
+        composed.pop(key), expected.pop(key)
+    assert composed == expected
 
 
 @pytest.mark.parametrize("name", available())

@@ -42,6 +42,16 @@ def test_quant_4_bits_gives_close_to_8x_and_small_drop(tmp_path, cache_dir):
     assert all(row["relative_error"] < 0.2 for row in on_disk["layers"])
 
 
+def test_a_big2small_run_splits_its_fit_seconds_into_phases(tmp_path, cache_dir):
+    metrics = _run(tmp_path, cache_dir, ["compressor=big2small", "compressor.fit.steps=5",
+                                         "compressor.refinement.steps=2", "compressor.refinement.num_inputs=8",
+                                         "compressor.refinement.input_steps=2"])
+    phases = json.loads((tmp_path / "job" / "metrics.json").read_text())["phase_seconds"]
+    assert list(phases) == ["allocation", "weight_fitting", "input_synthesis", "refinement"]
+    assert all(seconds > 0 for seconds in phases.values())
+    assert sum(phases.values()) <= metrics["fit_seconds"]
+
+
 def test_accounting_adds_up(tmp_path, cache_dir):
     m = _run(tmp_path, cache_dir, ["compressor=none"])
     assert m["original_bytes"] + m["uncompressed_bytes"] == 4 * m["num_parameters"]

@@ -64,6 +64,9 @@ class Compressed:
     meta: dict = field(default_factory=dict)
     # Per-layer diagnostics from fitting (outliers, INR bytes, ...) for the results table; not stored.
     layer_stats: dict[str, dict] = field(default_factory=dict, compare=False)
+    # Wall seconds of each phase of fitting, in order (e.g. Big2Small's allocation, weight fitting, input
+    # synthesis, refinement); not stored.
+    phase_seconds: dict[str, float] = field(default_factory=dict, compare=False)
     # The model's other state_dict entries, stored as they are when present (empty: the rebuild takes them from
     # the model it is given).
     uncompressed: dict[str, torch.Tensor] = field(default_factory=dict)

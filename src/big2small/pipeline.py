@@ -96,6 +96,8 @@ def _execute(cfg: DictConfig, parts: RunParts, run_dir: Path) -> dict[str, Any]:
             fit_seconds=fit_seconds, decode_seconds=decode_seconds, seed=seed, base_model_source=base_source,
             artifact=str(artifact_path), uses_data=parts.compressor.uses_data,
         )
+        if compressed.phase_seconds:  # where fit_seconds went, for compressors that time their phases
+            metrics["phase_seconds"] = {name: round(s, 3) for name, s in compressed.phase_seconds.items()}
         metrics["layers"] = layer_table(base_model, rebuilt_model, replaced, compressed.layer_stats)
 
         if cfg.get("export"):

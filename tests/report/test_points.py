@@ -69,3 +69,15 @@ def test_an_override_of_one_compressor_does_not_label_the_others(tmp_path):
                                                          f"compressor.target_ratio={target}", "seed=0"])
     (panel,) = build_panels(load_sweep(tmp_path).jobs)
     assert list(series_of(panel)) == ["big2small (fit.steps=300)", "magnitude", "quant"]
+
+
+def test_two_configs_of_one_compressor_class_are_two_curves(tmp_path):
+    for config in ("big2small", "big2small_paper"):
+        for target, metric in ((4, 0.8), (8, 0.7 if config == "big2small" else 0.3)):
+            write_job(tmp_path, f"{config}/{target}", compressor="big2small", ratio=target, metric=metric,
+                      target_ratio=float(target), overrides=[f"compressor={config}",
+                                                             f"compressor.target_ratio={target}", "seed=0"])
+    (panel,) = build_panels(load_sweep(tmp_path).jobs)
+    curves = series_of(panel)
+    assert list(curves) == ["big2small", "big2small_paper"]
+    assert [p.metric for p in curves["big2small_paper"]] == [0.8, 0.3]

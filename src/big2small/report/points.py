@@ -58,7 +58,7 @@ def build_panels(jobs: list[dict[str, Any]], ratio_key: str = RATIO_KEY) -> list
         knobs = tuple((k, overrides[k]) for k in varying if k in overrides and _is_knob(k))
         # Only the job's own overrides name its curve (a key given to another compressor's jobs says nothing here).
         others = tuple((k, overrides[k]) for k in varying if k in overrides and not _is_knob(k))
-        by_point[(panel_name(job), job["compressor"], others, knobs, job.get("target_ratio"))].append(job)
+        by_point[(panel_name(job), curve_name(job), others, knobs, job.get("target_ratio"))].append(job)
 
     panels: dict[str, list[Point]] = defaultdict(list)
     for (panel, compressor, others, knobs, target), group in by_point.items():
@@ -81,6 +81,12 @@ def build_panels(jobs: list[dict[str, Any]], ratio_key: str = RATIO_KEY) -> list
         mark_pareto(points)
         result.append(Panel(name, panel_jobs[0]["metric_name"], statistics.fmean(bases), _std(bases), points))
     return result
+
+
+def curve_name(job: dict[str, Any]) -> str:
+    """The compressor config the job chose (`compressor=big2small_paper` and `compressor=big2small` are two
+    curves of one class), else the compressor's name."""
+    return job.get("overrides", {}).get("compressor", job["compressor"])
 
 
 def mark_pareto(points: list[Point]) -> None:

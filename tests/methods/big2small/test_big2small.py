@@ -15,6 +15,10 @@ from big2small.methods.big2small.compressor import Big2SmallCompressor
 from big2small.methods.registry import rebuild
 from tests.conftest import tiny_cnn
 
+# Tests of the weight fit switch the (default) refinement off; those of the default keep it, short.
+NO_REFINEMENT = {"enabled": False}
+SHORT_REFINEMENT = {"steps": 3, "input_steps": 3, "num_inputs": 8, "batch_size": 4}
+
 
 def trainer_factory(root, **fixed):
     def make(**overrides):
@@ -63,7 +67,8 @@ def test_bad_settings_fail_at_construction(settings, message):
 def test_default_fit_meets_the_ratio_and_reports_per_layer_results(tmp_path):
     model = tiny_cnn()
     compressed, ratio, errors, _ = _round_trip(
-        Big2SmallCompressor(target_ratio=4, fit={"steps": 10}), model, tmp_path)
+        Big2SmallCompressor(target_ratio=4, fit={"steps": 10}, refinement=SHORT_REFINEMENT), model, tmp_path)
+    assert compressed.phase_seconds.keys() >= {"weight_fitting", "refinement"}  # refinement is on by default
     assert 4 <= ratio < 4.6
     assert set(compressed.layer_stats) == set(errors)
     row = compressed.layer_stats["features.7.weight"]
@@ -83,7 +88,7 @@ def test_default_fit_meets_the_ratio_and_reports_per_layer_results(tmp_path):
          input_shape=[1, 8, 8]),
 ])
 def test_every_option_fits_and_round_trips(tmp_path, options):
-    options = {"fit": {"steps": 10}, **options}
+    options = {"fit": {"steps": 10}, "refinement": NO_REFINEMENT, **options}
     _, ratio, errors, rebuilt = _round_trip(Big2SmallCompressor(target_ratio=4, **options), tiny_cnn(), tmp_path)
     assert ratio >= 4
     assert all(e == e and e < 2 for e in errors.values())  # finite, and not wildly off after 10 steps
@@ -103,7 +108,7 @@ def _smooth_linear():
 def test_a_smooth_weight_is_fitted_closely_and_outliers_come_back_exactly(tmp_path, kind):
     model = _smooth_linear()
     compressor = Big2SmallCompressor(target_ratio=4, inr={"kind": kind}, fit={"steps": 300, "lr": 3e-3},
-                                     outliers={"k": 4})
+                                     outliers={"k": 4}, refinement=NO_REFINEMENT)
     compressed, ratio, errors, rebuilt = _round_trip(compressor, model, tmp_path)
     assert ratio >= 4
     assert errors["0.weight"] < 0.1
@@ -114,7 +119,7 @@ def test_a_smooth_weight_is_fitted_closely_and_outliers_come_back_exactly(tmp_pa
 def test_resume_continues_an_interrupted_fit(tmp_path, caplog):
     model = tiny_cnn()
     settings = dict(target_ratio=4, fit={"steps": 20, "checkpoint_dir": str(tmp_path / "ckpt"),
-                                         "checkpoint_every": 10, "resume": True})
+                                         "checkpoint_every": 10, "resume": True}, refinement=NO_REFINEMENT)
     straight = Big2SmallCompressor(**settings).fit(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
     # An "interrupted" fit: the trainer stops after 10 of 20 steps, with its checkpoint saved in a fresh folder.
     interrupted = dict(settings, fit={**settings["fit"], "checkpoint_dir": str(tmp_path / "ckpt2")})
@@ -132,7 +137,8 @@ def test_resume_continues_an_interrupted_fit(tmp_path, caplog):
 
 
 def test_without_resume_a_fit_writes_no_checkpoint(tmp_path):
-    settings = dict(target_ratio=4, fit={"steps": 5, "checkpoint_dir": str(tmp_path / "ckpt"), "checkpoint_every": 2})
+    settings = dict(target_ratio=4, fit={"steps": 5, "checkpoint_dir": str(tmp_path / "ckpt"), "checkpoint_every": 2},
+                    refinement=NO_REFINEMENT)
     Big2SmallCompressor(**settings).fit(tiny_cnn(), trainer_factory=trainer_factory(tmp_path))
     assert not (tmp_path / "ckpt").exists() or not any((tmp_path / "ckpt").rglob("*.ckpt"))
 
@@ -140,7 +146,7 @@ def test_without_resume_a_fit_writes_no_checkpoint(tmp_path):
 def test_a_damaged_checkpoint_is_named_removed_and_the_fit_starts_again(tmp_path, caplog):
     model = tiny_cnn()
     settings = dict(target_ratio=4, fit={"steps": 6, "checkpoint_dir": str(tmp_path / "ckpt"),
-                                         "checkpoint_every": 3, "resume": True})
+                                         "checkpoint_every": 3, "resume": True}, refinement=NO_REFINEMENT)
     fresh = Big2SmallCompressor(**settings).fit(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
     (last,) = (tmp_path / "ckpt").rglob("last.ckpt")
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a fit killed while writing, before atomicity
@@ -154,8 +160,10 @@ def test_a_damaged_checkpoint_is_named_removed_and_the_fit_starts_again(tmp_path
 def test_a_batch_as_large_as_every_grid_fits_exactly_as_the_whole_grid(tmp_path):
     # fit.batch_size only changes grids with more rows than the batch; tiny_cnn's largest grid has 512 rows.
     model = tiny_cnn()
-    *_, whole = _round_trip(Big2SmallCompressor(target_ratio=4, fit={"steps": 5}), model, tmp_path / "a")
-    *_, batched = _round_trip(Big2SmallCompressor(target_ratio=4, fit={"steps": 5, "batch_size": 4096}),
+    *_, whole = _round_trip(Big2SmallCompressor(target_ratio=4, fit={"steps": 5}, refinement=NO_REFINEMENT), model,
+                            tmp_path / "a")
+    *_, batched = _round_trip(Big2SmallCompressor(target_ratio=4, fit={"steps": 5, "batch_size": 4096},
+                                                  refinement=NO_REFINEMENT),
                               model, tmp_path / "b")
     for name, value in whole.state_dict().items():
         assert torch.equal(value, batched.state_dict()[name]), name

@@ -68,7 +68,8 @@ def test_decoding_an_artifact_evaluates_large_grids_in_chunks(monkeypatch):
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(16, 32, 3), nn.Conv2d(32, 32, 3))
-    compressed = Big2SmallCompressor(target_ratio=4, fit={"steps": 2}).fit(model, trainer_factory=trainer)
+    compressed = Big2SmallCompressor(target_ratio=4, fit={"steps": 2}, refinement={"enabled": False}).fit(
+        model, trainer_factory=trainer)
     whole = Big2SmallCompressor.rebuild(compressed, copy.deepcopy(model)).state_dict()
     rows_seen, forward = [], BatchedINR.forward
     monkeypatch.setattr(fitting, "ACTIVATION_CHUNK_ELEMENTS", 4096)
@@ -96,5 +97,6 @@ def test_fitting_on_sampled_bands_evaluates_them_in_chunks(monkeypatch):
     monkeypatch.setattr(fitting, "RETAINED_ACTIVATION_ELEMENTS", 4096)
     monkeypatch.setattr(BatchedINR, "forward",
                         lambda self, coords, which=None: rows_seen.append(coords.shape[1]) or forward(self, coords, which))
-    Big2SmallCompressor(target_ratio=4, fit={"steps": 2, "batch_size": 256}).fit(model, trainer_factory=trainer)
+    Big2SmallCompressor(target_ratio=4, fit={"steps": 2, "batch_size": 256}, refinement={"enabled": False}).fit(
+        model, trainer_factory=trainer)
     assert rows_seen and max(rows_seen) < 256

@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
 
@@ -48,6 +50,21 @@ from big2small.methods.big2small.settings import (
 from big2small.methods.registry import register
 
 log = logging.getLogger(__name__)
+
+
+class PhaseClock:
+    """Wall seconds per named phase: `with clock("refinement"): ...` adds that block's time to phases[name]."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - started
 
 
 @register
@@ -92,8 +109,6 @@ class Big2SmallCompressor(Compressor):
         if self.fit_settings.batch_size is not None and self.loss.frequency_weight > 0 and self.inr.scope == "model":
             raise ConfigError("big2small: fit.batch_size with the frequency loss samples bands of one layer's rows; "
                               "use inr.scope=layer, fit.batch_size=null or loss.frequency_weight=0")
-        if self.storage.bits < 16 and self.storage.qat_steps > self.fit_settings.steps:
-            raise ConfigError("big2small: storage.qat_steps must not exceed fit.steps")
 
     def settings(self) -> dict:
         groups = {"inr": self.inr, "outliers": self.outliers, "loss": self.loss, "storage": self.storage,
@@ -120,17 +135,21 @@ class Big2SmallCompressor(Compressor):
         for name, weight in weights.items():
             if not torch.isfinite(weight).all():
                 raise FittingError(f"big2small: layer {name} has NaN or inf weights before fitting")
-        plan = Big2SmallPlan.prepare(weights, orders, self.inr, self.outliers)
-        widths = choose_widths(plan.targets, self.inr, self.storage.bits, self.target_ratio,
-                               lambda w: len(self._pack(plan.with_widths(w), [], sizing_only=True).to_bytes()))
-        plan = plan.with_widths(widths)
+        seconds = PhaseClock()
+        with seconds("allocation"):
+            plan = Big2SmallPlan.prepare(weights, orders, self.inr, self.outliers)
+            widths = choose_widths(plan.targets, self.inr, self.storage.bits, self.target_ratio,
+                                   lambda w: len(self._pack(plan.with_widths(w), [], sizing_only=True).to_bytes()))
+            plan = plan.with_widths(widths)
         groups = self._groups(plan)
         if groups:
-            self._fit_weights(groups, plan, trainer_factory)
+            with seconds("weight_fitting"):
+                self._fit_weights(groups, plan, trainer_factory)
             if self.refinement.enabled:
-                self._refine(model, groups, plan, trainer_factory, data)
+                self._refine(model, groups, plan, trainer_factory, data, seconds)
         compressed = self._pack(plan, groups)
         compressed.layer_stats = plan.layer_stats(self.inr, self.storage.bits)
+        compressed.phase_seconds = seconds.phases
         return compressed
 
     def _groups(self, plan: Big2SmallPlan) -> list[INRGroup]:
@@ -161,7 +180,8 @@ class Big2SmallCompressor(Compressor):
             digest.update(weight.numpy().tobytes())
         return digest.hexdigest()[:16]
 
-    def _refine(self, model, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory, data) -> None:
+    def _refine(self, model, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory, data,
+                seconds: PhaseClock) -> None:
         import copy
 
         from big2small.methods.big2small.refinement import RefineModule
@@ -173,17 +193,19 @@ class Big2SmallCompressor(Compressor):
                 for segment in target.segments:
                     set_parameter(student, segment.name, plan.weights[segment.name].half().float())
         teacher = copy.deepcopy(model)  # makes the synthetic inputs, then serves as the frozen reference
-        if self.uses_data:
-            inputs = data.calibration_images(self.refinement.num_inputs).float()
-        else:
-            inputs = synthetic_inputs(teacher, self.model_input_shape(model), self.refinement, self.seed,
-                                      trainer_factory)
-        module = RefineModule(groups, plan.layer_codes(), student, teacher, inputs,
-                              self.refinement,
-                              code_bits=self.storage.bits if self.storage.bits < 16 else None)
-        trainer = trainer_factory(max_steps=self.refinement.steps, max_epochs=-1, use_distributed_sampler=False,
-                                  enable_checkpointing=False)
-        trainer.fit(module)
+        with seconds("input_synthesis"):
+            if self.uses_data:
+                inputs = data.calibration_images(self.refinement.num_inputs).float()
+            else:
+                inputs = synthetic_inputs(teacher, self.model_input_shape(model), self.refinement, self.seed,
+                                          trainer_factory)
+        with seconds("refinement"):
+            module = RefineModule(groups, plan.layer_codes(), student, teacher, inputs,
+                                  self.refinement,
+                                  code_bits=self.storage.bits if self.storage.bits < 16 else None)
+            trainer = trainer_factory(max_steps=self.refinement.steps, max_epochs=-1, use_distributed_sampler=False,
+                                      enable_checkpointing=False)
+            trainer.fit(module)
 
     def accept_input_shape(self, shape: list[int] | None) -> None:
         if self.input_shape is None and shape is not None:
