@@ -20,10 +20,11 @@ def main(cfg: DictConfig) -> None:
 
     quiet_library_logs()
     hydra_cfg = HydraConfig.get()
-    for line in header_lines(cfg, hydra_cfg.runtime.choices.get("compressor"), list(hydra_cfg.overrides.task)):
+    config_name = hydra_cfg.runtime.choices.get("compressor")
+    for line in header_lines(cfg, config_name, list(hydra_cfg.overrides.task)):
         log.info(line)
     try:
-        run(cfg, HydraConfig.get().runtime.output_dir)
+        run(cfg, HydraConfig.get().runtime.output_dir, config_name)
     except USER_ERRORS as error:
         report(error)  # one line on stderr, no traceback
         if HydraConfig.get().mode == RunMode.MULTIRUN:

@@ -50,6 +50,7 @@ def test_a_big2small_run_splits_its_fit_seconds_into_phases(tmp_path, cache_dir)
     assert list(phases) == ["allocation", "weight_fitting", "input_synthesis", "refinement"]
     assert all(seconds > 0 for seconds in phases.values())
     assert sum(phases.values()) <= metrics["fit_seconds"]
+    assert metrics["compressor_config"] == "big2small"  # no config name given: the compressor's name
 
 
 def test_accounting_adds_up(tmp_path, cache_dir):

@@ -29,8 +29,9 @@ from big2small.tracking import Tracker, write_metrics_json
 log = logging.getLogger(__name__)
 
 ARTIFACT_FILE = "compressed.safetensors"
-def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Execute one run and return the metrics written to run_dir/metrics.json."""
+def run(cfg: DictConfig, run_dir: str | Path, config_name: str | None = None) -> dict[str, Any]:
+    """Execute one run and return the metrics written to run_dir/metrics.json. `config_name`: the compressor
+    config the run chose (`compressor=big2small_paper`), which names the run; default: the compressor's name."""
     run_dir = writable_dir(run_dir, "run dir")
     done = finished_job_metrics(run_dir, cfg) if cfg.get("sweep") and cfg.sweep.get("skip_done") else None
     if done is not None:
@@ -39,17 +40,18 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     parts = build_parts(cfg)
     writable_dir(Path(cfg.paths.cache_dir) / "base_models", "cache dir")  # before the base model is trained
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    parts.tracker.start(resolved, run_dir, run_name=f"{cfg.model.name}-{parts.compressor.name}-s{cfg.seed}",
-                        job_type=parts.compressor.name, tags=[parts.task.name, cfg.data.name, cfg.model.name])
+    config_name = config_name or parts.compressor.name
+    parts.tracker.start(resolved, run_dir, run_name=f"{cfg.model.name}-{config_name}-s{cfg.seed}",
+                        job_type=config_name, tags=[parts.task.name, cfg.data.name, cfg.model.name])
     try:
-        metrics = _execute(cfg, parts, run_dir)
+        metrics = _execute(cfg, parts, run_dir, config_name)
     finally:
         parts.tracker.finish()  # one tracker run per job, closed even when the job fails
     log.info(summary_line(metrics))
     return metrics
 
 
-def _execute(cfg: DictConfig, parts: RunParts, run_dir: Path) -> dict[str, Any]:
+def _execute(cfg: DictConfig, parts: RunParts, run_dir: Path, config_name: str) -> dict[str, Any]:
     seed = int(cfg.seed)
     make_trainer = trainer_factory(cfg, run_dir, parts.tracker)
     eval_trainer = trainer_factory(cfg, run_dir, None, single_device=True)
@@ -94,7 +96,7 @@ def _execute(cfg: DictConfig, parts: RunParts, run_dir: Path) -> dict[str, Any]:
                                base_metrics, rebuilt_metrics)
         metrics.update(
             fit_seconds=fit_seconds, decode_seconds=decode_seconds, seed=seed, base_model_source=base_source,
-            artifact=str(artifact_path), uses_data=parts.compressor.uses_data,
+            artifact=str(artifact_path), uses_data=parts.compressor.uses_data, compressor_config=config_name,
         )
         if compressed.phase_seconds:  # where fit_seconds went, for compressors that time their phases
             metrics["phase_seconds"] = {name: round(s, 3) for name, s in compressed.phase_seconds.items()}
@@ -109,7 +111,7 @@ def _execute(cfg: DictConfig, parts: RunParts, run_dir: Path) -> dict[str, Any]:
     parts.tracker.log_summary(metrics)
     parts.tracker.log_table("layers", metrics["layers"])
     if parts.tracker.logs_artifacts:
-        _log_artifact(parts.tracker, artifact_path, cfg.model.name, parts.compressor.name, base_source, metrics)
+        _log_artifact(parts.tracker, artifact_path, cfg.model.name, config_name, base_source, metrics)
     return metrics
 
 
@@ -160,7 +162,7 @@ def header_lines(cfg: DictConfig, compressor_name: str, overrides: list[str] | N
 def summary_line(metrics: dict[str, Any]) -> str:
     name = metrics["metric_name"]
     return (
-        f"[{metrics['compressor']}] ratio {metrics['compression_ratio']:.2f}x "
+        f"[{metrics.get('compressor_config', metrics['compressor'])}] ratio {metrics['compression_ratio']:.2f}x "
         f"(model {metrics['model_compression_ratio']:.2f}x, {metrics['compressed_bytes']} bytes) | "
         f"{name}: base {metrics['base_metric']:.4f} -> rebuilt {metrics['compressed_metric']:.4f} "
         f"(drop {metrics['metric_drop']:+.4f})"

@@ -29,6 +29,7 @@ def test_single_run_writes_metrics_artifact_and_offline_wandb_run(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["compressed_bytes"] == (run_dir / "compressed.safetensors").stat().st_size
     assert metrics["compressor"] == "quant" and metrics["metric_name"] == "accuracy"
+    assert metrics["compressor_config"] == "quant"  # the config chosen on the command line names the run
     assert list((run_dir / "wandb").glob("offline-run-*")), "an offline W&B run dir must exist"
     summary = [line for line in result.stdout.splitlines() if line.startswith("[quant] ratio")]
     assert summary and f"{metrics['compression_ratio']:.2f}x" in summary[0]

@@ -85,8 +85,8 @@ def build_panels(jobs: list[dict[str, Any]], ratio_key: str = RATIO_KEY) -> list
 
 def curve_name(job: dict[str, Any]) -> str:
     """The compressor config the job chose (`compressor=big2small_paper` and `compressor=big2small` are two
-    curves of one class), else the compressor's name."""
-    return job.get("overrides", {}).get("compressor", job["compressor"])
+    curves of one class): recorded in its metrics, else in its overrides; else the compressor's name."""
+    return job.get("compressor_config") or job.get("overrides", {}).get("compressor", job["compressor"])
 
 
 def mark_pareto(points: list[Point]) -> None:
