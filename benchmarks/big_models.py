@@ -93,7 +93,7 @@ def main() -> None:
             bound = BOUND_FACTOR * weight_bytes + BOUND_FIXED_BYTES
             for name in args.compressors.split(","):
                 extra = [f"compressor={name}", "compressor.target_ratio=8", f"model.checkpoint={checkpoint}"]
-                if name == "big2small":
+                if name.startswith("big2small"):  # big2small and big2small_paper
                     extra.append(f"compressor.fit.steps={args.fit_steps}")
                 run_dir = folder / f"{model}-{name}"
                 code, seconds, peak, last = run([*overrides, *extra], run_dir)

@@ -56,15 +56,18 @@ def build(name: str) -> torch.nn.Module:
     return torchvision_classifier(name)
 
 
-def planned_module(model: torch.nn.Module, batch_size: int | None = None) -> tuple[INRFitModule, float]:
-    """The INRFitModule a default 8x run (with that fit.batch_size) would fit, and the seconds planning it took."""
+def planned_module(model: torch.nn.Module, batch_size: int | None = None,
+                   bits: int | None = None) -> tuple[INRFitModule, float]:
+    """The INRFitModule a default 8x run (with that fit.batch_size and storage.bits) would fit, and the seconds
+    planning it took."""
     class Capture:
         def fit(self, module, ckpt_path=None):
             raise PlanCaptured(module)
 
     started = time.perf_counter()
     try:
-        Big2SmallCompressor(target_ratio=8, fit={"batch_size": batch_size}).fit(
+        Big2SmallCompressor(target_ratio=8, fit={"batch_size": batch_size},
+                            storage={"bits": bits} if bits else None).fit(
             model, trainer_factory=lambda **_: Capture())
     except PlanCaptured as captured:
         return captured.module, time.perf_counter() - started
@@ -112,10 +115,10 @@ def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
 
 
-def compiled_seconds(name: str, batch_size: int | None, steps: int) -> tuple[float, float]:
+def compiled_seconds(name: str, batch_size: int | None, bits: int | None, steps: int) -> tuple[float, float]:
     """(seconds of the first step, compilation included; seconds per later step) with every stack's INR forward
     compiled by torch.compile."""
-    module, _ = planned_module(build(name), batch_size)
+    module, _ = planned_module(build(name), batch_size, bits)
     for group in module.groups:
         group.net.forward = torch.compile(group.net.forward, dynamic=False)
     module.log = lambda *args, **kwargs: None
@@ -124,10 +127,11 @@ def compiled_seconds(name: str, batch_size: int | None, steps: int) -> tuple[flo
     return time.perf_counter() - started, seconds_per_step(module, steps)
 
 
-def measure(name: str, steps: int, loop_steps: int, batch_size: int | None, compile_stacks: bool) -> dict:
+def measure(name: str, steps: int, loop_steps: int, batch_size: int | None, bits: int | None,
+            compile_stacks: bool) -> dict:
     model = build(name)
     weight_bytes = 4 * sum(p.numel() for p in model.parameters())
-    module, plan_seconds = planned_module(model, batch_size)
+    module, plan_seconds = planned_module(model, batch_size, bits)
     batched = seconds_per_step(module, steps)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # the fit's own: before the loop's copy
     looped = seconds_per_step(per_layer(module), loop_steps) if loop_steps else float("nan")
@@ -135,7 +139,7 @@ def measure(name: str, steps: int, loop_steps: int, batch_size: int | None, comp
             "stacks": len(module.groups), "plan_s": plan_seconds, "batched_s": batched, "looped_s": looped,
             "default_fit_min": batched * FitSettings().steps / 60, "gflops": step_flops(module) / batched / 1e9,
             "peak_gb": peak / 1e9, "bound_gb": (BOUND_FACTOR * weight_bytes + BOUND_FIXED_BYTES) / 1e9,
-            "compiled": compiled_seconds(name, batch_size, steps) if compile_stacks else None}
+            "compiled": compiled_seconds(name, batch_size, bits, steps) if compile_stacks else None}
 
 
 def main() -> None:
@@ -144,14 +148,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed batched steps per model (after one warm-up)")
     parser.add_argument("--loop-steps", type=int, default=1, help="timed per-layer-loop steps per model (0: none)")
     parser.add_argument("--batch-size", type=int, default=None, help="fit.batch_size (default: whole grids)")
+    parser.add_argument("--bits", type=int, default=None, help="storage.bits (default: the compressor's)")
     parser.add_argument("--compile", action="store_true", help="also time the steps with torch.compile'd INRs")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child process: measure this model, print JSON
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one, args.steps, args.loop_steps, args.batch_size, args.compile)))
+        print(json.dumps(measure(args.one, args.steps, args.loop_steps, args.batch_size, args.bits, args.compile)))
         return
     print(f"CPU, {torch.get_num_threads()} thread(s); fp32 matmul {matmul_gflops():.1f} GFLOP/s; default Big2Small "
-          f"at 8x, fit.batch_size {args.batch_size}, {args.steps} batched / {args.loop_steps} looped timed step(s) "
+          f"at 8x, fit.batch_size {args.batch_size}, storage.bits {args.bits or 'default'}, {args.steps} batched / {args.loop_steps} looped timed step(s) "
           "per model", flush=True)
     print("| model | fp32 MB | INRs | stacks | plan s | s/step batched | s/step loop | loop/batched | "
           "default fit (1,000 steps) | GFLOP/s | peak GB | bound GB |")
@@ -161,6 +166,7 @@ def main() -> None:
         child = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps),
                                 "--loop-steps", str(args.loop_steps),
                                 *(["--batch-size", str(args.batch_size)] if args.batch_size else []),
+                                *(["--bits", str(args.bits)] if args.bits else []),
                                 *(["--compile"] if args.compile else [])],
                                capture_output=True, text=True)
         if child.returncode != 0:
