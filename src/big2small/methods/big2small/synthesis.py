@@ -2,9 +2,9 @@
 
 `bn_stats` (as in ZeroQ): Gaussian noise optimised until every BatchNorm layer's batch mean and standard deviation
 match its stored running statistics; on a classifier, `class_weight` adds a cross-entropy that assigns image i to
-class i mod classes (as in GDFQ and Genie), so the images cover every class. `noise`: the Gaussian noise as is. The optimisation is a Lightning fit whose
-only parameters are the images (the model is frozen), so it runs on the trainer's device and shows a progress bar
-named for its phase.
+class i mod classes (as in GDFQ and Genie), so the images cover every class. `noise`: the Gaussian noise as is.
+The optimisation is a Lightning fit whose only parameters are the images (the model is frozen), so it runs on the
+trainer's device and shows a progress bar named for its phase.
 """
 
 from __future__ import annotations
