@@ -1,0 +1,57 @@
+"""Per-layer weight error of a Big2Small run against quant at the same target ratio, on ResNet-20.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/layer_errors.py <job dir or metrics.json of a ResNet-20 run>
+
+Reads the run's `layers` rows (relative error ||W_rebuilt - W|| / ||W|| and the INR width of each layer), compresses
+the shared ResNet-20 with `quant` at the run's `target_ratio` (its mixed-bit allocation picks the bits per layer)
+and prints one markdown row per layer: weights, the run's error and INR width, quant's error and bits. Shows
+where, per layer, an INR's bytes buy less than codes do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+from pathlib import Path
+
+import torch
+from big2small_common import resnet20, setup
+
+import big2small
+from big2small.methods.registry import rebuild
+
+
+def relative_errors(model: torch.nn.Module, rebuilt: torch.nn.Module, names: list[str]) -> dict[str, float]:
+    with torch.no_grad():
+        return {n: float((rebuilt.get_parameter(n) - model.get_parameter(n)).norm() / model.get_parameter(n).norm())
+                for n in names}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run", type=Path, help="a ResNet-20 run's job dir or its metrics.json")
+    args = parser.parse_args()
+    setup()
+    path = args.run / "metrics.json" if args.run.is_dir() else args.run
+    metrics = json.loads(path.read_text())
+    model = resnet20()
+    quant = big2small.compress(model, "quant", target_ratio=metrics["target_ratio"])
+    quant_errors = relative_errors(model, rebuild(quant, copy.deepcopy(model)), quant.meta["replaced"])
+    quant_bits = {layer["name"]: layer.get("bits") for layer in quant.meta["layers"]}
+    name = metrics.get("compressor_config", metrics["compressor"])
+    print(f"{path}: {name} at {metrics['compression_ratio']:.2f}x; quant at {metrics['target_ratio']:g}x")
+    print(f"| layer | weights | {name} rel. error | INR width | quant rel. error | quant bits |")
+    print("|---|---|---|---|---|---|")
+    rows = metrics["layers"]
+    for row in rows:
+        layer = row["layer"]
+        print(f"| {layer} | {row['params']} | {row['relative_error']:.3f} | {row.get('inr_width', '-')} | "
+              f"{quant_errors[layer]:.3f} | {quant_bits.get(layer)} |")
+    print(f"| mean | | {statistics.fmean(r['relative_error'] for r in rows):.3f} | | "
+          f"{statistics.fmean(quant_errors[r['layer']] for r in rows):.3f} | |")
+
+
+if __name__ == "__main__":
+    main()
