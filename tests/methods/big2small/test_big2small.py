@@ -58,6 +58,7 @@ def _round_trip(compressor, model, root):
     (dict(refinement={"inputs": "photos"}), "refinement.inputs"),
     (dict(refinement={"feature_weight": -1}), "refinement.feature_weight"),
     (dict(refinement={"class_weight": -1}), "refinement.class_weight"),
+    (dict(storage={"codes_below": -1}), "storage.codes_below"),
 ])
 def test_bad_settings_fail_at_construction(settings, message):
     with pytest.raises(ConfigError, match=message):
@@ -196,3 +197,45 @@ def test_a_compiled_fit_matches_the_eager_fit(tmp_path, monkeypatch):
     *_, compiled = _round_trip(Big2SmallCompressor(**settings), model, tmp_path / "compiled")
     assert counters["stats"]["unique_graphs"] >= 1  # the INR stack went through torch.compile
     torch.testing.assert_close(compiled[0].weight, eager[0].weight, atol=1e-3, rtol=1e-3)
+
+
+def test_targets_with_fewer_weights_than_codes_below_are_stored_as_their_own_8_bit_codes(tmp_path):
+    model = tiny_cnn()  # weights: features.0 72, features.4 1152, features.7 4608, classifier 320
+    compressor = Big2SmallCompressor(target_ratio=4, fit={"steps": 5}, storage={"codes_below": 1000},
+                                     refinement=NO_REFINEMENT)
+    compressed, ratio, errors, _ = _round_trip(compressor, model, tmp_path)
+    assert ratio >= 4
+    assert {name: row["stored_as"] for name, row in compressed.layer_stats.items()} == {
+        "features.0.weight": "int8", "features.4.weight": "inr", "features.7.weight": "inr",
+        "classifier.weight": "int8"}
+    assert compressed.tensors["layer_int8"].numel() == 72 + 320
+    assert compressed.tensors["layer_scales"].numel() == 8 + 10  # one per output channel
+    assert errors["features.0.weight"] < 0.01 and errors["classifier.weight"] < 0.01
+    assert errors["features.7.weight"] > 0.01  # the INR-fitted layers are approximations
+
+    truncated = Compressed.from_bytes(compressed.to_bytes())
+    truncated.tensors["layer_int8"] = truncated.tensors["layer_int8"][:-1]
+    with pytest.raises(ValueError, match="payload size"):
+        rebuild(truncated, copy.deepcopy(model))
+
+
+def test_refinement_sees_the_coded_layers_as_the_artifact_stores_them(tmp_path, monkeypatch):
+    from big2small.methods.big2small import refinement
+
+    students = []
+    original_init = refinement.RefineModule.__init__
+
+    def capture(self, groups, codes, student, *args, **kwargs):
+        students.append(copy.deepcopy(student))
+        original_init(self, groups, codes, student, *args, **kwargs)
+
+    monkeypatch.setattr(refinement.RefineModule, "__init__", capture)
+    model = tiny_cnn()
+    refined = dict(target_ratio=4, fit={"steps": 3}, storage={"codes_below": 1000}, input_shape=[1, 8, 8],
+                   refinement=SHORT_REFINEMENT)
+    _, _, _, rebuilt = _round_trip(Big2SmallCompressor(**refined), model, tmp_path)
+    (student,) = students
+    for name in ("features.0.weight", "classifier.weight"):
+        stored = rebuilt.get_parameter(name).detach()
+        assert not torch.equal(stored, model.get_parameter(name).detach())  # 8-bit codes, not the weights
+        assert torch.equal(student.get_parameter(name), stored)

@@ -5,7 +5,8 @@ the widest INR within that share. The artifact (INRs, outliers, statistics, perm
 then measured by serialising it with placeholder values; while it is too large the shares shrink in
 proportion to the overshoot, and then grow back by bisection while it still fits, so that the bytes of a layer
 capped at `max_width` go to the other layers. A target for which no INR of `min_width` fits, or whose INR would be no smaller
-than its weights in fp16, is stored in fp16 instead (width None).
+than its weights in fp16, is stored in fp16 instead (width None); a target with fewer weights than
+`storage.codes_below` is stored as its weights' own 8-bit codes (width CODES).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ SHRINK_MARGIN = 0.98
 # the scale is known to within this relative tolerance.
 GROWTH_ROUNDS = 12
 GROWTH_TOLERANCE = 0.01
+# The width of a target stored as its weights' own 8-bit codes instead of an INR (None: stored in fp16).
+CODES = 0
 
 
 def inr_bytes(settings: INRSettings, target: FitTarget, width: int, bits: int) -> int:
@@ -51,15 +54,18 @@ def widest_within(settings: INRSettings, target: FitTarget, bits: int, budget: f
 
 
 def choose_widths(targets: list[FitTarget], settings: INRSettings, bits: int, target_ratio: float | None,
-                  measure: Callable[[dict[str, int | None]], int]) -> dict[str, int | None]:
-    """{target key: width or None}; `measure(widths)` is the artifact size in bytes for those widths."""
+                  measure: Callable[[dict[str, int | None]], int], codes_below: int = 0) -> dict[str, int | None]:
+    """{target key: width, None (fp16) or CODES}; `measure(widths)` is the artifact size in bytes for those widths."""
+    coded = {t.key for t in targets if t.values.numel() < codes_below}
     if settings.width is not None:
-        return {t.key: settings.width if inr_bytes(settings, t, settings.width, bits) < raw_bytes(t) else None
+        return {t.key: CODES if t.key in coded else
+                settings.width if inr_bytes(settings, t, settings.width, bits) < raw_bytes(t) else None
                 for t in targets}
     original = fp32_bytes(sum(t.values.numel() for t in targets))
 
     def widths_at(scale: float) -> dict[str, int | None]:
-        return {t.key: widest_within(settings, t, bits, scale * fp32_bytes(t.values.numel()) / target_ratio)
+        return {t.key: CODES if t.key in coded else
+                widest_within(settings, t, bits, scale * fp32_bytes(t.values.numel()) / target_ratio)
                 for t in targets}
 
     def meets(widths: dict[str, int | None]) -> bool:

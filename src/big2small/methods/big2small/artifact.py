@@ -1,8 +1,9 @@
 """Big2Small's artifact layout: packing a fitted plan into tensors + header, and rebuilding weights from them.
 
 Tensors: `inr_fp16` (every INR's fp16 parameters, or its scales and biases with coded storage), `inr_int8` (8-bit
-weight codes) or `inr_packed` (6- and 4-bit codes, bit-packed per INR), `raw` (targets stored in fp16), `stats` (per layer mean and std of the standardised inliers),
-`outlier_values` (fp16) and `outlier_index` (their positions, see encodings/index_codes.py), `permutation` (the
+weight codes) or `inr_packed` (6- and 4-bit codes, bit-packed per INR), `raw` (targets stored in fp16),
+`layer_int8` and `layer_scales` (targets stored as their weights' own 8-bit codes, present only when some are),
+`stats` (per layer mean and std of the standardised inliers), `outlier_values` (fp16) and `outlier_index` (their positions, see encodings/index_codes.py), `permutation` (the
 channel orders, bit-packed). The header lists layers, INR widths and settings. Rebuild reads the artifact alone;
 the channel orders are stored so rebuilt weights go back into the original order and the model's uncompressed
 parameters (BN, biases) stay valid as they are.
@@ -19,13 +20,21 @@ from big2small.codec import Compressed
 from big2small.encodings import index_codes
 from big2small.encodings.bitpack import pack_uint, unpack_uint
 from big2small.graph.weights import set_parameter
+from big2small.methods.big2small.allocation import CODES
 from big2small.methods.big2small.coords import build_targets
 from big2small.methods.big2small.fitting import INRGroup
 from big2small.methods.big2small.networks import build_network, layer_sizes
 from big2small.methods.big2small.plan import Big2SmallPlan, stacks_of
 from big2small.methods.big2small.reconstruct import LayerCode, reconstruct
 from big2small.methods.big2small.settings import INRSettings
-from big2small.methods.big2small.storage import CODE_TENSORS, STORAGE_BITS, code_dtype, stored_counts
+from big2small.methods.big2small.storage import (
+    CODE_TENSORS,
+    STORAGE_BITS,
+    code_dtype,
+    stored_counts,
+    weight_codes,
+    weights_from_codes,
+)
 from big2small.methods.big2small.storage import pack as pack_inr
 from big2small.methods.big2small.storage import unpack as unpack_inr
 
@@ -44,11 +53,18 @@ def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup
         for g, target in enumerate(group.targets):
             fitted[target.key] = {kind: rows[g] for kind, rows in stored.items()}
     halves, codes, raw, stats, outlier_values, outlier_bytes = [], [], [], [], [], []
+    layer_codes, layer_scales = [], []
     layer_meta: dict[str, dict] = {}
     for target in plan.targets:
         width = widths[target.key]
         if width is None:
             raw += [weights[s.name].reshape(-1).half() for s in target.segments]
+            continue
+        if width == CODES:
+            for segment in target.segments:
+                q, scale = weight_codes(weights[segment.name])
+                layer_codes.append(q)
+                layer_scales.append(scale)
             continue
         count16, count_codes = stored_counts(layer_sizes(inr, target.dims, target.outputs, width), bits)
         rows = fitted.get(target.key, {"fp16": torch.zeros(count16, dtype=torch.float16),
@@ -71,6 +87,8 @@ def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup
     }
     if bits < 16:
         tensors[CODE_TENSORS[bits]] = _cat(codes, code_dtype(bits))
+    if layer_codes:
+        tensors["layer_int8"], tensors["layer_scales"] = _cat(layer_codes, torch.int8), _cat(layer_scales, torch.float16)
     permutation_meta = _pack_orders(plan.orders, tensors)
     meta = {
         "replaced": list(weights),
@@ -106,7 +124,7 @@ def check_meta(meta: dict, model: nn.Module) -> None:
     if meta.get("bits") not in STORAGE_BITS:
         raise ValueError(f"bits is {meta.get('bits')!r}, not one of {list(STORAGE_BITS)}")
     for key, width in _dict(meta, "widths").items():
-        if width is not None and (not _is_int(width) or not 1 <= width <= MAX_STORED_WIDTH):
+        if width is not None and (not _is_int(width) or not 0 <= width <= MAX_STORED_WIDTH):  # 0: CODES
             raise ValueError(f"widths[{key!r}] is {width!r}")
     for layer in meta["layers"]:
         numel = model.get_parameter(layer["name"]).numel()
@@ -161,7 +179,9 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
     if sorted(t.key for t in targets) != sorted(widths):
         raise ValueError("big2small artifact: its targets do not match its layer list")
 
-    half_at = code_at = raw_at = stat_at = value_at = index_at = 0
+    half_at = code_at = raw_at = stat_at = value_at = index_at = layer_code_at = scale_at = 0
+    layer_codes = tensors.get("layer_int8", torch.zeros(0, dtype=torch.int8))
+    layer_scales = tensors.get("layer_scales", torch.zeros(0, dtype=torch.float16))
     rows: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
     codes: dict[str, LayerCode] = {}
     decoded: dict[str, torch.Tensor] = {}
@@ -172,6 +192,15 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
                 count = math.prod(segment.shape)
                 decoded[segment.name] = tensors["raw"][raw_at : raw_at + count].float().reshape(segment.shape)
                 raw_at += count
+            continue
+        if width == CODES:
+            for segment in target.segments:
+                count, channels = math.prod(segment.shape), segment.shape[0]
+                if layer_code_at + count > layer_codes.numel() or scale_at + channels > layer_scales.numel():
+                    raise ValueError("big2small artifact: payload size does not match its layer list")
+                decoded[segment.name] = weights_from_codes(layer_codes[layer_code_at:layer_code_at + count],
+                                                           layer_scales[scale_at:scale_at + channels], segment.shape)
+                layer_code_at, scale_at = layer_code_at + count, scale_at + channels
             continue
         count16, count_codes = stored_counts(layer_sizes(inr, target.dims, target.outputs, width), bits)
         code_rows = tensors[CODE_TENSORS[bits]][code_at : code_at + count_codes] if bits < 16 else None
@@ -186,8 +215,9 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
             codes[segment.name] = LayerCode(mean, std, index, tensors["outlier_values"][value_at:value_at + count])
             stat_at, value_at, index_at = stat_at + 1, value_at + count, index_at + size
     code_total = tensors[CODE_TENSORS[bits]].numel() if bits < 16 else 0
-    if (half_at, code_at, raw_at, index_at) != (tensors["inr_fp16"].numel(), code_total, tensors["raw"].numel(),
-                                                tensors["outlier_index"].numel()):
+    if (half_at, code_at, raw_at, index_at, layer_code_at, scale_at) != (
+            tensors["inr_fp16"].numel(), code_total, tensors["raw"].numel(), tensors["outlier_index"].numel(),
+            layer_codes.numel(), layer_scales.numel()):
         raise ValueError("big2small artifact: payload size does not match its layer list")
 
     groups = []
@@ -205,6 +235,13 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
     return model
 
 
+
+
+def stored_weight(weight: torch.Tensor, width: int | None) -> torch.Tensor:
+    """What the artifact gives back for a weight stored without an INR: fp16 (width None) or its 8-bit codes."""
+    if width == CODES:
+        return weights_from_codes(*weight_codes(weight), tuple(weight.shape))
+    return weight.half().float()
 
 
 def _cat(parts: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:

@@ -80,7 +80,7 @@ class Big2SmallCompressor(Compressor):
 
     name = "big2small"
     ARTIFACT_TENSORS = {"inr_fp16": torch.float16, "inr_int8": torch.int8, "inr_packed": torch.uint8,
-                        "raw": torch.float16,
+                        "raw": torch.float16, "layer_int8": torch.int8, "layer_scales": torch.float16,
                         "stats": torch.float32, "outlier_values": torch.float16, "outlier_index": torch.uint8,
                         "permutation": torch.uint8}
     # The option groups: constructor argument -> its settings class (settings.py, one dataclass each).
@@ -139,7 +139,8 @@ class Big2SmallCompressor(Compressor):
         with seconds("allocation"):
             plan = Big2SmallPlan.prepare(weights, orders, self.inr, self.outliers)
             widths = choose_widths(plan.targets, self.inr, self.storage.bits, self.target_ratio,
-                                   lambda w: len(self._pack(plan.with_widths(w), [], sizing_only=True).to_bytes()))
+                                   lambda w: len(self._pack(plan.with_widths(w), [], sizing_only=True).to_bytes()),
+                                   self.storage.codes_below)
             plan = plan.with_widths(widths)
         groups = self._groups(plan)
         if groups:
@@ -188,10 +189,11 @@ class Big2SmallCompressor(Compressor):
         from big2small.methods.big2small.synthesis import synthetic_inputs
 
         student = copy.deepcopy(model)
-        for target in plan.targets:  # layers stored in fp16 take their stored values during refinement too
-            if plan.widths[target.key] is None:
+        for target in plan.targets:  # layers stored without an INR take their stored values during refinement too
+            if not plan.widths[target.key]:
                 for segment in target.segments:
-                    set_parameter(student, segment.name, plan.weights[segment.name].half().float())
+                    set_parameter(student, segment.name, artifact.stored_weight(plan.weights[segment.name],
+                                                                                plan.widths[target.key]))
         teacher = copy.deepcopy(model)  # makes the synthetic inputs, then serves as the frozen reference
         with seconds("input_synthesis"):
             if self.uses_data:

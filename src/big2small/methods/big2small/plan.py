@@ -2,7 +2,8 @@
 
 One object instead of parallel dicts: the weights (in the channel order they are fitted in), their outlier coding,
 the INR targets built from them, the channel permutations applied, and, once the budget has chosen them, the INR
-width of every target (None: the target is stored in fp16 instead of as an INR).
+width of every target (None: the target is stored in fp16 instead of as an INR; CODES: as its weights' own
+8-bit codes).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from big2small.encodings import index_codes
 from big2small.encodings.dtype_bytes import FP16_BYTES
 from big2small.methods.big2small import outliers as outlier_coding
-from big2small.methods.big2small.allocation import inr_bytes
+from big2small.methods.big2small.allocation import CODES, inr_bytes
 from big2small.methods.big2small.coords import FitTarget, build_targets
 from big2small.methods.big2small.reconstruct import LayerCode
 from big2small.methods.big2small.settings import INRSettings, OutlierSettings
@@ -31,7 +32,7 @@ class Big2SmallPlan:
     prepared: dict[str, outlier_coding.Preprocessed]       # their outliers and standardised values
     targets: list[FitTarget]                               # what each INR fits (a layer, or a family of layers)
     orders: list[ChannelOrder] = field(default_factory=list)
-    widths: dict[str, int | None] = field(default_factory=dict)  # target key -> INR width, None = fp16
+    widths: dict[str, int | None] = field(default_factory=dict)  # target key -> INR width, None = fp16, CODES
 
     @classmethod
     def prepare(cls, weights: dict[str, torch.Tensor], orders: list[ChannelOrder], inr: INRSettings,
@@ -62,7 +63,7 @@ class Big2SmallPlan:
                 p = self.prepared[segment.name]
                 share = segment.count * target.outputs / total
                 stats[segment.name] = {
-                    "stored_as": "inr" if width else "fp16", "inr_width": width or 0,
+                    "stored_as": "inr" if width else "int8" if width == CODES else "fp16", "inr_width": width or 0,
                     "inr_bytes": round(family_bytes * share),
                     "outliers": int(p.outlier_index.numel()) if width else 0,
                     "outlier_bytes": (FP16_BYTES * p.outlier_index.numel() + index_codes.encoded_size(
@@ -74,6 +75,6 @@ class Big2SmallPlan:
 def stacks_of(targets: list[FitTarget], widths: dict[str, int | None]) -> dict[tuple, list[FitTarget]]:
     stacks: dict[tuple, list[FitTarget]] = defaultdict(list)
     for target in targets:
-        if widths[target.key] is not None:
+        if widths[target.key]:  # an INR width (not fp16 or CODES)
             stacks[(target.dims, target.outputs, widths[target.key], target.coords.shape[0])].append(target)
     return stacks

@@ -114,11 +114,16 @@ class StorageSettings:
     bits: int = 8                  # 16: fp16 | 8, 6, 4: weight codes with a per-column fp16 scale, fp16 biases
     qat_steps: int = 100           # last steps of fitting that see the coded weights (straight-through); every
                                    # step when fit.steps is no more than this
+    # Targets (layers, or families with inr.scope=model) with fewer weights than this are stored as the weights'
+    # own 8-bit codes (an fp16 scale per output channel) instead of an INR: an INR of a few hundred weights holds
+    # little (docs/results.md, "Per layer against quant"). 0: every target that an INR fits gets one.
+    codes_below: int = 0
 
     def __post_init__(self) -> None:
         if self.bits not in (4, 6, 8, 16):
             raise ConfigError(f"big2small.storage.bits must be 4, 6, 8 or 16 (got {self.bits})")
         self.qat_steps = _integer("storage", "qat_steps", self.qat_steps, 0)
+        self.codes_below = _integer("storage", "codes_below", self.codes_below, 0)
 
 
 @dataclass
