@@ -29,7 +29,8 @@ def _literals(node, path=""):
 
 # Presets: configs of a registered class that state the settings of a named method (the class's defaults are a
 # different method); preset -> (class, the settings it states).
-PRESETS = {"big2small_paper": ("big2small", {"storage": {"bits": 16}, "refinement": {"enabled": False}})}
+PRESETS = {"big2small_paper": ("big2small", {"storage": {"bits": 16, "codes_below": 0},
+                                             "refinement": {"enabled": False}})}
 
 
 def test_every_registered_compressor_has_a_config_and_no_config_is_orphaned():

@@ -116,8 +116,9 @@ class StorageSettings:
                                    # step when fit.steps is no more than this
     # Targets (layers, or families with inr.scope=model) with fewer weights than this are stored as the weights'
     # own 8-bit codes (an fp16 scale per output channel) instead of an INR: an INR of a few hundred weights holds
-    # little (docs/results.md, "Per layer against quant"). 0: every target that an INR fits gets one.
-    codes_below: int = 0
+    # little (docs/results.md, "Per layer against quant"); on CIFAR ResNets this takes the stem and the classifier.
+    # 0: every target that an INR fits gets one (the paper's method).
+    codes_below: int = 1000
 
     def __post_init__(self) -> None:
         if self.bits not in (4, 6, 8, 16):
