@@ -21,6 +21,7 @@ from big2small.data.cifar10 import Cifar10DataModule
 from big2small.logs import quiet_library_logs
 from big2small.methods.big2small.compressor import Big2SmallCompressor
 from big2small.methods.registry import rebuild
+from big2small.rebuilding import layer_table
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CHECKPOINT = SHARED / "models/cifar10/resnet20-12fca82f.th"
@@ -67,12 +68,9 @@ def trainer_factory(root: str = "outputs/benchmarks/big2small"):
 
 
 def mean_relative_error(model: torch.nn.Module, result: dict) -> float:
-    """Mean over the replaced weights of ||W_rebuilt - W|| / ||W||."""
-    names = result["compressed"].meta["replaced"]
-    with torch.no_grad():
-        errors = [float((result["rebuilt"].get_parameter(n) - model.get_parameter(n)).norm()
-                        / model.get_parameter(n).norm()) for n in names]
-    return sum(errors) / len(errors)
+    """Mean over the replaced weights of ||W_rebuilt - W|| / ||W|| (the pipeline's per-layer table)."""
+    rows = layer_table(model, result["rebuilt"], result["compressed"].meta["replaced"])
+    return sum(row["relative_error"] for row in rows) / len(rows)
 
 
 def peak_rss_mb() -> float:

@@ -6,8 +6,9 @@ Prints one markdown row per ratio: measured ratio, fit seconds (and their split 
 input synthesis and refinement), fitting steps per second, process peak RSS,
 decode seconds, top-1 before and after on 2,000 test images (200 per class) and on 1,000 held-out training
 images.
-Default compressor settings (Big2SmallCompressor's) except steps, learning rate, storage bits, the
-number of Fourier frequencies and refinement (off unless --refine), which are options here. With --refine the
+Default compressor settings (Big2SmallCompressor's) except steps, learning rate, storage bits (16 unless --bits),
+small layers as codes (none unless --codes-below), the number of Fourier frequencies and refinement (off unless
+--refine), which are options here: without them a row is the paper's method. With --refine the
 fit seconds include the synthetic inputs and the refinement, and steps/s is left out ("-").
 """
 
@@ -36,8 +37,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None, help="default: the compressor's fit.lr")
     parser.add_argument("--bits", type=int, default=16, help="INR storage: 16 (fp16), or 8, 6, 4 (codes + QAT steps)")
     parser.add_argument("--qat-steps", type=int, default=None, help="default: the compressor's storage.qat_steps")
-    parser.add_argument("--codes-below", type=int, default=None,
-                        help="storage.codes_below: layers with fewer weights stored as 8-bit codes; default: the compressor's")
+    parser.add_argument("--codes-below", type=int, default=0,
+                        help="storage.codes_below: layers with fewer weights stored as 8-bit codes (0: none)")
     parser.add_argument("--inr-kind", choices=["siren", "fourier"], default=None, help="default: the compressor's")
     parser.add_argument("--frequencies", type=int, default=None,
                         help="Fourier frequencies of the INR input encoding; default: the compressor's")
@@ -58,8 +59,8 @@ def main() -> None:
     inr = {"frequencies": args.frequencies} if args.frequencies is not None else {}
     inr |= {"kind": args.inr_kind} if args.inr_kind else {}
     refinement = {"enabled": args.refine}
-    storage = {"bits": args.bits, **({"qat_steps": args.qat_steps} if args.qat_steps is not None else {}),
-               **({"codes_below": args.codes_below} if args.codes_below is not None else {})}
+    storage = {"bits": args.bits, "codes_below": args.codes_below,
+               **({"qat_steps": args.qat_steps} if args.qat_steps is not None else {})}
     for key, value in (("steps", args.refine_steps), ("num_inputs", args.refine_inputs), ("lr", args.refine_lr),
                        ("inputs", args.refine_source),
                        ("class_weight", args.class_weight)):

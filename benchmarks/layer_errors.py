@@ -16,17 +16,11 @@ import json
 import statistics
 from pathlib import Path
 
-import torch
 from big2small_common import resnet20, setup
 
 import big2small
 from big2small.methods.registry import rebuild
-
-
-def relative_errors(model: torch.nn.Module, rebuilt: torch.nn.Module, names: list[str]) -> dict[str, float]:
-    with torch.no_grad():
-        return {n: float((rebuilt.get_parameter(n) - model.get_parameter(n)).norm() / model.get_parameter(n).norm())
-                for n in names}
+from big2small.rebuilding import layer_table
 
 
 def main() -> None:
@@ -38,7 +32,8 @@ def main() -> None:
     metrics = json.loads(path.read_text())
     model = resnet20()
     quant = big2small.compress(model, "quant", target_ratio=metrics["target_ratio"])
-    quant_errors = relative_errors(model, rebuild(quant, copy.deepcopy(model)), quant.meta["replaced"])
+    quant_errors = {row["layer"]: row["relative_error"]
+                    for row in layer_table(model, rebuild(quant, copy.deepcopy(model)), quant.meta["replaced"])}
     quant_bits = {layer["name"]: layer.get("bits") for layer in quant.meta["layers"]}
     name = metrics.get("compressor_config", metrics["compressor"])
     print(f"{path}: {name} at {metrics['compression_ratio']:.2f}x; quant at {metrics['target_ratio']:g}x")
