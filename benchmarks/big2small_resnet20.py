@@ -27,7 +27,7 @@ from big2small_common import (
     top1,
 )
 
-PHASES = ("allocation", "weight_fitting", "input_synthesis", "refinement")  # Big2Small's phase_seconds
+PHASES = ("allocation", "weight_fitting", "codec_choice", "input_synthesis", "refinement")  # Big2Small's phase_seconds
 
 
 def main() -> None:
@@ -39,6 +39,8 @@ def main() -> None:
     parser.add_argument("--qat-steps", type=int, default=None, help="default: the compressor's storage.qat_steps")
     parser.add_argument("--codes-below", type=int, default=0,
                         help="storage.codes_below: layers with fewer weights stored as 8-bit codes (0: none)")
+    parser.add_argument("--layer-choice", choices=["inr", "lower_error"], default="inr",
+                        help="storage.layer_choice; inr (the paper's: every layer keeps its INR) unless given")
     parser.add_argument("--inr-kind", choices=["siren", "fourier"], default=None, help="default: the compressor's")
     parser.add_argument("--frequencies", type=int, default=None,
                         help="Fourier frequencies of the INR input encoding; default: the compressor's")
@@ -47,6 +49,7 @@ def main() -> None:
     parser.add_argument("--refine-steps", type=int, default=None, help="default: the compressor's refinement.steps")
     parser.add_argument("--refine-inputs", type=int, default=None, help="default: the compressor's num_inputs")
     parser.add_argument("--refine-lr", type=float, default=None, help="default: the compressor's refinement.lr")
+    parser.add_argument("--code-lr", type=float, default=None, help="default: the compressor's refinement.code_lr")
     parser.add_argument("--class-weight", type=float, default=None,
                         help="synthetic inputs' cross-entropy to assigned classes; default: the compressor's")
     parser.add_argument("--refine-source", choices=["bn_stats", "noise", "data"], default=None,
@@ -59,9 +62,9 @@ def main() -> None:
     inr = {"frequencies": args.frequencies} if args.frequencies is not None else {}
     inr |= {"kind": args.inr_kind} if args.inr_kind else {}
     refinement = {"enabled": args.refine}
-    storage = {"bits": args.bits, "codes_below": args.codes_below,
+    storage = {"bits": args.bits, "codes_below": args.codes_below, "layer_choice": args.layer_choice,
                **({"qat_steps": args.qat_steps} if args.qat_steps is not None else {})}
-    for key, value in (("steps", args.refine_steps), ("num_inputs", args.refine_inputs), ("lr", args.refine_lr),
+    for key, value in (("steps", args.refine_steps), ("num_inputs", args.refine_inputs), ("lr", args.refine_lr), ("code_lr", args.code_lr),
                        ("inputs", args.refine_source),
                        ("class_weight", args.class_weight)):
         if value is not None:
@@ -70,9 +73,10 @@ def main() -> None:
           f"otherwise default "
           f"big2small settings; base top-1: test {base_test:.4f}, "
           f"held-out {base_held:.4f}", flush=True)
-    print("| target | measured ratio | bytes | fit s | allocation / weight fitting / input synthesis / refinement s "
-          "| steps/s | peak RSS MB | decode s | mean rel. error | test top-1 before -> after | held-out top-1 after |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    print("| target | measured ratio | bytes | fit s | " + " / ".join(p.replace("_", " ") for p in PHASES) + " s "
+          "| steps/s | peak RSS MB | decode s | layers INR / codes | mean rel. error | test top-1 before -> after "
+          "| held-out top-1 after |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for ratio in args.ratios:
         result = fit_and_rebuild(model, data=cifar10() if args.refine_source == "data" else None, target_ratio=ratio, fit=fit, storage=storage, inr=inr,
                                  refinement=refinement, input_shape=[3, 32, 32], seed=args.seed)
@@ -80,8 +84,10 @@ def main() -> None:
         speed = "-" if args.refine else f"{args.steps / result['fit_seconds']:.1f}"
         phases = result["compressed"].phase_seconds
         split = " / ".join(f"{phases.get(name, 0.0):.1f}" for name in PHASES)
+        stored = [row["stored_as"] for row in result["compressed"].layer_stats.values()]
         print(f"| {ratio:g} | {result['ratio']:.2f} | {result['bytes']} | {result['fit_seconds']:.1f} | {split} | "
               f"{speed} | {peak_rss_mb():.0f} | {result['decode_seconds']:.3f} | "
+              f"{stored.count('inr')} / {stored.count('codes')} | "
               f"{mean_relative_error(model, result):.3f} | "
               f"{base_test:.4f} -> {top1(rebuilt, *images['test']):.4f} | {top1(rebuilt, *images['heldout']):.4f} |",
               flush=True)

@@ -29,7 +29,7 @@ def _literals(node, path=""):
 
 # Presets: configs of a registered class that state the settings of a named method (the class's defaults are a
 # different method); preset -> (class, the settings it states).
-PRESETS = {"big2small_paper": ("big2small", {"storage": {"bits": 16, "codes_below": 0},
+PRESETS = {"big2small_paper": ("big2small", {"storage": {"bits": 16, "codes_below": 0, "layer_choice": "inr"},
                                              "refinement": {"enabled": False}})}
 
 

@@ -63,9 +63,10 @@ def test_ablation_variants_switch_big2small_components():
         cfg = _compose(["+experiment=ablation_big2small", f"+experiment/variant={variant}"]).compressor
         instantiate(cfg, _convert_="all")  # every variant is a valid Big2Small configuration
         seen[variant] = (cfg.outliers.enabled, cfg.loss.frequency_weight > 0, cfg.permutation.enabled,
-                         cfg.refinement.enabled, cfg.storage.bits, cfg.refinement.class_weight, cfg.storage.codes_below)
-    assert seen["default"] == (True, True, False, True, 8, 0.0, 1000)
-    assert seen["paper"] == (True, True, False, False, 16, 0.0, 0)
+                         cfg.refinement.enabled, cfg.storage.bits, cfg.refinement.class_weight, cfg.storage.codes_below,
+                         cfg.storage.layer_choice)
+    assert seen["default"] == (True, True, False, True, 8, 0.0, 1000, "lower_error")
+    assert seen["paper"] == (True, True, False, False, 16, 0.0, 0, "inr")
     # every other variant changes exactly one lever of the default
     for variant in set(variants) - {"default", "paper", "plain"}:
         assert sum(a != b for a, b in zip(seen[variant], seen["default"], strict=True)) == 1, variant

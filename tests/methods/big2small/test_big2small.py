@@ -59,6 +59,8 @@ def _round_trip(compressor, model, root):
     (dict(refinement={"feature_weight": -1}), "refinement.feature_weight"),
     (dict(refinement={"class_weight": -1}), "refinement.class_weight"),
     (dict(storage={"codes_below": -1}), "storage.codes_below"),
+    (dict(storage={"layer_choice": "best"}), "storage.layer_choice"),
+    (dict(refinement={"code_lr": 0}), "refinement.code_lr"),
 ])
 def test_bad_settings_fail_at_construction(settings, message):
     with pytest.raises(ConfigError, match=message):
@@ -73,7 +75,11 @@ def test_default_fit_meets_the_ratio_and_reports_per_layer_results(tmp_path):
     assert 4 <= ratio < 4.6
     assert set(compressed.layer_stats) == set(errors)
     row = compressed.layer_stats["features.7.weight"]
-    assert row["stored_as"] == "inr" and row["inr_width"] >= 4 and row["inr_bytes"] > 0 and "outliers" in row
+    assert row.keys() >= {"stored_as", "inr_width", "inr_bytes", "code_bits", "outliers"}
+    if row["stored_as"] == "inr":  # an INR unless its weights' own codes at no more bytes have the lower error
+        assert row["inr_width"] >= 4 and row["inr_bytes"] > 0 and row["code_bits"] == 0
+    else:
+        assert row["stored_as"] == "codes" and 2 <= row["code_bits"] <= 8 and row["inr_width"] == 0
 
 
 @pytest.mark.parametrize("options", [
@@ -120,7 +126,8 @@ def test_a_smooth_weight_is_fitted_closely_and_outliers_come_back_exactly(tmp_pa
 def test_resume_continues_an_interrupted_fit(tmp_path, caplog):
     model = tiny_cnn()
     settings = dict(target_ratio=4, fit={"steps": 20, "checkpoint_dir": str(tmp_path / "ckpt"),
-                                         "checkpoint_every": 10, "resume": True}, refinement=NO_REFINEMENT)
+                                         "checkpoint_every": 10, "resume": True}, refinement=NO_REFINEMENT,
+                    storage={"layer_choice": "inr"})  # every layer keeps its fitted INR
     straight = Big2SmallCompressor(**settings).fit(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
     # An "interrupted" fit: the trainer stops after 10 of 20 steps, with its checkpoint saved in a fresh folder.
     interrupted = dict(settings, fit={**settings["fit"], "checkpoint_dir": str(tmp_path / "ckpt2")})
@@ -201,41 +208,76 @@ def test_a_compiled_fit_matches_the_eager_fit(tmp_path, monkeypatch):
 
 def test_targets_with_fewer_weights_than_codes_below_are_stored_as_their_own_8_bit_codes(tmp_path):
     model = tiny_cnn()  # weights: features.0 72, features.4 1152, features.7 4608, classifier 320
-    compressor = Big2SmallCompressor(target_ratio=4, fit={"steps": 5}, storage={"codes_below": 1000},
-                                     refinement=NO_REFINEMENT)
+    compressor = Big2SmallCompressor(target_ratio=4, fit={"steps": 5},
+                                     storage={"codes_below": 1000, "layer_choice": "inr"}, refinement=NO_REFINEMENT)
     compressed, ratio, errors, _ = _round_trip(compressor, model, tmp_path)
     assert ratio >= 4
-    assert {name: row["stored_as"] for name, row in compressed.layer_stats.items()} == {
-        "features.0.weight": "int8", "features.4.weight": "inr", "features.7.weight": "inr",
-        "classifier.weight": "int8"}
-    assert compressed.tensors["layer_int8"].numel() == 72 + 320
+    assert {name: (row["stored_as"], row["code_bits"]) for name, row in compressed.layer_stats.items()} == {
+        "features.0.weight": ("codes", 8), "features.4.weight": ("inr", 0), "features.7.weight": ("inr", 0),
+        "classifier.weight": ("codes", 8)}
+    assert compressed.tensors["layer_codes"].numel() == 72 + 320  # 8 bits: one byte per weight
     assert compressed.tensors["layer_scales"].numel() == 8 + 10  # one per output channel
     assert errors["features.0.weight"] < 0.01 and errors["classifier.weight"] < 0.01
     assert errors["features.7.weight"] > 0.01  # the INR-fitted layers are approximations
 
     truncated = Compressed.from_bytes(compressed.to_bytes())
-    truncated.tensors["layer_int8"] = truncated.tensors["layer_int8"][:-1]
+    truncated.tensors["layer_codes"] = truncated.tensors["layer_codes"][:-1]
     with pytest.raises(ValueError, match="payload size"):
         rebuild(truncated, copy.deepcopy(model))
 
 
-def test_refinement_sees_the_coded_layers_as_the_artifact_stores_them(tmp_path, monkeypatch):
-    from big2small.methods.big2small import refinement
-
-    students = []
-    original_init = refinement.RefineModule.__init__
-
-    def capture(self, groups, codes, student, *args, **kwargs):
-        students.append(copy.deepcopy(student))
-        original_init(self, groups, codes, student, *args, **kwargs)
-
-    monkeypatch.setattr(refinement.RefineModule, "__init__", capture)
+def test_an_artifact_with_the_earlier_unpacked_8_bit_layer_codes_still_rebuilds(tmp_path):
     model = tiny_cnn()
-    refined = dict(target_ratio=4, fit={"steps": 3}, storage={"codes_below": 1000}, input_shape=[1, 8, 8],
-                   refinement=SHORT_REFINEMENT)
-    _, _, _, rebuilt = _round_trip(Big2SmallCompressor(**refined), model, tmp_path)
-    (student,) = students
-    for name in ("features.0.weight", "classifier.weight"):
-        stored = rebuilt.get_parameter(name).detach()
-        assert not torch.equal(stored, model.get_parameter(name).detach())  # 8-bit codes, not the weights
-        assert torch.equal(student.get_parameter(name), stored)
+    compressor = Big2SmallCompressor(target_ratio=4, fit={"steps": 3},
+                                     storage={"codes_below": 1000, "layer_choice": "inr"}, refinement=NO_REFINEMENT)
+    compressed, _, _, rebuilt = _round_trip(compressor, model, tmp_path)
+    earlier = Compressed.from_bytes(compressed.to_bytes())
+    del earlier.meta["code_bits"]
+    earlier.tensors["layer_int8"] = (earlier.tensors.pop("layer_codes").to(torch.int16) - 127).to(torch.int8)
+    again = rebuild(Compressed.from_bytes(earlier.to_bytes()), copy.deepcopy(model))
+    for name in compressed.meta["replaced"]:
+        assert torch.equal(again.get_parameter(name), rebuilt.get_parameter(name))
+
+
+def _smooth_and_noisy_mlp() -> nn.Module:
+    """Two 128 x 128 layers: the first a smooth function of (row, column), which an INR holds in a few numbers; the
+    second Gaussian noise, which no INR holds better than codes."""
+    model = nn.Sequential(nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 128))
+    grid = torch.arange(128.0)
+    with torch.no_grad():
+        model[0].weight.copy_(0.1 * torch.sin(grid[:, None] / 18) * torch.cos(grid[None, :] / 14))
+        model[2].weight.copy_(0.1 * torch.randn(128, 128, generator=torch.Generator().manual_seed(0)))
+    return model
+
+
+def test_lower_error_choice_keeps_the_inr_of_a_smooth_weight_and_codes_a_noisy_one(tmp_path):
+    model = _smooth_and_noisy_mlp()
+    settings = dict(target_ratio=8, fit={"steps": 200}, loss={"frequency_weight": 0}, outliers={"enabled": False},
+                    inr={"unit": "weight"}, refinement=NO_REFINEMENT, input_shape=[128])
+    runs = {choice: _round_trip(Big2SmallCompressor(**settings, storage={"codes_below": 0, "layer_choice": choice}),
+                                model, tmp_path / choice) for choice in ("inr", "lower_error")}
+    chosen, ratio, errors, _ = runs["lower_error"]
+    assert ratio >= 8
+    stored = {name: row["stored_as"] for name, row in chosen.layer_stats.items()}
+    assert stored == {"0.weight": "inr", "2.weight": "codes"}
+    assert 2 <= chosen.layer_stats["2.weight"]["code_bits"] <= 8
+    for name, error in errors.items():  # the INR kept is the same; the codes have the lower error
+        assert error <= runs["inr"][2][name] + 1e-6
+
+
+def test_refined_codes_stay_within_one_level_of_the_nearest_code(tmp_path):
+    model = tiny_cnn()
+    compressor = Big2SmallCompressor(target_ratio=4, fit={"steps": 3}, input_shape=[1, 8, 8],
+                                     storage={"codes_below": 1000}, refinement={**SHORT_REFINEMENT, "code_lr": 1.0})
+    compressed, _, _, rebuilt = _round_trip(compressor, model, tmp_path)
+    coded = [name for name, row in compressed.layer_stats.items() if row["stored_as"] == "codes"]
+    assert coded
+    moved = 0
+    for name in coded:
+        weight, stored = model.get_parameter(name).detach(), rebuilt.get_parameter(name).detach()
+        bits = compressed.layer_stats[name]["code_bits"]
+        scale = weight.reshape(weight.shape[0], -1).abs().amax(1) / (2 ** (bits - 1) - 1)
+        scale = scale.reshape(-1, *[1] * (weight.dim() - 1))
+        assert ((stored - weight).abs() <= 1.51 * scale).all()  # at most one level from the nearest code
+        moved += int(((stored - weight).abs() > 0.51 * scale).sum())  # not the nearest code
+    assert moved > 0  # a large code_lr moves some roundings away from the nearest code

@@ -31,7 +31,7 @@ def _factory(devices: int, root):
 def test_two_process_fit_equals_one_process_fit(tmp_path):
     model = tiny_cnn()
     settings = dict(target_ratio=3.0, inr={"min_width": 2}, fit={"steps": 15, "lr": 3e-3}, seed=3,
-                    refinement={"enabled": False})
+                    refinement={"enabled": False}, storage={"layer_choice": "inr"})
     single = Big2SmallCompressor(**settings).fit(copy.deepcopy(model), trainer_factory=_factory(1, tmp_path / "a"))
     double = Big2SmallCompressor(**settings).fit(copy.deepcopy(model), trainer_factory=_factory(2, tmp_path / "b"))
     assert single.meta == double.meta
@@ -49,7 +49,7 @@ def test_two_process_refinement_equals_one_process_refinement(tmp_path):
     # Refinement draws the same synthetic batches on every rank, so DDP averages two equal gradients: exact again.
     model = tiny_cnn()
     settings = dict(target_ratio=3.0, inr={"min_width": 2}, fit={"steps": 5, "lr": 3e-3}, seed=3,
-                    input_shape=[1, 8, 8],
+                    input_shape=[1, 8, 8], storage={"layer_choice": "inr"},
                     refinement={"enabled": True, "num_inputs": 8, "input_steps": 3, "steps": 5, "batch_size": 4,
                                 "lr": 1e-3})
     single = Big2SmallCompressor(**settings).fit(copy.deepcopy(model), trainer_factory=_factory(1, tmp_path / "a"))

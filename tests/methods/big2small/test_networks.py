@@ -68,7 +68,8 @@ def test_decoding_an_artifact_evaluates_large_grids_in_chunks(monkeypatch):
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(16, 32, 3), nn.Conv2d(32, 32, 3))
-    compressed = Big2SmallCompressor(target_ratio=4, fit={"steps": 2}, refinement={"enabled": False}).fit(
+    compressed = Big2SmallCompressor(target_ratio=4, fit={"steps": 2}, refinement={"enabled": False},
+                                     storage={"layer_choice": "inr"}).fit(
         model, trainer_factory=trainer)
     whole = Big2SmallCompressor.rebuild(compressed, copy.deepcopy(model)).state_dict()
     rows_seen, forward = [], BatchedINR.forward

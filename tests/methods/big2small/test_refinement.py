@@ -76,6 +76,7 @@ def test_refinement_brings_the_rebuilt_outputs_closer_to_the_original(tmp_path, 
 
     def output_error(refine: bool) -> float:
         compressor = Big2SmallCompressor(target_ratio=3, fit={"steps": 20, "lr": 3e-3}, input_shape=[48],
+                                         storage={"layer_choice": "inr"},
                                          refinement={"enabled": refine, "inputs": "noise", "steps": 60, "lr": 3e-3,
                                                      "num_inputs": 64, "feature_weight": feature_weight})
         compressed = compressor.fit(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))

@@ -2,7 +2,8 @@
 
 Tensors: `inr_fp16` (every INR's fp16 parameters, or its scales and biases with coded storage), `inr_int8` (8-bit
 weight codes) or `inr_packed` (6- and 4-bit codes, bit-packed per INR), `raw` (targets stored in fp16),
-`layer_int8` and `layer_scales` (targets stored as their weights' own 8-bit codes, present only when some are),
+`layer_codes` and `layer_scales` (targets stored as their weights' own b-bit codes, bit-packed per layer, and an fp16
+scale per output channel; present only when some are, with each target's b in the header's `code_bits`),
 `stats` (per layer mean and std of the standardised inliers), `outlier_values` (fp16) and `outlier_index` (their positions, see encodings/index_codes.py), `permutation` (the
 channel orders, bit-packed). The header lists layers, INR widths and settings. Rebuild reads the artifact alone;
 the channel orders are stored so rebuilt weights go back into the original order and the model's uncompressed
@@ -23,6 +24,13 @@ from big2small.graph.weights import set_parameter
 from big2small.methods.big2small.allocation import CODES
 from big2small.methods.big2small.coords import build_targets
 from big2small.methods.big2small.fitting import INRGroup
+from big2small.methods.big2small.layer_codes import (
+    MAX_CODE_BITS,
+    MIN_CODE_BITS,
+    code_bytes,
+    unpack_weight_codes,
+    weight_codes,
+)
 from big2small.methods.big2small.networks import build_network, layer_sizes
 from big2small.methods.big2small.plan import Big2SmallPlan, stacks_of
 from big2small.methods.big2small.reconstruct import LayerCode, reconstruct
@@ -31,9 +39,8 @@ from big2small.methods.big2small.storage import (
     CODE_TENSORS,
     STORAGE_BITS,
     code_dtype,
+    levels,
     stored_counts,
-    weight_codes,
-    weights_from_codes,
 )
 from big2small.methods.big2small.storage import pack as pack_inr
 from big2small.methods.big2small.storage import unpack as unpack_inr
@@ -62,9 +69,14 @@ def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup
             continue
         if width == CODES:
             for segment in target.segments:
-                q, scale = weight_codes(weights[segment.name])
-                layer_codes.append(q)
-                layer_scales.append(scale)
+                if sizing_only:
+                    size = code_bytes(segment.shape, plan.code_bits[target.key]) - 2 * segment.shape[0]
+                    layer_codes.append(torch.zeros(size, dtype=torch.uint8))
+                    layer_scales.append(torch.zeros(segment.shape[0], dtype=torch.float16))
+                else:
+                    coded = plan.coded[segment.name]
+                    layer_codes.append(coded.packed())
+                    layer_scales.append(coded.scale)
             continue
         count16, count_codes = stored_counts(layer_sizes(inr, target.dims, target.outputs, width), bits)
         rows = fitted.get(target.key, {"fp16": torch.zeros(count16, dtype=torch.float16),
@@ -88,7 +100,7 @@ def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup
     if bits < 16:
         tensors[CODE_TENSORS[bits]] = _cat(codes, code_dtype(bits))
     if layer_codes:
-        tensors["layer_int8"], tensors["layer_scales"] = _cat(layer_codes, torch.int8), _cat(layer_scales, torch.float16)
+        tensors["layer_codes"], tensors["layer_scales"] = _cat(layer_codes, torch.uint8), _cat(layer_scales, torch.float16)
     permutation_meta = _pack_orders(plan.orders, tensors)
     meta = {
         "replaced": list(weights),
@@ -96,6 +108,7 @@ def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup
                 "frequencies": inr.frequencies, "activation": inr.activation, "omega0": inr.omega0},
         "bits": bits,
         "widths": {t.key: widths[t.key] for t in plan.targets},
+        "code_bits": dict(plan.code_bits),
         "layers": [{"name": n, "shape": list(w.shape), **layer_meta.get(n, {})} for n, w in weights.items()],
         "permutation": permutation_meta,
     }
@@ -126,6 +139,11 @@ def check_meta(meta: dict, model: nn.Module) -> None:
     for key, width in _dict(meta, "widths").items():
         if width is not None and (not _is_int(width) or not 0 <= width <= MAX_STORED_WIDTH):  # 0: CODES
             raise ValueError(f"widths[{key!r}] is {width!r}")
+    code_bits = _code_bits(meta)
+    if sorted(code_bits) != sorted(key for key, width in meta["widths"].items() if width == CODES) or not all(
+            _is_int(b) and MIN_CODE_BITS <= b <= MAX_CODE_BITS for b in code_bits.values()):
+        raise ValueError(f"code_bits is {code_bits!r}: not {MIN_CODE_BITS}..{MAX_CODE_BITS} bits for exactly the "
+                         "targets stored as codes (width 0)")
     for layer in meta["layers"]:
         numel = model.get_parameter(layer["name"]).numel()
         if not (_is_int(layer.get("outliers", 0)) and 0 <= layer.get("outliers", 0) <= numel
@@ -156,6 +174,23 @@ def check_meta(meta: dict, model: nn.Module) -> None:
             raise ValueError(f"permutation space {index} lacks the layer that writes or the layer that reads it")
 
 
+def _code_bits(meta: dict) -> dict:
+    """Bits of each target stored as codes; artifacts written before code_bits existed stored 8-bit codes."""
+    if "code_bits" not in meta:
+        return {key: 8 for key, width in meta["widths"].items() if width == CODES}
+    return _dict(meta, "code_bits")
+
+
+def _layer_codes(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The packed layer codes; those of artifacts written before they were packed (`layer_int8`, signed 8-bit
+    codes) are the same bytes once offset by 127."""
+    if "layer_int8" in tensors:
+        if "layer_codes" in tensors:
+            raise ValueError("big2small artifact: both layer_int8 and layer_codes")
+        return (tensors["layer_int8"].to(torch.int16) + levels(8)).to(torch.uint8)
+    return tensors.get("layer_codes", torch.zeros(0, dtype=torch.uint8))
+
+
 def _dict(meta: dict, key: str) -> dict:
     value = meta.get(key)
     if not isinstance(value, dict):
@@ -180,7 +215,7 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
         raise ValueError("big2small artifact: its targets do not match its layer list")
 
     half_at = code_at = raw_at = stat_at = value_at = index_at = layer_code_at = scale_at = 0
-    layer_codes = tensors.get("layer_int8", torch.zeros(0, dtype=torch.int8))
+    layer_codes, code_bits = _layer_codes(tensors), _code_bits(meta)
     layer_scales = tensors.get("layer_scales", torch.zeros(0, dtype=torch.float16))
     rows: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
     codes: dict[str, LayerCode] = {}
@@ -194,13 +229,15 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
                 raw_at += count
             continue
         if width == CODES:
+            segment_bits = int(code_bits[target.key])
             for segment in target.segments:
-                count, channels = math.prod(segment.shape), segment.shape[0]
-                if layer_code_at + count > layer_codes.numel() or scale_at + channels > layer_scales.numel():
+                size, channels = code_bytes(segment.shape, segment_bits) - 2 * segment.shape[0], segment.shape[0]
+                if layer_code_at + size > layer_codes.numel() or scale_at + channels > layer_scales.numel():
                     raise ValueError("big2small artifact: payload size does not match its layer list")
-                decoded[segment.name] = weights_from_codes(layer_codes[layer_code_at:layer_code_at + count],
-                                                           layer_scales[scale_at:scale_at + channels], segment.shape)
-                layer_code_at, scale_at = layer_code_at + count, scale_at + channels
+                decoded[segment.name] = unpack_weight_codes(layer_codes[layer_code_at:layer_code_at + size],
+                                                            layer_scales[scale_at:scale_at + channels],
+                                                            segment.shape, segment_bits).values()
+                layer_code_at, scale_at = layer_code_at + size, scale_at + channels
             continue
         count16, count_codes = stored_counts(layer_sizes(inr, target.dims, target.outputs, width), bits)
         code_rows = tensors[CODE_TENSORS[bits]][code_at : code_at + count_codes] if bits < 16 else None
@@ -237,10 +274,10 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
 
 
 
-def stored_weight(weight: torch.Tensor, width: int | None) -> torch.Tensor:
-    """What the artifact gives back for a weight stored without an INR: fp16 (width None) or its 8-bit codes."""
+def stored_weight(weight: torch.Tensor, width: int | None, code_bits: int = MAX_CODE_BITS) -> torch.Tensor:
+    """What the artifact gives back for a weight stored without an INR: fp16 (width None) or its nearest codes."""
     if width == CODES:
-        return weights_from_codes(*weight_codes(weight), tuple(weight.shape))
+        return weight_codes(weight, code_bits).values()
     return weight.half().float()
 
 

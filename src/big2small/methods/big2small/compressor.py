@@ -31,6 +31,7 @@ from big2small.graph.weights import set_parameter
 from big2small.methods.base import Compressor
 from big2small.methods.big2small import artifact
 from big2small.methods.big2small.allocation import choose_widths
+from big2small.methods.big2small.codec_choice import choose_codecs
 from big2small.methods.big2small.fit_checkpoints import LastCheckpoint, resumable_checkpoint
 from big2small.methods.big2small.fitting import INRFitModule, INRGroup
 from big2small.methods.big2small.networks import build_network
@@ -80,7 +81,8 @@ class Big2SmallCompressor(Compressor):
 
     name = "big2small"
     ARTIFACT_TENSORS = {"inr_fp16": torch.float16, "inr_int8": torch.int8, "inr_packed": torch.uint8,
-                        "raw": torch.float16, "layer_int8": torch.int8, "layer_scales": torch.float16,
+                        "raw": torch.float16, "layer_codes": torch.uint8, "layer_scales": torch.float16,
+                        "layer_int8": torch.int8,  # the layer codes of artifacts written before they were packed
                         "stats": torch.float32, "outlier_values": torch.float16, "outlier_index": torch.uint8,
                         "permutation": torch.uint8}
     # The option groups: constructor argument -> its settings class (settings.py, one dataclass each).
@@ -146,8 +148,13 @@ class Big2SmallCompressor(Compressor):
         if groups:
             with seconds("weight_fitting"):
                 self._fit_weights(groups, plan, trainer_factory)
-            if self.refinement.enabled:
-                self._refine(model, groups, plan, trainer_factory, data, seconds)
+            if self.storage.layer_choice == "lower_error":
+                with seconds("codec_choice"):
+                    plan = choose_codecs(plan, groups, self.inr, self.storage.bits,
+                                         lambda p: len(self._pack(p, [], sizing_only=True).to_bytes()))
+        plan = plan.with_nearest_codes()
+        if self.refinement.enabled and (plan.coded or any(plan.widths.values())):
+            plan = self._refine(model, groups, plan, trainer_factory, data, seconds)
         compressed = self._pack(plan, groups)
         compressed.layer_stats = plan.layer_stats(self.inr, self.storage.bits)
         compressed.phase_seconds = seconds.phases
@@ -182,18 +189,22 @@ class Big2SmallCompressor(Compressor):
         return digest.hexdigest()[:16]
 
     def _refine(self, model, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory, data,
-                seconds: PhaseClock) -> None:
+                seconds: PhaseClock) -> Big2SmallPlan:
+        """Refines the INRs in place; returns the plan with its coded layers' refined codes."""
         import copy
 
+        from big2small.methods.big2small.layer_codes import RoundingOffsets
         from big2small.methods.big2small.refinement import RefineModule
         from big2small.methods.big2small.synthesis import synthetic_inputs
 
         student = copy.deepcopy(model)
-        for target in plan.targets:  # layers stored without an INR take their stored values during refinement too
-            if not plan.widths[target.key]:
-                for segment in target.segments:
-                    set_parameter(student, segment.name, artifact.stored_weight(plan.weights[segment.name],
-                                                                                plan.widths[target.key]))
+        inr_layers = set()
+        for target in plan.targets:  # layers stored in fp16 take their stored values during refinement too
+            for segment in target.segments:
+                if plan.widths[target.key]:
+                    inr_layers.add(segment.name)
+                elif plan.widths[target.key] is None:
+                    set_parameter(student, segment.name, artifact.stored_weight(plan.weights[segment.name], None))
         teacher = copy.deepcopy(model)  # makes the synthetic inputs, then serves as the frozen reference
         with seconds("input_synthesis"):
             if self.uses_data:
@@ -202,12 +213,15 @@ class Big2SmallCompressor(Compressor):
                 inputs = synthetic_inputs(teacher, self.model_input_shape(model), self.refinement, self.seed,
                                           trainer_factory)
         with seconds("refinement"):
-            module = RefineModule(groups, plan.layer_codes(), student, teacher, inputs,
-                                  self.refinement,
-                                  code_bits=self.storage.bits if self.storage.bits < 16 else None)
+            rounding = RoundingOffsets(plan.weights, plan.coded)
+            module = RefineModule([g for g in groups if any(plan.widths[t.key] for t in g.targets)],
+                                  plan.layer_codes(), student, teacher, inputs, self.refinement,
+                                  code_bits=self.storage.bits if self.storage.bits < 16 else None,
+                                  inr_layers=inr_layers, rounding=rounding)
             trainer = trainer_factory(max_steps=self.refinement.steps, max_epochs=-1, use_distributed_sampler=False,
                                       enable_checkpointing=False)
             trainer.fit(module)
+        return plan.with_codes(rounding.codes(plan.coded))
 
     def accept_input_shape(self, shape: list[int] | None) -> None:
         if self.input_shape is None and shape is not None:

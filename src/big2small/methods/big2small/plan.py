@@ -3,7 +3,7 @@
 One object instead of parallel dicts: the weights (in the channel order they are fitted in), their outlier coding,
 the INR targets built from them, the channel permutations applied, and, once the budget has chosen them, the INR
 width of every target (None: the target is stored in fp16 instead of as an INR; CODES: as its weights' own
-8-bit codes).
+b-bit codes, b in `code_bits`, the codes themselves in `coded` once chosen).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from big2small.encodings.dtype_bytes import FP16_BYTES
 from big2small.methods.big2small import outliers as outlier_coding
 from big2small.methods.big2small.allocation import CODES, inr_bytes
 from big2small.methods.big2small.coords import FitTarget, build_targets
+from big2small.methods.big2small.layer_codes import MAX_CODE_BITS, WeightCodes, weight_codes
 from big2small.methods.big2small.reconstruct import LayerCode
 from big2small.methods.big2small.settings import INRSettings, OutlierSettings
 
@@ -33,6 +34,8 @@ class Big2SmallPlan:
     targets: list[FitTarget]                               # what each INR fits (a layer, or a family of layers)
     orders: list[ChannelOrder] = field(default_factory=list)
     widths: dict[str, int | None] = field(default_factory=dict)  # target key -> INR width, None = fp16, CODES
+    code_bits: dict[str, int] = field(default_factory=dict)     # target key -> bits, for targets stored as CODES
+    coded: dict[str, WeightCodes] = field(default_factory=dict)  # their weights' codes, by parameter name
 
     @classmethod
     def prepare(cls, weights: dict[str, torch.Tensor], orders: list[ChannelOrder], inr: INRSettings,
@@ -41,8 +44,18 @@ class Big2SmallPlan:
         targets = build_targets({n: p.target for n, p in prepared.items()}, inr.unit, inr.scope)
         return cls(weights, prepared, targets, orders)
 
-    def with_widths(self, widths: dict[str, int | None]) -> Big2SmallPlan:
-        return dataclasses.replace(self, widths=dict(widths))
+    def with_widths(self, widths: dict[str, int | None], code_bits: dict[str, int] | None = None) -> Big2SmallPlan:
+        """These widths; a target stored as CODES gets its `code_bits` entry, else MAX_CODE_BITS (codes unset)."""
+        code_bits = {key: (code_bits or {}).get(key, MAX_CODE_BITS) for key, w in widths.items() if w == CODES}
+        return dataclasses.replace(self, widths=dict(widths), code_bits=code_bits, coded={})
+
+    def with_nearest_codes(self) -> Big2SmallPlan:
+        """Every coded target's weights as their nearest codes at its bits."""
+        return self.with_codes({s.name: weight_codes(self.weights[s.name], self.code_bits[t.key])
+                                for t in self.targets if self.widths[t.key] == CODES for s in t.segments})
+
+    def with_codes(self, coded: dict[str, WeightCodes]) -> Big2SmallPlan:
+        return dataclasses.replace(self, coded=dict(coded))
 
     def stacks(self) -> dict[tuple, list[FitTarget]]:
         """INR-fitted targets grouped into stacks of one shape and one row count (padding would waste compute)."""
@@ -63,7 +76,8 @@ class Big2SmallPlan:
                 p = self.prepared[segment.name]
                 share = segment.count * target.outputs / total
                 stats[segment.name] = {
-                    "stored_as": "inr" if width else "int8" if width == CODES else "fp16", "inr_width": width or 0,
+                    "stored_as": "inr" if width else "codes" if width == CODES else "fp16", "inr_width": width or 0,
+                    "code_bits": self.code_bits.get(target.key, 0),
                     "inr_bytes": round(family_bytes * share),
                     "outliers": int(p.outlier_index.numel()) if width else 0,
                     "outlier_bytes": (FP16_BYTES * p.outlier_index.numel() + index_codes.encoded_size(

@@ -1,7 +1,8 @@
-"""Data-free function-space refinement: after weight-space fitting, tune the INRs so that the rebuilt network's
-outputs match the original network's on synthetic inputs. No data module is ever touched.
+"""Data-free function-space refinement: after weight-space fitting, tune the INRs, and the roundings of layers
+stored as codes, so that the rebuilt network's outputs match the original network's on synthetic inputs. No data
+module is ever touched.
 
-The inputs come from synthesis.py; the refinement is a Lightning fit of the INR parameters.
+The inputs come from synthesis.py; the refinement is a Lightning fit of the INR parameters and rounding offsets.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from torch.func import functional_call
 from torch.utils.data import DataLoader, TensorDataset
 
 from big2small.methods.big2small.fitting import INRGroup, adam_with_cosine_decay
+from big2small.methods.big2small.layer_codes import RoundingOffsets
 from big2small.methods.big2small.reconstruct import LayerCode, reconstruct
 from big2small.methods.big2small.settings import RefinementSettings
 from big2small.numerics import DENOMINATOR_FLOOR
 
 
 class RefineModule(L.LightningModule):
-    """Tunes all INRs so that the network rebuilt from them reproduces the teacher on synthetic inputs.
+    """Tunes the INRs of `inr_layers` and the `rounding` of coded layers so that the network rebuilt from them reproduces the teacher on synthetic inputs.
 
     The loss compares the logits and, weighted by `feature_weight`, the output of every compressed layer (each
     term a mean squared error over the teacher's variance, so layers of any scale count alike). Matching every
@@ -32,9 +34,10 @@ class RefineModule(L.LightningModule):
     progress_label = "refining INRs on synthetic inputs"  # names the progress bar (logs.PhaseProgressBar)
 
     def __init__(self, groups: list[INRGroup], codes: dict[str, LayerCode], student: nn.Module, teacher: nn.Module,
-                 inputs: torch.Tensor, settings: RefinementSettings, code_bits: int | None) -> None:
+                 inputs: torch.Tensor, settings: RefinementSettings, code_bits: int | None,
+                 inr_layers: set[str], rounding: RoundingOffsets) -> None:
         super().__init__()
-        self.settings, self.code_bits = settings, code_bits
+        self.settings, self.code_bits, self.inr_layers, self.rounding = settings, code_bits, inr_layers, rounding
         # Submodules and buffers, so that all of it is on the trainer's device from setup on: the INRs with their
         # coordinate tables, each layer's outlier code, and the two frozen networks (never trained: their
         # parameters take no gradient and the optimizer only sees the INRs).
@@ -79,7 +82,8 @@ class RefineModule(L.LightningModule):
         with torch.no_grad(), observing(self.teacher, self.observed) as wanted_features:
             wanted = self.teacher(images)
         with observing(self.student, self.observed) as features:
-            output = functional_call(self.student, reconstruct(self.groups, self.codes()), (images,), strict=False)
+            weights = {name: w for name, w in reconstruct(self.groups, self.codes()).items() if name in self.inr_layers}
+            output = functional_call(self.student, {**weights, **self.rounding()}, (images,), strict=False)
         loss = relative_mse(output, wanted)
         if self.settings.feature_weight > 0:
             gaps = [relative_mse(a, b) for a, b in zip(features, wanted_features, strict=True)]
@@ -88,8 +92,9 @@ class RefineModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        return adam_with_cosine_decay([p for group in self.groups for p in group.net.parameters()],
-                                      self.settings.lr, self.settings.steps)
+        parameters = [{"params": [p for group in self.groups for p in group.net.parameters()]},
+                      {"params": list(self.rounding.parameters()), "lr": self.settings.code_lr}]
+        return adam_with_cosine_decay([g for g in parameters if g["params"]], self.settings.lr, self.settings.steps)
 
 
 def relative_mse(got: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:

@@ -119,12 +119,17 @@ class StorageSettings:
     # little (docs/results.md, "Per layer against quant"); on CIFAR ResNets this takes the stem and the classifier.
     # 0: every target that an INR fits gets one (the paper's method).
     codes_below: int = 1000
+    # inr: every other target keeps its INR | lower_error: after fitting, a target whose weights' own codes at no
+    # more bytes have a lower error than its INR is stored as codes, and the bytes freed buy coded layers more bits
+    # (codec_choice.py)
+    layer_choice: str = "lower_error"
 
     def __post_init__(self) -> None:
         if self.bits not in (4, 6, 8, 16):
             raise ConfigError(f"big2small.storage.bits must be 4, 6, 8 or 16 (got {self.bits})")
         self.qat_steps = _integer("storage", "qat_steps", self.qat_steps, 0)
         self.codes_below = _integer("storage", "codes_below", self.codes_below, 0)
+        self.layer_choice = _choice("storage", "layer_choice", self.layer_choice, ("inr", "lower_error"))
 
 
 @dataclass
@@ -181,6 +186,8 @@ class RefinementSettings:
     class_weight: float = 0.0
     steps: int = 300
     lr: float = 1e-5               # small: SIREN's omega0 multiplies every parameter change
+    # Adam's step on the rounding offsets of layers stored as codes (layer_codes.py; an offset of 1 is one level)
+    code_lr: float = 1e-2
     batch_size: int = 32
     feature_weight: float = 1.0    # weight of matching every compressed layer's output; 0 = logits only
 
@@ -191,6 +198,7 @@ class RefinementSettings:
         for key in ("num_inputs", "input_steps", "steps", "batch_size"):
             setattr(self, key, _integer(g, key, getattr(self, key), 1 if key != "input_steps" else 0))
         self.lr = _positive(g, "lr", self.lr)
+        self.code_lr = _positive(g, "code_lr", self.code_lr)
         self.feature_weight = _positive(g, "feature_weight", self.feature_weight, allow_zero=True)
         self.class_weight = _positive(g, "class_weight", self.class_weight, allow_zero=True)
 

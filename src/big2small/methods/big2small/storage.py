@@ -50,24 +50,6 @@ def fake_quantize(weight: torch.Tensor, bits: int) -> torch.Tensor:
     return weight + (rounded - weight).detach()
 
 
-# Weights stored as their own codes instead of an INR: 8-bit, one fp16 scale per output channel (dim 0).
-WEIGHT_CODE_BITS = 8
-
-
-def weight_codes(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(int8 codes of every weight, fp16 scale per output channel) of a weight tensor (output channels first)."""
-    codes, scale = quantize(weight.detach().reshape(weight.shape[0], -1).T, WEIGHT_CODE_BITS)
-    return codes.T.reshape(-1).to(torch.int8), scale.reshape(-1)
-
-
-def weights_from_codes(codes: torch.Tensor, scale: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    return dequantize(codes.reshape(shape[0], -1), scale.reshape(-1, 1)).reshape(shape)
-
-
-def weight_code_bytes(weight: torch.Tensor) -> int:
-    return weight.numel() + 2 * weight.shape[0]
-
-
 def stored_counts(layer_sizes: list[tuple[int, int]], bits: int) -> tuple[int, int]:
     """(fp16 values, code tensor elements) one INR stores."""
     if bits == 16:
