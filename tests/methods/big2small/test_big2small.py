@@ -240,13 +240,13 @@ def test_an_artifact_with_the_earlier_unpacked_8_bit_layer_codes_still_rebuilds(
 
 
 def _smooth_and_noisy_mlp() -> nn.Module:
-    """Two 128 x 128 layers: the first a smooth function of (row, column), which an INR holds in a few numbers; the
-    second Gaussian noise, which no INR holds better than codes."""
-    model = nn.Sequential(nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 128))
+    """A 128 x 128 layer that is a smooth function of (row, column), which an INR holds in a few numbers, and a
+    64 x 128 one of Gaussian noise, which no INR holds better than codes."""
+    model = nn.Sequential(nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 64))
     grid = torch.arange(128.0)
     with torch.no_grad():
         model[0].weight.copy_(0.1 * torch.sin(grid[:, None] / 18) * torch.cos(grid[None, :] / 14))
-        model[2].weight.copy_(0.1 * torch.randn(128, 128, generator=torch.Generator().manual_seed(0)))
+        model[2].weight.copy_(0.03 * torch.randn(64, 128, generator=torch.Generator().manual_seed(0)))
     return model
 
 
@@ -261,8 +261,12 @@ def test_lower_error_choice_keeps_the_inr_of_a_smooth_weight_and_codes_a_noisy_o
     stored = {name: row["stored_as"] for name, row in chosen.layer_stats.items()}
     assert stored == {"0.weight": "inr", "2.weight": "codes"}
     assert 2 <= chosen.layer_stats["2.weight"]["code_bits"] <= 8
-    for name, error in errors.items():  # the INR kept is the same; the codes have the lower error
-        assert error <= runs["inr"][2][name] + 1e-6
+    def squared_error(rebuilt):
+        return sum(float((rebuilt.get_parameter(n) - model.get_parameter(n)).pow(2).sum()) for n in errors)
+
+    # the choice may trade error between layers, never to more in total within the fitted INRs' bytes
+    assert squared_error(runs["lower_error"][3]) < squared_error(runs["inr"][3])
+    assert len(chosen.to_bytes()) <= len(runs["inr"][0].to_bytes())
 
 
 def test_refined_codes_stay_within_one_level_of_the_nearest_code(tmp_path):

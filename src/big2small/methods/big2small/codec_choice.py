@@ -1,17 +1,20 @@
-"""After the INRs are fitted: which targets keep their INR and which are stored as their weights' own codes
+"""After the INRs are fitted: how each target is stored, its fitted INR or its weights' own codes at 2..8 bits
 (`storage.layer_choice: lower_error`).
 
-Each INR-fitted target is compared with its weights' codes at the most bits (2..8) that cost no more than the INR
-does (its parameters, outliers and statistics); the lower squared weight error wins, measured on the weights the
-artifact would rebuild. The bytes the switched targets free then buy coded targets more bits, the raise that
-removes the most squared error per byte first (quant's rule, with measured errors), so the artifact never grows
-past the size the fitted INRs had.
+Every target has options, each with its bytes and its squared weight error (measured on the weights the artifact
+would rebuild): the fitted INR (with its outliers and statistics), and codes at every width. One option per target
+is chosen so that the total error is least within the bytes the fitted plan had (a multiple-choice knapsack,
+solved by dynamic programming over the budget); the fitted plan stays unless the choice has less total error. The artifact therefore
+never grows past the size the fitted INRs had, and an INR is kept unless the bytes it takes buy less error as
+codes, here or in another layer.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from big2small.encodings import index_codes
@@ -23,7 +26,7 @@ from big2small.methods.big2small.layer_codes import MAX_CODE_BITS, MIN_CODE_BITS
 from big2small.methods.big2small.plan import Big2SmallPlan
 from big2small.methods.big2small.reconstruct import reconstruct
 from big2small.methods.big2small.settings import INRSettings
-from big2small.methods.budget import HEADER_SLACK_BYTES, greedy_raise
+from big2small.methods.budget import HEADER_SLACK_BYTES
 
 STATS_BYTES = 8  # each INR-fitted layer's mean and std, fp32
 
@@ -57,37 +60,91 @@ def target_code_bytes(target: FitTarget, code_bits: int) -> int:
     return sum(code_bytes(segment.shape, code_bits) for segment in target.segments)
 
 
+KEEP_INR = 0  # the option of keeping a target's fitted INR; options 2..8 code it at that many bits
+SIZING_ROUNDS = 5  # tries to absorb a header that grew by more than the slack before keeping the fitted plan
+BUDGET_UNITS = 4000  # the knapsack's resolution: each option's bytes are rounded up to budget / BUDGET_UNITS
+
+Options = dict[str, dict[int, tuple[int, float]]]  # target key -> {option: (bytes, squared error)}
+
+
 def choose_codecs(plan: Big2SmallPlan, groups: list[INRGroup], inr: INRSettings, bits: int,
                   measure: Callable[[Big2SmallPlan], int]) -> Big2SmallPlan:
-    """The plan with each target stored the lower-error way; `measure(plan)` is its artifact size in bytes."""
-    errors = inr_errors(plan, groups, bits)
-    by_key = {t.key: t for t in plan.targets}
+    """The plan with each INR-fitted or coded target stored the way that leaves the least total squared error
+    within the fitted plan's bytes; `measure(plan)` is a plan's artifact size in bytes."""
+    inr_error = inr_errors(plan, groups, bits)
+    options: Options = {}
+    for target in plan.targets:
+        width = plan.widths[target.key]
+        if width is None:
+            continue  # stored in fp16: nothing to choose
+        options[target.key] = {b: (target_code_bytes(target, b), sum(
+            squared_error(plan.weights[s.name], b) for s in target.segments))
+            for b in range(MIN_CODE_BITS, MAX_CODE_BITS + 1)}
+        if width != CODES:
+            options[target.key][KEEP_INR] = (target_inr_bytes(plan, inr, bits, target), inr_error[target.key])
+    fitted = {key: KEEP_INR if plan.widths[key] != CODES else plan.code_bits[key] for key in options}
+    budget, limit = _bytes(options, fitted), measure(plan)
+    for _ in range(SIZING_ROUNDS):
+        chosen = least_error_within(options, budget)
+        if chosen is None or _error(options, chosen) >= _error(options, fitted):
+            break
+        candidate = plan.with_widths(
+            {**plan.widths, **{key: CODES for key, option in chosen.items() if option != KEEP_INR}},
+            {key: option for key, option in chosen.items() if option != KEEP_INR})
+        over = measure(candidate) - limit
+        if over <= 0:
+            return candidate
+        budget -= over + HEADER_SLACK_BYTES
+    return plan
 
-    measured: dict[tuple[str, int], float] = {}
 
-    def code_error(key: str, code_bits: int) -> float:
-        if (key, code_bits) not in measured:
-            measured[key, code_bits] = sum(squared_error(plan.weights[s.name], code_bits)
-                                           for s in by_key[key].segments)
-        return measured[key, code_bits]
+def least_error_within(options: Options, budget: float) -> dict[str, int] | None:
+    """One option per key, least total error with total bytes within budget (None: even the smallest is over).
 
-    widths, code_bits = dict(plan.widths), dict(plan.code_bits)
-    for key, error in errors.items():
-        target = by_key[key]
-        affordable = [b for b in range(MIN_CODE_BITS, MAX_CODE_BITS + 1)
-                      if target_code_bytes(target, b) <= target_inr_bytes(plan, inr, bits, target)]
-        if affordable and code_error(key, max(affordable)) < error:
-            widths[key], code_bits[key] = CODES, max(affordable)
-    switched = plan.with_widths(widths, code_bits)
-    spare = measure(plan) - measure(switched) - HEADER_SLACK_BYTES
+    A knapsack by dynamic programming over the budget in BUDGET_UNITS steps, each option's bytes rounded up to
+    whole steps (so the choice always fits), then what the rounding left is spent on the upgrades that remove
+    the most error per byte."""
+    keys = list(options)
+    unit = max(budget / BUDGET_UNITS, 1.0)
+    capacity = int(budget // unit)
+    least = np.zeros(capacity + 1)  # least error of the targets so far within u steps
+    picks = []
+    for key in keys:
+        after, pick = np.full(capacity + 1, np.inf), np.zeros(capacity + 1, dtype=np.int64)
+        for option, (size, error) in options[key].items():
+            steps = math.ceil(size / unit)
+            if steps > capacity:
+                continue
+            candidate = np.full(capacity + 1, np.inf)
+            candidate[steps:] = least[: capacity + 1 - steps] + error
+            better = candidate < after
+            after[better], pick[better] = candidate[better], option
+        least = after
+        picks.append(pick)
+    if not np.isfinite(least[capacity]):
+        return None
+    chosen, left_steps = {}, capacity
+    for key, pick in zip(reversed(keys), reversed(picks), strict=True):
+        chosen[key] = int(pick[left_steps])
+        left_steps -= math.ceil(options[key][chosen[key]][0] / unit)
+    left = budget - _bytes(options, chosen)
+    while True:  # spend what is left on the upgrade that removes the most error per byte
+        best, best_gain = None, 0.0
+        for key, choices in options.items():
+            size, error = choices[chosen[key]]
+            for option, (more, less) in choices.items():
+                if size < more <= size + left and less < error and (error - less) / (more - size) > best_gain:
+                    best, best_gain = (key, option), (error - less) / (more - size)
+        if best is None:
+            return chosen
+        key, option = best
+        left -= options[key][option][0] - options[key][chosen[key]][0]
+        chosen[key] = option
 
-    def step_bytes(key: str, level: int) -> int | None:
-        if level >= MAX_CODE_BITS:
-            return None
-        return target_code_bytes(by_key[key], level + 1) - target_code_bytes(by_key[key], level)
 
-    def gain_per_byte(key: str, level: int) -> float:
-        return (code_error(key, level) - code_error(key, level + 1)) / max(step_bytes(key, level), 1)
+def _bytes(options: Options, chosen: dict[str, int]) -> int:
+    return sum(options[key][option][0] for key, option in chosen.items())
 
-    raised = greedy_raise(code_bits, step_bytes, gain_per_byte, spare) if spare > 0 else code_bits
-    return plan.with_widths(widths, raised)
+
+def _error(options: Options, chosen: dict[str, int]) -> float:
+    return sum(options[key][option][1] for key, option in chosen.items())
