@@ -2,9 +2,10 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/layer_errors.py <job dir or metrics.json of a ResNet-20 run>
 
-Reads the run's `layers` rows (relative error ||W_rebuilt - W|| / ||W|| and the INR width of each layer), compresses
+Reads the run's `layers` rows (relative error ||W_rebuilt - W|| / ||W|| and how each layer is stored), compresses
 the shared ResNet-20 with `quant` at the run's `target_ratio` (its mixed-bit allocation picks the bits per layer)
-and prints one markdown row per layer: weights, the run's error and INR width, quant's error and bits. Shows
+and prints one markdown row per layer: weights, the run's error and storage (INR width or code bits), quant's error
+and bits. Shows
 where, per layer, an INR's bytes buy less than codes do.
 """
 
@@ -37,15 +38,23 @@ def main() -> None:
     quant_bits = {layer["name"]: layer.get("bits") for layer in quant.meta["layers"]}
     name = metrics.get("compressor_config", metrics["compressor"])
     print(f"{path}: {name} at {metrics['compression_ratio']:.2f}x; quant at {metrics['target_ratio']:g}x")
-    print(f"| layer | weights | {name} rel. error | INR width | quant rel. error | quant bits |")
+    print(f"| layer | weights | {name} rel. error | stored as | quant rel. error | quant bits |")
     print("|---|---|---|---|---|---|")
     rows = metrics["layers"]
     for row in rows:
         layer = row["layer"]
-        print(f"| {layer} | {row['params']} | {row['relative_error']:.3f} | {row.get('inr_width', '-')} | "
+        print(f"| {layer} | {row['params']} | {row['relative_error']:.3f} | {stored_as(row)} | "
               f"{quant_errors[layer]:.3f} | {quant_bits.get(layer)} |")
     print(f"| mean | | {statistics.fmean(r['relative_error'] for r in rows):.3f} | | "
           f"{statistics.fmean(quant_errors[r['layer']] for r in rows):.3f} | |")
+
+
+def stored_as(row: dict) -> str:
+    if row.get("stored_as") == "codes":
+        return f"{row['code_bits']}-bit codes"
+    if row.get("inr_width"):
+        return f"INR, width {row['inr_width']}"
+    return row.get("stored_as", "-")
 
 
 if __name__ == "__main__":
