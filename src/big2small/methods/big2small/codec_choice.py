@@ -4,9 +4,9 @@
 Every target has options, each with its bytes and its squared weight error (measured on the weights the artifact
 would rebuild): the fitted INR (with its outliers and statistics), and codes at every width. One option per target
 is chosen so that the total error is least within the bytes the fitted plan had (a multiple-choice knapsack,
-solved by dynamic programming over the budget); the fitted plan stays unless the choice has less total error. The artifact therefore
-never grows past the size the fitted INRs had, and an INR is kept unless the bytes it takes buy less error as
-codes, here or in another layer.
+solved by dynamic programming over the budget); the fitted plan stays unless the choice has less total error.
+The artifact therefore never grows past the size the fitted INRs had, and an INR is kept unless the bytes it
+takes buy less error as codes, here or in another layer.
 """
 
 from __future__ import annotations
