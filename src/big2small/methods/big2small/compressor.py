@@ -48,6 +48,7 @@ from big2small.methods.big2small.settings import (
     from_config,
     input_shape_setting,
 )
+from big2small.methods.budget import original_bytes, report_landing
 from big2small.methods.registry import register
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,9 @@ class Big2SmallCompressor(Compressor):
         if self.refinement.enabled and (plan.coded or any(plan.widths.values())):
             plan = self._refine(model, groups, plan, trainer_factory, data, seconds)
         compressed = self._pack(plan, groups)
+        report_landing(self.name, original_bytes(plan.weights) / len(compressed.to_bytes()), self.target_ratio,
+                       "its most precise storage is 8-bit codes or INRs of inr.max_width, smaller than the target "
+                       "allows, and it never stores more than it needs")
         compressed.layer_stats = plan.layer_stats(self.inr, self.storage.bits)
         compressed.phase_seconds = seconds.phases
         return compressed
