@@ -29,7 +29,6 @@ from big2small.methods.big2small.layer_codes import (
     MIN_CODE_BITS,
     code_bytes,
     unpack_weight_codes,
-    weight_codes,
 )
 from big2small.methods.big2small.networks import build_network, layer_sizes
 from big2small.methods.big2small.plan import Big2SmallPlan, stacks_of
@@ -272,13 +271,6 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
     return model
 
 
-
-
-def stored_weight(weight: torch.Tensor, width: int | None, code_bits: int = MAX_CODE_BITS) -> torch.Tensor:
-    """What the artifact gives back for a weight stored without an INR: fp16 (width None) or its nearest codes."""
-    if width == CODES:
-        return weight_codes(weight, code_bits).values()
-    return weight.half().float()
 
 
 def _cat(parts: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:

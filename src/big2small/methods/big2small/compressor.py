@@ -208,7 +208,7 @@ class Big2SmallCompressor(Compressor):
                 if plan.widths[target.key]:
                     inr_layers.add(segment.name)
                 elif plan.widths[target.key] is None:
-                    set_parameter(student, segment.name, artifact.stored_weight(plan.weights[segment.name], None))
+                    set_parameter(student, segment.name, plan.weights[segment.name].half().float())
         teacher = copy.deepcopy(model)  # makes the synthetic inputs, then serves as the frozen reference
         with seconds("input_synthesis"):
             if self.uses_data:

@@ -8,6 +8,7 @@ for the network's output instead of for the weight.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -39,19 +40,13 @@ def weight_codes(weight: torch.Tensor, bits: int) -> WeightCodes:
 
 
 def unpack_weight_codes(packed: torch.Tensor, scale: torch.Tensor, shape: tuple[int, ...], bits: int) -> WeightCodes:
-    count = 1
-    for size in shape:
-        count *= size
-    codes = unpack_uint(packed, bits, count) - levels(bits)
+    codes = unpack_uint(packed, bits, math.prod(shape)) - levels(bits)
     return WeightCodes(codes.reshape(shape), scale.reshape(-1), bits)
 
 
 def code_bytes(shape: tuple[int, ...] | torch.Size, bits: int) -> int:
     """Bytes of one layer's codes and scales."""
-    count = 1
-    for size in shape:
-        count *= size
-    return packed_size(count, bits) + 2 * shape[0]
+    return packed_size(math.prod(shape), bits) + 2 * shape[0]
 
 
 def squared_error(weight: torch.Tensor, bits: int) -> float:
