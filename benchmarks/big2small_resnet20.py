@@ -41,6 +41,8 @@ def main() -> None:
                         help="storage.codes_below: layers with fewer weights stored as 8-bit codes (0: none)")
     parser.add_argument("--layer-choice", choices=["inr", "lower_error"], default="inr",
                         help="storage.layer_choice; inr (the paper's: every layer keeps its INR) unless given")
+    parser.add_argument("--choice-error", choices=["squared", "layer_relative", "channel_relative"], default=None,
+                        help="storage.choice_error: the weight error the layer choice minimises; default: the compressor's")
     parser.add_argument("--inr-kind", choices=["siren", "fourier"], default=None, help="default: the compressor's")
     parser.add_argument("--frequencies", type=int, default=None,
                         help="Fourier frequencies of the INR input encoding; default: the compressor's")
@@ -63,7 +65,8 @@ def main() -> None:
     inr |= {"kind": args.inr_kind} if args.inr_kind else {}
     refinement = {"enabled": args.refine}
     storage = {"bits": args.bits, "codes_below": args.codes_below, "layer_choice": args.layer_choice,
-               **({"qat_steps": args.qat_steps} if args.qat_steps is not None else {})}
+               **({"qat_steps": args.qat_steps} if args.qat_steps is not None else {}),
+               **({"choice_error": args.choice_error} if args.choice_error else {})}
     for key, value in (("steps", args.refine_steps), ("num_inputs", args.refine_inputs), ("lr", args.refine_lr), ("code_lr", args.code_lr),
                        ("inputs", args.refine_source),
                        ("class_weight", args.class_weight)):

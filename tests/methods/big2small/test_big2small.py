@@ -12,6 +12,7 @@ from torch import nn
 from big2small.codec import Compressed
 from big2small.errors import ConfigError
 from big2small.methods.big2small.compressor import Big2SmallCompressor
+from big2small.methods.big2small.layer_codes import CODE_CHOICES, weight_codes
 from big2small.methods.registry import rebuild
 from tests.conftest import tiny_cnn
 
@@ -61,6 +62,8 @@ def _round_trip(compressor, model, root):
     (dict(storage={"codes_below": -1}), "storage.codes_below"),
     (dict(storage={"layer_choice": "best"}), "storage.layer_choice"),
     (dict(refinement={"code_lr": 0}), "refinement.code_lr"),
+    (dict(fit={"screen_at": 1.0}), "fit.screen_at"),
+    (dict(fit={"screen_at": -0.1}), "fit.screen_at"),
 ])
 def test_bad_settings_fail_at_construction(settings, message):
     with pytest.raises(ConfigError, match=message):
@@ -260,13 +263,34 @@ def test_lower_error_choice_keeps_the_inr_of_a_smooth_weight_and_codes_a_noisy_o
     assert ratio >= 8
     stored = {name: row["stored_as"] for name, row in chosen.layer_stats.items()}
     assert stored == {"0.weight": "inr", "2.weight": "codes"}
-    assert 2 <= chosen.layer_stats["2.weight"]["code_bits"] <= 8
+    assert chosen.layer_stats["2.weight"]["code_bits"] in CODE_CHOICES
     def squared_error(rebuilt):
         return sum(float((rebuilt.get_parameter(n) - model.get_parameter(n)).pow(2).sum()) for n in errors)
 
     # the choice may trade error between layers, never to more in total within the fitted INRs' bytes
     assert squared_error(runs["lower_error"][3]) < squared_error(runs["inr"][3])
     assert len(chosen.to_bytes()) <= len(runs["inr"][0].to_bytes())
+
+
+def test_a_fit_whose_inrs_cannot_be_kept_stops_at_screen_at_with_the_same_weights(tmp_path):
+    model = nn.Sequential(nn.Linear(160, 160))
+    with torch.no_grad():  # Gaussian noise: no INR holds it better than codes
+        model[0].weight.copy_(0.03 * torch.randn(160, 160, generator=torch.Generator().manual_seed(0)))
+    weights, steps_run = {}, {}
+    for screen_at in (0.25, 0.0):
+        trainers, factory = [], trainer_factory(tmp_path / str(screen_at))
+        def make(trainers=trainers, factory=factory, **overrides):
+            trainers.append(factory(**overrides))
+            return trainers[-1]
+        compressor = Big2SmallCompressor(target_ratio=8, fit={"steps": 40, "screen_at": screen_at},
+                                         storage={"codes_below": 0}, inr={"unit": "weight"},
+                                         refinement=NO_REFINEMENT, input_shape=[160])
+        compressed = compressor.fit(copy.deepcopy(model), trainer_factory=make)
+        assert compressed.layer_stats["0.weight"]["stored_as"] == "codes"
+        rebuilt = rebuild(Compressed.from_bytes(compressed.to_bytes()), copy.deepcopy(model))
+        weights[screen_at], steps_run[screen_at] = rebuilt[0].weight.detach(), trainers[0].global_step
+    assert steps_run == {0.25: 11, 0.0: 40}  # the screening step itself still runs
+    assert torch.equal(weights[0.25], weights[0.0])
 
 
 def test_refined_codes_stay_within_one_level_of_the_nearest_code(tmp_path):
@@ -279,9 +303,8 @@ def test_refined_codes_stay_within_one_level_of_the_nearest_code(tmp_path):
     moved = 0
     for name in coded:
         weight, stored = model.get_parameter(name).detach(), rebuilt.get_parameter(name).detach()
-        bits = compressed.layer_stats[name]["code_bits"]
-        scale = weight.reshape(weight.shape[0], -1).abs().amax(1) / (2 ** (bits - 1) - 1)
-        scale = scale.reshape(-1, *[1] * (weight.dim() - 1))
-        assert ((stored - weight).abs() <= 1.51 * scale).all()  # at most one level from the nearest code
-        moved += int(((stored - weight).abs() > 0.51 * scale).sum())  # not the nearest code
+        nearest = weight_codes(weight, compressed.layer_stats[name]["code_bits"])
+        scale = nearest.scale.float().reshape(-1, *[1] * (weight.dim() - 1))
+        assert ((stored - nearest.values()).abs() <= 1.01 * scale).all()  # at most one level from the nearest code
+        moved += int(((stored - nearest.values()).abs() > 0.01 * scale).sum())  # not the nearest code
     assert moved > 0  # a large code_lr moves some roundings away from the nearest code

@@ -3,7 +3,8 @@
 Tensors: `inr_fp16` (every INR's fp16 parameters, or its scales and biases with coded storage), `inr_int8` (8-bit
 weight codes) or `inr_packed` (6- and 4-bit codes, bit-packed per INR), `raw` (targets stored in fp16),
 `layer_codes` and `layer_scales` (targets stored as their weights' own b-bit codes, bit-packed per layer, and an fp16
-scale per output channel; present only when some are, with each target's b in the header's `code_bits`),
+scale per output channel; present only when some are, with each target's b in the header's `code_bits`, 1 for
+ternary codes five to a byte: layer_codes.py),
 `stats` (per layer mean and std of the standardised inliers), `outlier_values` (fp16) and `outlier_index` (their positions, see encodings/index_codes.py), `permutation` (the
 channel orders, bit-packed). The header lists layers, INR widths and settings. Rebuild reads the artifact alone;
 the channel orders are stored so rebuilt weights go back into the original order and the model's uncompressed
@@ -141,7 +142,7 @@ def check_meta(meta: dict, model: nn.Module) -> None:
     code_bits = _code_bits(meta)
     if sorted(code_bits) != sorted(key for key, width in meta["widths"].items() if width == CODES) or not all(
             _is_int(b) and MIN_CODE_BITS <= b <= MAX_CODE_BITS for b in code_bits.values()):
-        raise ValueError(f"code_bits is {code_bits!r}: not {MIN_CODE_BITS}..{MAX_CODE_BITS} bits for exactly the "
+        raise ValueError(f"code_bits is {code_bits!r}: not {MIN_CODE_BITS}..{MAX_CODE_BITS} bits (1: ternary) for exactly the "
                          "targets stored as codes (width 0)")
     for layer in meta["layers"]:
         numel = model.get_parameter(layer["name"]).numel()

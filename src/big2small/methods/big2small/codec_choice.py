@@ -1,8 +1,9 @@
-"""After the INRs are fitted: how each target is stored, its fitted INR or its weights' own codes at 2..8 bits
+"""After the INRs are fitted: how each target is stored, its fitted INR or its weights' own codes (ternary, 3..8 bits)
 (`storage.layer_choice: lower_error`).
 
-Every target has options, each with its bytes and its squared weight error (measured on the weights the artifact
-would rebuild): the fitted INR (with its outliers and statistics), and codes at every width. One option per target
+Every target has options, each with its bytes and its weight error (measured on the weights the artifact would
+rebuild, by `storage.choice_error`: plain squared error, or squared error relative to each layer's or each output
+channel's own energy, the error a BatchNorm after the layer sees, since it undoes the weights' scale): the fitted INR (with its outliers and statistics), and codes at every width. One option per target
 is chosen so that the total error is least within the bytes the fitted plan had (a multiple-choice knapsack,
 solved by dynamic programming over the budget); the fitted plan stays unless the choice has less total error.
 The artifact therefore never grows past the size the fitted INRs had, and an INR is kept unless the bytes it
@@ -22,17 +23,30 @@ from big2small.encodings.dtype_bytes import FP16_BYTES
 from big2small.methods.big2small.allocation import CODES, inr_bytes
 from big2small.methods.big2small.coords import FitTarget
 from big2small.methods.big2small.fitting import INRGroup
-from big2small.methods.big2small.layer_codes import MAX_CODE_BITS, MIN_CODE_BITS, code_bytes, squared_error
+from big2small.methods.big2small.layer_codes import CODE_CHOICES, code_bytes, weight_codes
 from big2small.methods.big2small.plan import Big2SmallPlan
 from big2small.methods.big2small.reconstruct import reconstruct
 from big2small.methods.big2small.settings import INRSettings
 from big2small.methods.budget import HEADER_SLACK_BYTES
 
 STATS_BYTES = 8  # each INR-fitted layer's mean and std, fp32
+ENERGY_FLOOR = 1e-12  # an all-zero layer or channel: its error counts against this energy
 
 
-def inr_errors(plan: Big2SmallPlan, groups: list[INRGroup], bits: int) -> dict[str, float]:
-    """Squared weight error of every INR-fitted target, its INR parameters rounded as they are stored."""
+def weight_error(stored: torch.Tensor, weight: torch.Tensor, measure: str) -> float:
+    """The error of storing `weight` as `stored` (output channels first): squared, or relative to the energy of
+    the whole layer (layer_relative) or of each output channel, averaged over the channels (channel_relative)."""
+    error = ((stored - weight) ** 2).reshape(weight.shape[0], -1).sum(dim=1)
+    energy = (weight ** 2).reshape(weight.shape[0], -1).sum(dim=1)
+    if measure == "squared":
+        return float(error.sum())
+    if measure == "layer_relative":
+        return float(error.sum() / energy.sum().clamp_min(ENERGY_FLOOR))
+    return float((error / energy.clamp_min(ENERGY_FLOOR)).mean())
+
+
+def inr_errors(plan: Big2SmallPlan, groups: list[INRGroup], bits: int, measure: str) -> dict[str, float]:
+    """Weight error of every INR-fitted target, its INR parameters rounded as they are stored."""
     previous = [group.net.fake_quant for group in groups]
     try:
         with torch.no_grad():
@@ -42,8 +56,12 @@ def inr_errors(plan: Big2SmallPlan, groups: list[INRGroup], bits: int) -> dict[s
     finally:
         for group, value in zip(groups, previous, strict=True):
             group.net.fake_quant = value
-    return {t.key: sum(float(((rebuilt[s.name].cpu() - plan.weights[s.name]) ** 2).sum()) for s in t.segments)
+    return {t.key: sum(weight_error(rebuilt[s.name].cpu(), plan.weights[s.name], measure) for s in t.segments)
             for t in plan.targets if plan.widths[t.key]}
+
+
+def keeps_an_inr(plan: Big2SmallPlan) -> bool:
+    return any(plan.widths.values())
 
 
 def target_inr_bytes(plan: Big2SmallPlan, inr: INRSettings, bits: int, target: FitTarget) -> int:
@@ -60,26 +78,26 @@ def target_code_bytes(target: FitTarget, code_bits: int) -> int:
     return sum(code_bytes(segment.shape, code_bits) for segment in target.segments)
 
 
-KEEP_INR = 0  # the option of keeping a target's fitted INR; options 2..8 code it at that many bits
+KEEP_INR = 0  # the option of keeping a target's fitted INR; the others (CODE_CHOICES) code it at those bits
 SIZING_ROUNDS = 5  # tries to absorb a header that grew by more than the slack before keeping the fitted plan
 BUDGET_UNITS = 4000  # the knapsack's resolution: each option's bytes are rounded up to budget / BUDGET_UNITS
 
 Options = dict[str, dict[int, tuple[int, float]]]  # target key -> {option: (bytes, squared error)}
 
 
-def choose_codecs(plan: Big2SmallPlan, groups: list[INRGroup], inr: INRSettings, bits: int,
-                  measure: Callable[[Big2SmallPlan], int]) -> Big2SmallPlan:
-    """The plan with each INR-fitted or coded target stored the way that leaves the least total squared error
-    within the fitted plan's bytes; `measure(plan)` is a plan's artifact size in bytes."""
-    inr_error = inr_errors(plan, groups, bits)
+def choose_codecs(plan: Big2SmallPlan, inr_error: dict[str, float], inr: INRSettings, bits: int,
+                  measure: Callable[[Big2SmallPlan], int], error_measure: str) -> Big2SmallPlan:
+    """The plan with each INR-fitted or coded target stored the way that leaves the least total error within the
+    fitted plan's bytes; `inr_error` is each INR's error (inr_errors, by `error_measure`), `measure(plan)` a plan's
+    artifact size in bytes."""
     options: Options = {}
     for target in plan.targets:
         width = plan.widths[target.key]
         if width is None:
             continue  # stored in fp16: nothing to choose
         options[target.key] = {b: (target_code_bytes(target, b), sum(
-            squared_error(plan.weights[s.name], b) for s in target.segments))
-            for b in range(MIN_CODE_BITS, MAX_CODE_BITS + 1)}
+            weight_error(weight_codes(plan.weights[s.name], b).values(), plan.weights[s.name], error_measure)
+            for s in target.segments)) for b in CODE_CHOICES}
         if width != CODES:
             options[target.key][KEEP_INR] = (target_inr_bytes(plan, inr, bits, target), inr_error[target.key])
     fitted = {key: KEEP_INR if plan.widths[key] != CODES else plan.code_bits[key] for key in options}

@@ -31,11 +31,12 @@ from big2small.graph.weights import set_parameter
 from big2small.methods.base import Compressor
 from big2small.methods.big2small import artifact
 from big2small.methods.big2small.allocation import choose_widths
-from big2small.methods.big2small.codec_choice import choose_codecs
+from big2small.methods.big2small.codec_choice import choose_codecs, inr_errors, keeps_an_inr
 from big2small.methods.big2small.fit_checkpoints import LastCheckpoint, resumable_checkpoint
 from big2small.methods.big2small.fitting import INRFitModule, INRGroup
 from big2small.methods.big2small.networks import build_network
 from big2small.methods.big2small.plan import Big2SmallPlan
+from big2small.methods.big2small.screening import ERROR_FALL_BOUND, StopWhenNoINRWins
 from big2small.methods.big2small.seeds import inr_seed
 from big2small.methods.big2small.settings import (
     FitSettings,
@@ -151,8 +152,7 @@ class Big2SmallCompressor(Compressor):
                 self._fit_weights(groups, plan, trainer_factory)
             if self.storage.layer_choice == "lower_error":
                 with seconds("codec_choice"):
-                    plan = choose_codecs(plan, groups, self.inr, self.storage.bits,
-                                         lambda p: len(self._pack(p, [], sizing_only=True).to_bytes()))
+                    plan = self._choose_codecs(plan, self._inr_errors(plan, groups))
         plan = plan.with_nearest_codes()
         if self.refinement.enabled and (plan.coded or any(plan.widths.values())):
             plan = self._refine(model, groups, plan, trainer_factory, data, seconds)
@@ -169,10 +169,22 @@ class Big2SmallCompressor(Compressor):
                                                 [inr_seed(self.seed, t.ordinal) for t in members]))
                 for (dims, outputs, width, _), members in plan.stacks().items()]
 
+    def _inr_errors(self, plan: Big2SmallPlan, groups: list[INRGroup]) -> dict[str, float]:
+        return inr_errors(plan, groups, self.storage.bits, self.storage.choice_error)
+
+    def _choose_codecs(self, plan: Big2SmallPlan, inr_error: dict[str, float]) -> Big2SmallPlan:
+        return choose_codecs(plan, inr_error, self.inr, self.storage.bits,
+                             lambda p: len(self._pack(p, [], sizing_only=True).to_bytes()), self.storage.choice_error)
+
     def _fit_weights(self, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory) -> None:
         settings = self.fit_settings
         module = INRFitModule(groups, settings, self.loss, self.storage, self.seed)
         callbacks, resume_from = [], None
+        if self.storage.layer_choice == "lower_error" and settings.screen_at > 0:
+            def any_can_win() -> bool:
+                hoped = {key: error / ERROR_FALL_BOUND for key, error in self._inr_errors(plan, groups).items()}
+                return keeps_an_inr(self._choose_codecs(plan, hoped))
+            callbacks.append(StopWhenNoINRWins(max(1, round(settings.screen_at * settings.steps)), any_can_win))
         if settings.resume:  # only a fit that may be resumed writes checkpoints
             folder = Path(settings.checkpoint_dir) / self._fit_key(plan.weights, plan.widths)
             resume_from = resumable_checkpoint(folder)

@@ -1,7 +1,12 @@
-"""Layers stored as their weights' own b-bit codes instead of an INR (b = 2..8).
+"""Layers stored as their weights' own b-bit codes instead of an INR (b = 2..8, or TERNARY).
 
-Codes are symmetric integers q in [-(2^(b-1) - 1), 2^(b-1) - 1], one fp16 scale per output channel (dim 0) equal
-to the channel's max |w| / (2^(b-1) - 1); the weight is q * scale. They are bit-packed per layer at b bits.
+Codes are symmetric integers q in [-(2^(b-1) - 1), 2^(b-1) - 1], one fp16 scale per output channel (dim 0); the
+weight is q * scale. b = TERNARY (1) holds the three codes {-1, 0, 1} of b = 2 in 1.6 bits: five codes per byte,
+as base-3 digits (3^5 = 243 values); b = 2 stays readable but is never chosen, being the same codes in more bytes.
+Each channel's scale is the one of least squared error among clipping points from
+MIN_CLIP_FRACTION to all of its max |w| (weights beyond the clipping point take the outermost code), since at
+2-4 bits clipping the tails costs far less than spreading few levels over the whole range. They are bit-packed
+per layer at b bits (TERNARY: in base 3).
 Refinement may move each code by at most one level from the nearest code of its weight (`RoundingOffsets`), chosen
 for the network's output instead of for the weight.
 """
@@ -15,9 +20,15 @@ import torch
 from torch import nn
 
 from big2small.encodings.bitpack import pack_uint, packed_size, unpack_uint
-from big2small.methods.big2small.storage import levels, quantize
+from big2small.methods.big2small.storage import levels
 
-MIN_CODE_BITS, MAX_CODE_BITS = 2, 8
+TERNARY = 1  # the code_bits value of ternary codes packed five per byte
+MIN_CODE_BITS, MAX_CODE_BITS = TERNARY, 8
+CODE_CHOICES = (TERNARY, *range(3, MAX_CODE_BITS + 1))  # the code widths a layer may be given
+TERNARY_PER_BYTE = 5
+# The clipping points searched per channel: fractions of its max |w|, evenly spaced from this one up to 1.
+MIN_CLIP_FRACTION, CLIP_POINTS = 0.1, 46
+FP16_TINY = 6e-8  # scales never round to zero in fp16
 
 
 @dataclass
@@ -30,27 +41,64 @@ class WeightCodes:
         return self.codes.float() * self.scale.float().reshape(-1, *[1] * (self.codes.dim() - 1))
 
     def packed(self) -> torch.Tensor:
+        if self.bits == TERNARY:
+            return pack_ternary(self.codes + 1)
         return pack_uint(self.codes + levels(self.bits), self.bits)
 
 
+def code_limit(bits: int) -> int:
+    """The largest |code| at `bits` (TERNARY: 1)."""
+    return 1 if bits == TERNARY else levels(bits)
+
+
+def pack_ternary(digits: torch.Tensor) -> torch.Tensor:
+    """Values 0..2 -> uint8, five base-3 digits per byte, the first the least significant."""
+    flat = digits.reshape(-1).long()
+    flat = torch.cat([flat, flat.new_zeros((-flat.numel()) % TERNARY_PER_BYTE)])
+    powers = 3 ** torch.arange(TERNARY_PER_BYTE, dtype=torch.long)
+    return (flat.reshape(-1, TERNARY_PER_BYTE) * powers).sum(dim=1).to(torch.uint8)
+
+
+def unpack_ternary(packed: torch.Tensor, count: int) -> torch.Tensor:
+    """Inverse of pack_ternary: the first `count` digits as int64; a byte above 242 holds no five digits."""
+    if packed.numel() != math.ceil(count / TERNARY_PER_BYTE):
+        raise ValueError(f"expected {math.ceil(count / TERNARY_PER_BYTE)} ternary bytes for {count} codes, "
+                         f"got {packed.numel()}")
+    if packed.numel() and int(packed.max()) >= 3 ** TERNARY_PER_BYTE:
+        raise ValueError("ternary codes: a byte above 242")
+    powers = 3 ** torch.arange(TERNARY_PER_BYTE, dtype=torch.long)
+    return ((packed.long()[:, None] // powers) % 3).reshape(-1)[:count]
+
+
 def weight_codes(weight: torch.Tensor, bits: int) -> WeightCodes:
-    """The nearest b-bit codes of a weight tensor (output channels first)."""
-    codes, scale = quantize(weight.detach().reshape(weight.shape[0], -1).T, bits)
-    return WeightCodes(codes.T.reshape(weight.shape), scale.reshape(-1), bits)
+    """The nearest b-bit codes of a weight tensor (output channels first), at each channel's least-error scale."""
+    rows = weight.detach().float().reshape(weight.shape[0], -1)
+    limit = code_limit(bits)
+    largest = rows.abs().amax(dim=1, keepdim=True)
+    best_error = torch.full_like(largest, math.inf)
+    best_scale = torch.ones_like(largest)
+    for fraction in torch.linspace(MIN_CLIP_FRACTION, 1.0, CLIP_POINTS).tolist():
+        scale = (largest * fraction / limit).half().float().clamp_min(FP16_TINY)
+        error = ((torch.round(rows / scale).clamp(-limit, limit) * scale - rows) ** 2).sum(dim=1, keepdim=True)
+        better = error < best_error
+        best_error, best_scale = torch.where(better, error, best_error), torch.where(better, scale, best_scale)
+    codes = torch.round(rows / best_scale).clamp(-limit, limit).long()
+    return WeightCodes(codes.reshape(weight.shape), best_scale.reshape(-1).half(), bits)
 
 
 def unpack_weight_codes(packed: torch.Tensor, scale: torch.Tensor, shape: tuple[int, ...], bits: int) -> WeightCodes:
-    codes = unpack_uint(packed, bits, math.prod(shape)) - levels(bits)
+    if bits == TERNARY:
+        codes = unpack_ternary(packed, math.prod(shape)) - 1
+    else:
+        codes = unpack_uint(packed, bits, math.prod(shape)) - levels(bits)
     return WeightCodes(codes.reshape(shape), scale.reshape(-1), bits)
 
 
 def code_bytes(shape: tuple[int, ...] | torch.Size, bits: int) -> int:
     """Bytes of one layer's codes and scales."""
-    return packed_size(math.prod(shape), bits) + 2 * shape[0]
-
-
-def squared_error(weight: torch.Tensor, bits: int) -> float:
-    return float(((weight_codes(weight, bits).values() - weight) ** 2).sum())
+    count = math.prod(shape)
+    packed = math.ceil(count / TERNARY_PER_BYTE) if bits == TERNARY else packed_size(count, bits)
+    return packed + 2 * shape[0]
 
 
 class RoundingOffsets(nn.Module):
@@ -69,7 +117,7 @@ class RoundingOffsets(nn.Module):
 
     def _codes(self, index: int, straight_through: bool) -> torch.Tensor:
         unrounded = getattr(self, f"unrounded_{index}") + torch.tanh(self.offsets[index])
-        limit = levels(self.bits[index])
+        limit = code_limit(self.bits[index])
         rounded = torch.round(unrounded).clamp(-limit, limit)
         return unrounded + (rounded - unrounded).detach() if straight_through else rounded
 

@@ -123,6 +123,9 @@ class StorageSettings:
     # more bytes have a lower error than its INR is stored as codes, and the bytes freed buy coded layers more bits
     # (codec_choice.py)
     layer_choice: str = "lower_error"
+    # The weight error that choice minimises: squared | layer_relative | channel_relative (each layer's, or each
+    # output channel's, squared error over its own energy: what a BatchNorm after it sees)
+    choice_error: str = "squared"
 
     def __post_init__(self) -> None:
         if self.bits not in (4, 6, 8, 16):
@@ -130,6 +133,8 @@ class StorageSettings:
         self.qat_steps = _integer("storage", "qat_steps", self.qat_steps, 0)
         self.codes_below = _integer("storage", "codes_below", self.codes_below, 0)
         self.layer_choice = _choice("storage", "layer_choice", self.layer_choice, ("inr", "lower_error"))
+        self.choice_error = _choice("storage", "choice_error", self.choice_error,
+                                    ("squared", "layer_relative", "channel_relative"))
 
 
 @dataclass
@@ -146,6 +151,9 @@ class FitSettings:
     checkpoint_every: int = 200    # steps between checkpoints
     compile: bool = False          # torch.compile each stack's INR: faster steps after a compilation of seconds
                                    # to minutes (docs/results.md, "Fitting at scale")
+    # With storage.layer_choice=lower_error: after this share of the steps the fit stops if the choice would keep
+    # no INR even were every INR's error to fall by screening.ERROR_FALL_BOUND by the end; 0 = every step is run.
+    screen_at: float = 0.2
 
     def __post_init__(self) -> None:
         self.steps = _integer("fit", "steps", self.steps, 1)
@@ -155,6 +163,9 @@ class FitSettings:
         if not isinstance(self.compile, bool):
             raise ConfigError(f"big2small.fit.compile must be true or false (got {self.compile!r})")
         self.checkpoint_every = _integer("fit", "checkpoint_every", self.checkpoint_every, 1)
+        self.screen_at = _positive("fit", "screen_at", self.screen_at, allow_zero=True)
+        if self.screen_at >= 1:
+            raise ConfigError(f"big2small.fit.screen_at must be a share of the steps in [0, 1) (got {self.screen_at})")
         if self.resume and not self.checkpoint_dir:
             raise ConfigError("big2small.fit.resume needs fit.checkpoint_dir (where the interrupted fit saved)")
 

@@ -1,0 +1,72 @@
+"""A layer's own codes: exact round trips at every width, ternary packing, least-error scales, forged bytes."""
+
+import math
+
+import pytest
+import torch
+
+from big2small.methods.big2small.layer_codes import (
+    CODE_CHOICES,
+    TERNARY,
+    code_bytes,
+    code_limit,
+    unpack_weight_codes,
+    weight_codes,
+)
+
+
+def gaussian(shape=(8, 5, 3, 3), seed=0):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("bits", [*CODE_CHOICES, 2])
+def test_codes_round_trip_through_their_packed_bytes(bits):
+    weight = gaussian()
+    codes = weight_codes(weight, bits)
+    packed = codes.packed()
+    assert packed.numel() + 2 * weight.shape[0] == code_bytes(weight.shape, bits)
+    assert int(codes.codes.abs().max()) <= code_limit(bits)
+    again = unpack_weight_codes(packed, codes.scale, tuple(weight.shape), bits)
+    assert torch.equal(again.codes, codes.codes)
+
+
+def test_ternary_codes_hold_the_two_bit_values_in_five_codes_per_byte():
+    weight = gaussian((16, 16, 3, 3))
+    ternary, two_bit = weight_codes(weight, TERNARY), weight_codes(weight, 2)
+    assert torch.equal(ternary.values(), two_bit.values())
+    assert code_bytes(weight.shape, TERNARY) == math.ceil(weight.numel() / 5) + 2 * 16
+    assert code_bytes(weight.shape, TERNARY) < code_bytes(weight.shape, 2)
+
+
+def test_each_channel_scale_has_no_more_error_than_its_max_scale():
+    # heavy tails, as trained weights have: a few large values would stretch a max-based scale
+    torch.manual_seed(0)
+    weight = torch.distributions.Laplace(0.0, 1.0).sample((32, 256))
+    for bits in (TERNARY, 3, 4, 8):
+        limit = code_limit(bits)
+        max_scale = (weight.abs().amax(dim=1, keepdim=True) / limit).half().float()
+        max_error = ((torch.round(weight / max_scale).clamp(-limit, limit) * max_scale - weight) ** 2).sum(dim=1)
+        codes = weight_codes(weight, bits)
+        error = ((codes.values() - weight) ** 2).sum(dim=1)
+        assert (error <= max_error + 1e-6).all()
+        if bits <= 3:  # few levels: clipping the tails removes much of the error
+            assert error.sum() < 0.7 * max_error.sum()
+
+
+def test_a_zero_channel_codes_to_zero():
+    weight = gaussian((4, 9))
+    weight[2] = 0
+    codes = weight_codes(weight, 3)
+    assert torch.equal(codes.values()[2], torch.zeros(9))
+    assert torch.isfinite(codes.values()).all()
+
+
+def test_forged_ternary_bytes_are_refused():
+    weight = gaussian()
+    codes = weight_codes(weight, TERNARY)
+    forged = codes.packed().clone()
+    forged[0] = 250
+    with pytest.raises(ValueError, match="ternary"):
+        unpack_weight_codes(forged, codes.scale, tuple(weight.shape), TERNARY)
+    with pytest.raises(ValueError, match="ternary bytes"):
+        unpack_weight_codes(forged[:-1], codes.scale, tuple(weight.shape), TERNARY)
