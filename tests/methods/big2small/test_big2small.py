@@ -308,3 +308,21 @@ def test_refined_codes_stay_within_one_level_of_the_nearest_code(tmp_path):
         assert ((stored - nearest.values()).abs() <= 1.01 * scale).all()  # at most one level from the nearest code
         moved += int(((stored - nearest.values()).abs() > 0.01 * scale).sum())  # not the nearest code
     assert moved > 0  # a large code_lr moves some roundings away from the nearest code
+
+
+@pytest.mark.parametrize("choice_error", ["squared", "layer_relative", "channel_relative"])
+def test_choice_error_decides_whether_a_layer_of_small_weights_gets_fewer_bits(tmp_path, choice_error):
+    model = nn.Sequential(nn.Linear(256, 256), nn.Linear(256, 256))
+    noise = torch.randn(256, 256, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # the same weights, one layer at a thousandth of the scale
+        model[0].weight.copy_(noise)
+        model[1].weight.copy_(noise * 1e-3)
+    compressor = Big2SmallCompressor(target_ratio=8, storage={"codes_below": 10**6, "choice_error": choice_error},
+                                     refinement=NO_REFINEMENT, input_shape=[256])
+    compressed, ratio, _, _ = _round_trip(compressor, model, tmp_path)
+    bits = {name: row["code_bits"] for name, row in compressed.layer_stats.items()}
+    assert ratio >= 7.6
+    if choice_error == "squared":  # the small layer's squared error is a millionth: it gets the fewest bits
+        assert bits["1.weight"] == min(bits.values()) < bits["0.weight"]
+    else:  # relative to their own energy the two layers are alike: neither is starved
+        assert abs(bits["0.weight"] - bits["1.weight"]) <= 1 and min(bits.values()) >= 3

@@ -78,7 +78,8 @@ def target_code_bytes(target: FitTarget, code_bits: int) -> int:
     return sum(code_bytes(segment.shape, code_bits) for segment in target.segments)
 
 
-KEEP_INR = 0  # the option of keeping a target's fitted INR; the others (CODE_CHOICES) code it at those bits
+KEEP_INR = 0  # the option of keeping a target's fitted INR
+FP16 = 16  # the option of storing a target's weights in fp16; the others (CODE_CHOICES) code it at those bits
 SIZING_ROUNDS = 5  # tries to absorb a header that grew by more than the slack before keeping the fitted plan
 BUDGET_UNITS = 4000  # the knapsack's resolution: each option's bytes are rounded up to budget / BUDGET_UNITS
 
@@ -86,29 +87,33 @@ Options = dict[str, dict[int, tuple[int, float]]]  # target key -> {option: (byt
 
 
 def choose_codecs(plan: Big2SmallPlan, inr_error: dict[str, float], inr: INRSettings, bits: int,
-                  measure: Callable[[Big2SmallPlan], int], error_measure: str) -> Big2SmallPlan:
-    """The plan with each INR-fitted or coded target stored the way that leaves the least total error within the
-    fitted plan's bytes; `inr_error` is each INR's error (inr_errors, by `error_measure`), `measure(plan)` a plan's
+                  measure: Callable[[Big2SmallPlan], int], error_measure: str,
+                  limit: int | None = None) -> Big2SmallPlan:
+    """The plan with each target stored the way that leaves the least total error within `limit` bytes (None: the
+    fitted plan's); `inr_error` is each INR's error (inr_errors, by `error_measure`), `measure(plan)` a plan's
     artifact size in bytes."""
     options: Options = {}
     for target in plan.targets:
-        width = plan.widths[target.key]
-        if width is None:
-            continue  # stored in fp16: nothing to choose
         options[target.key] = {b: (target_code_bytes(target, b), sum(
             weight_error(weight_codes(plan.weights[s.name], b).values(), plan.weights[s.name], error_measure)
             for s in target.segments)) for b in CODE_CHOICES}
-        if width != CODES:
+        options[target.key][FP16] = (sum(FP16_BYTES * math.prod(s.shape) for s in target.segments), sum(
+            weight_error(plan.weights[s.name].half().float(), plan.weights[s.name], error_measure)
+            for s in target.segments))
+        if plan.widths[target.key]:
             options[target.key][KEEP_INR] = (target_inr_bytes(plan, inr, bits, target), inr_error[target.key])
-    fitted = {key: KEEP_INR if plan.widths[key] != CODES else plan.code_bits[key] for key in options}
-    budget, limit = _bytes(options, fitted), measure(plan)
+    fitted = {key: FP16 if width is None else plan.code_bits[key] if width == CODES else KEEP_INR
+              for key, width in plan.widths.items()}
+    fitted_bytes = measure(plan)
+    limit = fitted_bytes if limit is None else limit
+    budget = _bytes(options, fitted) + limit - fitted_bytes
     for _ in range(SIZING_ROUNDS):
         chosen = least_error_within(options, budget)
         if chosen is None or _error(options, chosen) >= _error(options, fitted):
             break
-        candidate = plan.with_widths(
-            {**plan.widths, **{key: CODES for key, option in chosen.items() if option != KEEP_INR}},
-            {key: option for key, option in chosen.items() if option != KEEP_INR})
+        widths = {key: plan.widths[key] if option == KEEP_INR else None if option == FP16 else CODES
+                  for key, option in chosen.items()}
+        candidate = plan.with_widths(widths, {key: option for key, option in chosen.items() if widths[key] == CODES})
         over = measure(candidate) - limit
         if over <= 0:
             return candidate

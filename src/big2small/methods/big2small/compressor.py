@@ -34,6 +34,7 @@ from big2small.methods.big2small.allocation import choose_widths
 from big2small.methods.big2small.codec_choice import choose_codecs, inr_errors, keeps_an_inr
 from big2small.methods.big2small.fit_checkpoints import LastCheckpoint, resumable_checkpoint
 from big2small.methods.big2small.fitting import INRFitModule, INRGroup
+from big2small.methods.big2small.layer_codes import MAX_CODE_BITS, TERNARY
 from big2small.methods.big2small.networks import build_network
 from big2small.methods.big2small.plan import Big2SmallPlan
 from big2small.methods.big2small.screening import ERROR_FALL_BOUND, StopWhenNoINRWins
@@ -140,19 +141,22 @@ class Big2SmallCompressor(Compressor):
             if not torch.isfinite(weight).all():
                 raise FittingError(f"big2small: layer {name} has NaN or inf weights before fitting")
         seconds = PhaseClock()
+        # Targets stored as codes are sized at their fewest bits when the codec choice will give them their bits.
+        sizing_bits = TERNARY if self.storage.layer_choice == "lower_error" else MAX_CODE_BITS
         with seconds("allocation"):
             plan = Big2SmallPlan.prepare(weights, orders, self.inr, self.outliers)
             widths = choose_widths(plan.targets, self.inr, self.storage.bits, self.target_ratio,
-                                   lambda w: len(self._pack(plan.with_widths(w), [], sizing_only=True).to_bytes()),
+                                   lambda w: len(self._pack(plan.with_widths(w, default_bits=sizing_bits), [],
+                                                            sizing_only=True).to_bytes()),
                                    self.storage.codes_below)
-            plan = plan.with_widths(widths)
+            plan = plan.with_widths(widths, default_bits=sizing_bits)
         groups = self._groups(plan)
         if groups:
             with seconds("weight_fitting"):
                 self._fit_weights(groups, plan, trainer_factory)
-            if self.storage.layer_choice == "lower_error":
-                with seconds("codec_choice"):
-                    plan = self._choose_codecs(plan, self._inr_errors(plan, groups))
+        if self.storage.layer_choice == "lower_error":
+            with seconds("codec_choice"):
+                plan = self._choose_codecs(plan, self._inr_errors(plan, groups))
         plan = plan.with_nearest_codes()
         if self.refinement.enabled and (plan.coded or any(plan.widths.values())):
             plan = self._refine(model, groups, plan, trainer_factory, data, seconds)
@@ -173,8 +177,11 @@ class Big2SmallCompressor(Compressor):
         return inr_errors(plan, groups, self.storage.bits, self.storage.choice_error)
 
     def _choose_codecs(self, plan: Big2SmallPlan, inr_error: dict[str, float]) -> Big2SmallPlan:
+        """Within the bytes target_ratio allows (with inr.width set instead: the fitted plan's)."""
+        limit = None if self.target_ratio is None else int(original_bytes(plan.weights) / self.target_ratio)
         return choose_codecs(plan, inr_error, self.inr, self.storage.bits,
-                             lambda p: len(self._pack(p, [], sizing_only=True).to_bytes()), self.storage.choice_error)
+                             lambda p: len(self._pack(p, [], sizing_only=True).to_bytes()), self.storage.choice_error,
+                             limit)
 
     def _fit_weights(self, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory) -> None:
         settings = self.fit_settings

@@ -44,9 +44,10 @@ class Big2SmallPlan:
         targets = build_targets({n: p.target for n, p in prepared.items()}, inr.unit, inr.scope)
         return cls(weights, prepared, targets, orders)
 
-    def with_widths(self, widths: dict[str, int | None], code_bits: dict[str, int] | None = None) -> Big2SmallPlan:
-        """These widths; a target stored as CODES gets its `code_bits` entry, else MAX_CODE_BITS (codes unset)."""
-        code_bits = {key: (code_bits or {}).get(key, MAX_CODE_BITS) for key, w in widths.items() if w == CODES}
+    def with_widths(self, widths: dict[str, int | None], code_bits: dict[str, int] | None = None,
+                    default_bits: int = MAX_CODE_BITS) -> Big2SmallPlan:
+        """These widths; a target stored as CODES gets its `code_bits` entry, else `default_bits` (codes unset)."""
+        code_bits = {key: (code_bits or {}).get(key, default_bits) for key, w in widths.items() if w == CODES}
         return dataclasses.replace(self, widths=dict(widths), code_bits=code_bits, coded={})
 
     def with_nearest_codes(self) -> Big2SmallPlan:
