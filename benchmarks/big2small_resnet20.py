@@ -41,7 +41,7 @@ def main() -> None:
                         help="storage.codes_below: layers with fewer weights stored as 8-bit codes (0: none)")
     parser.add_argument("--layer-choice", choices=["inr", "lower_error"], default="inr",
                         help="storage.layer_choice; inr (the paper's: every layer keeps its INR) unless given")
-    parser.add_argument("--choice-error", choices=["squared", "layer_relative", "channel_relative"], default=None,
+    parser.add_argument("--choice-error", choices=["squared", "layer_relative", "channel_relative", "output"], default=None,
                         help="storage.choice_error: the weight error the layer choice minimises; default: the compressor's")
     parser.add_argument("--inr-kind", choices=["siren", "fourier"], default=None, help="default: the compressor's")
     parser.add_argument("--frequencies", type=int, default=None,

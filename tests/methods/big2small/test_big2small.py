@@ -12,7 +12,7 @@ from torch import nn
 from big2small.codec import Compressed
 from big2small.errors import ConfigError
 from big2small.methods.big2small.compressor import Big2SmallCompressor
-from big2small.methods.big2small.layer_codes import CODE_CHOICES, weight_codes
+from big2small.methods.big2small.layer_codes import CODE_CHOICES, TERNARY, weight_codes
 from big2small.methods.registry import rebuild
 from tests.conftest import tiny_cnn
 
@@ -63,6 +63,7 @@ def _round_trip(compressor, model, root):
     (dict(storage={"layer_choice": "best"}), "storage.layer_choice"),
     (dict(refinement={"code_lr": 0}), "refinement.code_lr"),
     (dict(fit={"screen_at": 1.0}), "fit.screen_at"),
+    (dict(storage={"choice_error": "fisher"}), "storage.choice_error"),
     (dict(fit={"screen_at": -0.1}), "fit.screen_at"),
 ])
 def test_bad_settings_fail_at_construction(settings, message):
@@ -326,3 +327,44 @@ def test_choice_error_decides_whether_a_layer_of_small_weights_gets_fewer_bits(t
         assert bits["1.weight"] == min(bits.values()) < bits["0.weight"]
     else:  # relative to their own energy the two layers are alike: neither is starved
         assert abs(bits["0.weight"] - bits["1.weight"]) <= 1 and min(bits.values()) >= 3
+
+
+def test_a_low_target_ratio_is_met_with_layers_in_fp16(tmp_path):
+    model = nn.Sequential(nn.Linear(256, 256), nn.Linear(256, 256))
+    compressor = Big2SmallCompressor(target_ratio=2.5, storage={"codes_below": 10**6}, refinement=NO_REFINEMENT,
+                                     input_shape=[256])
+    compressed, ratio, errors, _ = _round_trip(compressor, model, tmp_path)
+    stored = sorted(row["stored_as"] for row in compressed.layer_stats.values())
+    assert 2.5 <= ratio < 2.7  # 8-bit codes alone would land at 4x; the next step up, both in fp16, at 2x
+    assert stored == ["codes", "fp16"]
+    assert max(errors.values()) < 0.01
+
+
+class _TwoBranches(nn.Module):
+    """Two layers with the same weights; the second branch reaches the output at a thousandth of the first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loud, self.quiet = nn.Linear(256, 256), nn.Linear(256, 256)
+        noise = torch.randn(256, 256, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            self.loud.weight.copy_(noise)
+            self.quiet.weight.copy_(noise)
+
+    def forward(self, x):
+        return self.loud(x) + 1e-3 * self.quiet(x)
+
+
+def test_output_choice_error_gives_the_bits_to_the_layer_the_output_depends_on(tmp_path):
+    model = _TwoBranches()
+    bits = {}
+    for choice_error in ("squared", "output"):
+        compressor = Big2SmallCompressor(target_ratio=8, storage={"codes_below": 10**6, "choice_error": choice_error},
+                                         refinement={"enabled": False, "inputs": "noise", "num_inputs": 32},
+                                         input_shape=[256])
+        compressed, ratio, _, _ = _round_trip(compressor, model, tmp_path / choice_error)
+        assert ratio >= 7.6
+        bits[choice_error] = {name: row["code_bits"] for name, row in compressed.layer_stats.items()}
+    assert abs(bits["squared"]["loud.weight"] - bits["squared"]["quiet.weight"]) <= 1  # equal weights, alike
+    assert bits["output"]["quiet.weight"] == TERNARY < bits["squared"]["quiet.weight"]
+    assert bits["output"]["loud.weight"] > bits["squared"]["loud.weight"]

@@ -2,8 +2,9 @@
 (`storage.layer_choice: lower_error`).
 
 Every target has options, each with its bytes and its weight error (measured on the weights the artifact would
-rebuild, by `storage.choice_error`: plain squared error, or squared error relative to each layer's or each output
-channel's own energy, the error a BatchNorm after the layer sees, since it undoes the weights' scale): the fitted INR (with its outliers and statistics), and codes at every width. One option per target
+rebuild, by `storage.choice_error`: plain squared error; squared error relative to each layer's or each output
+channel's own energy, the error a BatchNorm after the layer sees, since it undoes the weights' scale; or each
+weight's squared error times its output sensitivity on the synthetic inputs): the fitted INR (with its outliers and statistics), and codes at every width. One option per target
 is chosen so that the total error is least within the bytes the fitted plan had (a multiple-choice knapsack,
 solved by dynamic programming over the budget); the fitted plan stays unless the choice has less total error.
 The artifact therefore never grows past the size the fitted INRs had, and an INR is kept unless the bytes it
@@ -33,19 +34,28 @@ STATS_BYTES = 8  # each INR-fitted layer's mean and std, fp32
 ENERGY_FLOOR = 1e-12  # an all-zero layer or channel: its error counts against this energy
 
 
-def weight_error(stored: torch.Tensor, weight: torch.Tensor, measure: str) -> float:
-    """The error of storing `weight` as `stored` (output channels first): squared, or relative to the energy of
-    the whole layer (layer_relative) or of each output channel, averaged over the channels (channel_relative)."""
-    error = ((stored - weight) ** 2).reshape(weight.shape[0], -1).sum(dim=1)
-    energy = (weight ** 2).reshape(weight.shape[0], -1).sum(dim=1)
-    if measure == "squared":
-        return float(error.sum())
-    if measure == "layer_relative":
-        return float(error.sum() / energy.sum().clamp_min(ENERGY_FLOOR))
-    return float((error / energy.clamp_min(ENERGY_FLOOR)).mean())
+ErrorMeasure = Callable[[str, torch.Tensor, torch.Tensor], float]  # (parameter name, stored, weight) -> error
 
 
-def inr_errors(plan: Big2SmallPlan, groups: list[INRGroup], bits: int, measure: str) -> dict[str, float]:
+def error_measure(kind: str, sensitivity: dict[str, torch.Tensor] | None = None) -> ErrorMeasure:
+    """The error of storing a weight (output channels first) as `stored`: `squared`; relative to the energy of the
+    whole layer (`layer_relative`) or of each output channel, averaged over the channels (`channel_relative`);
+    or (`output`) each weight's squared error times its output sensitivity (sensitivity.py)."""
+    def measure(name: str, stored: torch.Tensor, weight: torch.Tensor) -> float:
+        squared = (stored - weight) ** 2
+        if kind == "output":
+            return float((squared * sensitivity[name]).sum())
+        error = squared.reshape(weight.shape[0], -1).sum(dim=1)
+        energy = (weight ** 2).reshape(weight.shape[0], -1).sum(dim=1)
+        if kind == "squared":
+            return float(error.sum())
+        if kind == "layer_relative":
+            return float(error.sum() / energy.sum().clamp_min(ENERGY_FLOOR))
+        return float((error / energy.clamp_min(ENERGY_FLOOR)).mean())
+    return measure
+
+
+def inr_errors(plan: Big2SmallPlan, groups: list[INRGroup], bits: int, measure: ErrorMeasure) -> dict[str, float]:
     """Weight error of every INR-fitted target, its INR parameters rounded as they are stored."""
     previous = [group.net.fake_quant for group in groups]
     try:
@@ -56,7 +66,7 @@ def inr_errors(plan: Big2SmallPlan, groups: list[INRGroup], bits: int, measure: 
     finally:
         for group, value in zip(groups, previous, strict=True):
             group.net.fake_quant = value
-    return {t.key: sum(weight_error(rebuilt[s.name].cpu(), plan.weights[s.name], measure) for s in t.segments)
+    return {t.key: sum(measure(s.name, rebuilt[s.name].cpu(), plan.weights[s.name]) for s in t.segments)
             for t in plan.targets if plan.widths[t.key]}
 
 
@@ -87,18 +97,18 @@ Options = dict[str, dict[int, tuple[int, float]]]  # target key -> {option: (byt
 
 
 def choose_codecs(plan: Big2SmallPlan, inr_error: dict[str, float], inr: INRSettings, bits: int,
-                  measure: Callable[[Big2SmallPlan], int], error_measure: str,
+                  measure: Callable[[Big2SmallPlan], int], weight_error: ErrorMeasure,
                   limit: int | None = None) -> Big2SmallPlan:
     """The plan with each target stored the way that leaves the least total error within `limit` bytes (None: the
-    fitted plan's); `inr_error` is each INR's error (inr_errors, by `error_measure`), `measure(plan)` a plan's
+    fitted plan's); `inr_error` is each INR's error (inr_errors, by `weight_error`), `measure(plan)` a plan's
     artifact size in bytes."""
     options: Options = {}
     for target in plan.targets:
         options[target.key] = {b: (target_code_bytes(target, b), sum(
-            weight_error(weight_codes(plan.weights[s.name], b).values(), plan.weights[s.name], error_measure)
+            weight_error(s.name, weight_codes(plan.weights[s.name], b).values(), plan.weights[s.name])
             for s in target.segments)) for b in CODE_CHOICES}
         options[target.key][FP16] = (sum(FP16_BYTES * math.prod(s.shape) for s in target.segments), sum(
-            weight_error(plan.weights[s.name].half().float(), plan.weights[s.name], error_measure)
+            weight_error(s.name, plan.weights[s.name].half().float(), plan.weights[s.name])
             for s in target.segments))
         if plan.widths[target.key]:
             options[target.key][KEEP_INR] = (target_inr_bytes(plan, inr, bits, target), inr_error[target.key])

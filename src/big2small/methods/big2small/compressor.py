@@ -14,6 +14,7 @@ What each weight becomes is one `Big2SmallPlan` (plan.py); the artifact layout a
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -31,14 +32,16 @@ from big2small.graph.weights import set_parameter
 from big2small.methods.base import Compressor
 from big2small.methods.big2small import artifact
 from big2small.methods.big2small.allocation import choose_widths
-from big2small.methods.big2small.codec_choice import choose_codecs, inr_errors, keeps_an_inr
+from big2small.methods.big2small.codec_choice import choose_codecs, error_measure, inr_errors, keeps_an_inr
 from big2small.methods.big2small.fit_checkpoints import LastCheckpoint, resumable_checkpoint
 from big2small.methods.big2small.fitting import INRFitModule, INRGroup
-from big2small.methods.big2small.layer_codes import MAX_CODE_BITS, TERNARY
+from big2small.methods.big2small.layer_codes import MAX_CODE_BITS, TERNARY, RoundingOffsets
 from big2small.methods.big2small.networks import build_network
 from big2small.methods.big2small.plan import Big2SmallPlan
+from big2small.methods.big2small.refinement import RefineModule
 from big2small.methods.big2small.screening import ERROR_FALL_BOUND, StopWhenNoINRWins
 from big2small.methods.big2small.seeds import inr_seed
+from big2small.methods.big2small.sensitivity import output_sensitivity
 from big2small.methods.big2small.settings import (
     FitSettings,
     INRSettings,
@@ -50,6 +53,7 @@ from big2small.methods.big2small.settings import (
     from_config,
     input_shape_setting,
 )
+from big2small.methods.big2small.synthesis import synthetic_inputs
 from big2small.methods.budget import original_bytes, report_landing
 from big2small.methods.registry import register
 
@@ -141,6 +145,12 @@ class Big2SmallCompressor(Compressor):
             if not torch.isfinite(weight).all():
                 raise FittingError(f"big2small: layer {name} has NaN or inf weights before fitting")
         seconds = PhaseClock()
+        inputs, sensitivity = None, None
+        if self.storage.choice_error == "output":  # the synthetic inputs come first: the choice weighs by them
+            inputs = self._inputs(model, data, trainer_factory, seconds)
+            with seconds("sensitivity"):
+                sensitivity = output_sensitivity(model, inputs, list(weights), self.refinement.batch_size, self.seed)
+        self._weight_error = error_measure(self.storage.choice_error, sensitivity)
         # Targets stored as codes are sized at their fewest bits when the codec choice will give them their bits.
         sizing_bits = TERNARY if self.storage.layer_choice == "lower_error" else MAX_CODE_BITS
         with seconds("allocation"):
@@ -159,7 +169,9 @@ class Big2SmallCompressor(Compressor):
                 plan = self._choose_codecs(plan, self._inr_errors(plan, groups))
         plan = plan.with_nearest_codes()
         if self.refinement.enabled and (plan.coded or any(plan.widths.values())):
-            plan = self._refine(model, groups, plan, trainer_factory, data, seconds)
+            if inputs is None:
+                inputs = self._inputs(model, data, trainer_factory, seconds)
+            plan = self._refine(model, groups, plan, trainer_factory, inputs, seconds)
         compressed = self._pack(plan, groups)
         report_landing(self.name, original_bytes(plan.weights) / len(compressed.to_bytes()), self.target_ratio,
                        "its most precise storage is 8-bit codes or INRs of inr.max_width, smaller than the target "
@@ -174,13 +186,13 @@ class Big2SmallCompressor(Compressor):
                 for (dims, outputs, width, _), members in plan.stacks().items()]
 
     def _inr_errors(self, plan: Big2SmallPlan, groups: list[INRGroup]) -> dict[str, float]:
-        return inr_errors(plan, groups, self.storage.bits, self.storage.choice_error)
+        return inr_errors(plan, groups, self.storage.bits, self._weight_error)
 
     def _choose_codecs(self, plan: Big2SmallPlan, inr_error: dict[str, float]) -> Big2SmallPlan:
         """Within the bytes target_ratio allows (with inr.width set instead: the fitted plan's)."""
         limit = None if self.target_ratio is None else int(original_bytes(plan.weights) / self.target_ratio)
         return choose_codecs(plan, inr_error, self.inr, self.storage.bits,
-                             lambda p: len(self._pack(p, [], sizing_only=True).to_bytes()), self.storage.choice_error,
+                             lambda p: len(self._pack(p, [], sizing_only=True).to_bytes()), self._weight_error,
                              limit)
 
     def _fit_weights(self, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory) -> None:
@@ -211,15 +223,17 @@ class Big2SmallCompressor(Compressor):
             digest.update(weight.numpy().tobytes())
         return digest.hexdigest()[:16]
 
-    def _refine(self, model, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory, data,
+    def _inputs(self, model, data, trainer_factory, seconds: PhaseClock) -> torch.Tensor:
+        """The refinement's inputs: synthetic, or (refinement.inputs=data) real training images."""
+        with seconds("input_synthesis"):
+            if self.uses_data:
+                return data.calibration_images(self.refinement.num_inputs).float()
+            return synthetic_inputs(copy.deepcopy(model), self.model_input_shape(model), self.refinement, self.seed,
+                                    trainer_factory)
+
+    def _refine(self, model, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory, inputs: torch.Tensor,
                 seconds: PhaseClock) -> Big2SmallPlan:
         """Refines the INRs in place; returns the plan with its coded layers' refined codes."""
-        import copy
-
-        from big2small.methods.big2small.layer_codes import RoundingOffsets
-        from big2small.methods.big2small.refinement import RefineModule
-        from big2small.methods.big2small.synthesis import synthetic_inputs
-
         student = copy.deepcopy(model)
         inr_layers = set()
         for target in plan.targets:  # layers stored in fp16 take their stored values during refinement too
@@ -228,13 +242,7 @@ class Big2SmallCompressor(Compressor):
                     inr_layers.add(segment.name)
                 elif plan.widths[target.key] is None:
                     set_parameter(student, segment.name, plan.weights[segment.name].half().float())
-        teacher = copy.deepcopy(model)  # makes the synthetic inputs, then serves as the frozen reference
-        with seconds("input_synthesis"):
-            if self.uses_data:
-                inputs = data.calibration_images(self.refinement.num_inputs).float()
-            else:
-                inputs = synthetic_inputs(teacher, self.model_input_shape(model), self.refinement, self.seed,
-                                          trainer_factory)
+        teacher = copy.deepcopy(model)  # the frozen reference
         with seconds("refinement"):
             rounding = RoundingOffsets(plan.weights, plan.coded)
             module = RefineModule([g for g in groups if any(plan.widths[t.key] for t in g.targets)],

@@ -124,7 +124,8 @@ class StorageSettings:
     # (codec_choice.py)
     layer_choice: str = "lower_error"
     # The weight error that choice minimises: squared | layer_relative | channel_relative (each layer's, or each
-    # output channel's, squared error over its own energy: what a BatchNorm after it sees)
+    # output channel's, squared error over its own energy: what a BatchNorm after it sees) | output (each weight's
+    # squared error times its output sensitivity on the refinement's synthetic inputs, which are then made first)
     choice_error: str = "squared"
 
     def __post_init__(self) -> None:
@@ -134,7 +135,7 @@ class StorageSettings:
         self.codes_below = _integer("storage", "codes_below", self.codes_below, 0)
         self.layer_choice = _choice("storage", "layer_choice", self.layer_choice, ("inr", "lower_error"))
         self.choice_error = _choice("storage", "choice_error", self.choice_error,
-                                    ("squared", "layer_relative", "channel_relative"))
+                                    ("squared", "layer_relative", "channel_relative", "output"))
 
 
 @dataclass
