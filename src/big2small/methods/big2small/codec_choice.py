@@ -1,14 +1,12 @@
-"""After the INRs are fitted: how each target is stored, its fitted INR or its weights' own codes (ternary, 3..8 bits)
-(`storage.layer_choice: lower_error`).
+"""After the INRs are fitted: how each target is stored, its fitted INR, its weights' own codes (ternary, 3..8 bits)
+or fp16 (`storage.layer_choice: lower_error`).
 
-Every target has options, each with its bytes and its weight error (measured on the weights the artifact would
-rebuild, by `storage.choice_error`: plain squared error; squared error relative to each layer's or each output
-channel's own energy, the error a BatchNorm after the layer sees, since it undoes the weights' scale; or each
-weight's squared error times its output sensitivity on the synthetic inputs): the fitted INR (with its outliers and statistics), and codes at every width. One option per target
-is chosen so that the total error is least within the bytes the fitted plan had (a multiple-choice knapsack,
-solved by dynamic programming over the budget); the fitted plan stays unless the choice has less total error.
-The artifact therefore never grows past the size the fitted INRs had, and an INR is kept unless the bytes it
-takes buy less error as codes, here or in another layer.
+Every target has options, each with its bytes and its weight error, measured on the weights the artifact would
+rebuild by `storage.choice_error` (error_measure): the fitted INR (with its outliers and statistics), codes at every
+width, fp16. One option per target is chosen so that the total error is least within the bytes target_ratio
+allows (a multiple-choice knapsack, solved by dynamic programming over the budget); the fitted plan stays unless
+the choice has less total error. An INR is therefore kept unless the bytes it takes buy less error as codes, here
+or in another layer.
 """
 
 from __future__ import annotations
@@ -96,12 +94,9 @@ BUDGET_UNITS = 4000  # the knapsack's resolution: each option's bytes are rounde
 Options = dict[str, dict[int, tuple[int, float]]]  # target key -> {option: (bytes, squared error)}
 
 
-def choose_codecs(plan: Big2SmallPlan, inr_error: dict[str, float], inr: INRSettings, bits: int,
-                  measure: Callable[[Big2SmallPlan], int], weight_error: ErrorMeasure,
-                  limit: int | None = None) -> Big2SmallPlan:
-    """The plan with each target stored the way that leaves the least total error within `limit` bytes (None: the
-    fitted plan's); `inr_error` is each INR's error (inr_errors, by `weight_error`), `measure(plan)` a plan's
-    artifact size in bytes."""
+def stored_options(plan: Big2SmallPlan, weight_error: ErrorMeasure) -> Options:
+    """Every target's options other than its INR (codes at every width, fp16), which do not change while the INRs
+    are fitted: computed once per plan."""
     options: Options = {}
     for target in plan.targets:
         options[target.key] = {b: (target_code_bytes(target, b), sum(
@@ -110,6 +105,16 @@ def choose_codecs(plan: Big2SmallPlan, inr_error: dict[str, float], inr: INRSett
         options[target.key][FP16] = (sum(FP16_BYTES * math.prod(s.shape) for s in target.segments), sum(
             weight_error(s.name, plan.weights[s.name].half().float(), plan.weights[s.name])
             for s in target.segments))
+    return options
+
+
+def choose_codecs(plan: Big2SmallPlan, inr_error: dict[str, float], stored: Options, inr: INRSettings, bits: int,
+                  measure: Callable[[Big2SmallPlan], int], limit: int | None = None) -> Big2SmallPlan:
+    """The plan with each target stored the way that leaves the least total error within `limit` bytes (None: the
+    fitted plan's); `inr_error` is each INR's error (inr_errors), `stored` the other options (stored_options), both
+    by one error measure, `measure(plan)` a plan's artifact size in bytes."""
+    options: Options = {key: dict(choices) for key, choices in stored.items()}
+    for target in plan.targets:
         if plan.widths[target.key]:
             options[target.key][KEEP_INR] = (target_inr_bytes(plan, inr, bits, target), inr_error[target.key])
     fitted = {key: FP16 if width is None else plan.code_bits[key] if width == CODES else KEEP_INR

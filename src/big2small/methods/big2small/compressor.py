@@ -32,7 +32,14 @@ from big2small.graph.weights import set_parameter
 from big2small.methods.base import Compressor
 from big2small.methods.big2small import artifact
 from big2small.methods.big2small.allocation import choose_widths
-from big2small.methods.big2small.codec_choice import choose_codecs, error_measure, inr_errors, keeps_an_inr
+from big2small.methods.big2small.codec_choice import (
+    Options,
+    choose_codecs,
+    error_measure,
+    inr_errors,
+    keeps_an_inr,
+    stored_options,
+)
 from big2small.methods.big2small.fit_checkpoints import LastCheckpoint, resumable_checkpoint
 from big2small.methods.big2small.fitting import INRFitModule, INRGroup
 from big2small.methods.big2small.layer_codes import MAX_CODE_BITS, TERNARY, RoundingOffsets
@@ -161,12 +168,16 @@ class Big2SmallCompressor(Compressor):
                                    self.storage.codes_below)
             plan = plan.with_widths(widths, default_bits=sizing_bits)
         groups = self._groups(plan)
-        if groups:
-            with seconds("weight_fitting"):
-                self._fit_weights(groups, plan, trainer_factory)
+        stored: Options = {}
         if self.storage.layer_choice == "lower_error":
             with seconds("codec_choice"):
-                plan = self._choose_codecs(plan, self._inr_errors(plan, groups))
+                stored = stored_options(plan, self._weight_error)
+        if groups:
+            with seconds("weight_fitting"):
+                self._fit_weights(groups, plan, trainer_factory, stored)
+        if self.storage.layer_choice == "lower_error":
+            with seconds("codec_choice"):
+                plan = self._choose_codecs(plan, self._inr_errors(plan, groups), stored)
         plan = plan.with_nearest_codes()
         if self.refinement.enabled and (plan.coded or any(plan.widths.values())):
             if inputs is None:
@@ -188,21 +199,21 @@ class Big2SmallCompressor(Compressor):
     def _inr_errors(self, plan: Big2SmallPlan, groups: list[INRGroup]) -> dict[str, float]:
         return inr_errors(plan, groups, self.storage.bits, self._weight_error)
 
-    def _choose_codecs(self, plan: Big2SmallPlan, inr_error: dict[str, float]) -> Big2SmallPlan:
+    def _choose_codecs(self, plan: Big2SmallPlan, inr_error: dict[str, float], stored: Options) -> Big2SmallPlan:
         """Within the bytes target_ratio allows (with inr.width set instead: the fitted plan's)."""
         limit = None if self.target_ratio is None else int(original_bytes(plan.weights) / self.target_ratio)
-        return choose_codecs(plan, inr_error, self.inr, self.storage.bits,
-                             lambda p: len(self._pack(p, [], sizing_only=True).to_bytes()), self._weight_error,
-                             limit)
+        return choose_codecs(plan, inr_error, stored, self.inr, self.storage.bits,
+                             lambda p: len(self._pack(p, [], sizing_only=True).to_bytes()), limit)
 
-    def _fit_weights(self, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory) -> None:
+    def _fit_weights(self, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory, stored: Options) -> None:
+        """`stored`: the codec choice's options other than the INRs (empty without it), for the screening."""
         settings = self.fit_settings
         module = INRFitModule(groups, settings, self.loss, self.storage, self.seed)
         callbacks, resume_from = [], None
         if self.storage.layer_choice == "lower_error" and settings.screen_at > 0:
             def any_can_win() -> bool:
                 hoped = {key: error / ERROR_FALL_BOUND for key, error in self._inr_errors(plan, groups).items()}
-                return keeps_an_inr(self._choose_codecs(plan, hoped))
+                return keeps_an_inr(self._choose_codecs(plan, hoped, stored))
             callbacks.append(StopWhenNoINRWins(max(1, round(settings.screen_at * settings.steps)), any_can_win))
         if settings.resume:  # only a fit that may be resumed writes checkpoints
             folder = Path(settings.checkpoint_dir) / self._fit_key(plan.weights, plan.widths)

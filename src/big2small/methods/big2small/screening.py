@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import lightning as L
 
-# At 20 % of ResNet-20's 1,000 steps every INR's error was within 1.08x of its error at the end (docs/decisions.md,
-# "Screening the fit"); the bound leaves room for models and settings whose errors fall further.
+# At 20 % of ResNet-20's 1,000 steps every INR's error was within 1.074x of its error at the end (docs/decisions.md,
+# the `fit.screen_at` entry); the bound leaves room for models and settings whose errors fall further.
 ERROR_FALL_BOUND = 1.5
 
 
@@ -22,12 +22,9 @@ class StopWhenNoINRWins(L.Callback):
 
     def __init__(self, at_step: int, any_can_win: Callable[[], bool]) -> None:
         self.at_step, self.any_can_win = at_step, any_can_win
-        self.stopped_at: int | None = None
 
     def on_train_batch_start(self, trainer: L.Trainer, module: L.LightningModule, batch, batch_idx: int) -> None:
         if trainer.global_step != self.at_step:
             return
-        hopeless = trainer.strategy.reduce_boolean_decision(not self.any_can_win(), all=True)
-        if hopeless:
-            self.stopped_at = trainer.global_step
+        if trainer.strategy.reduce_boolean_decision(not self.any_can_win(), all=True):
             trainer.should_stop = True
