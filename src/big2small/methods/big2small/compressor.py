@@ -15,10 +15,12 @@ What each weight becomes is one `Big2SmallPlan` (plan.py); the artifact layout a
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
@@ -168,16 +170,14 @@ class Big2SmallCompressor(Compressor):
                                    self.storage.codes_below)
             plan = plan.with_widths(widths, default_bits=sizing_bits)
         groups = self._groups(plan)
-        stored: Options = {}
-        if self.storage.layer_choice == "lower_error":
-            with seconds("codec_choice"):
-                stored = stored_options(plan, self._weight_error)
+        # The choice's options other than the INRs, made once on first use (by the screening, or the choice).
+        stored = functools.cache(lambda: stored_options(plan, self._weight_error))
         if groups:
             with seconds("weight_fitting"):
                 self._fit_weights(groups, plan, trainer_factory, stored)
         if self.storage.layer_choice == "lower_error":
             with seconds("codec_choice"):
-                plan = self._choose_codecs(plan, self._inr_errors(plan, groups), stored)
+                plan = self._choose_codecs(plan, self._inr_errors(plan, groups), stored())
         plan = plan.with_nearest_codes()
         if self.refinement.enabled and (plan.coded or any(plan.widths.values())):
             if inputs is None:
@@ -205,15 +205,16 @@ class Big2SmallCompressor(Compressor):
         return choose_codecs(plan, inr_error, stored, self.inr, self.storage.bits,
                              lambda p: len(self._pack(p, [], sizing_only=True).to_bytes()), limit)
 
-    def _fit_weights(self, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory, stored: Options) -> None:
-        """`stored`: the codec choice's options other than the INRs (empty without it), for the screening."""
+    def _fit_weights(self, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory,
+                     stored: Callable[[], Options]) -> None:
+        """`stored()`: the codec choice's options other than the INRs, for the screening."""
         settings = self.fit_settings
         module = INRFitModule(groups, settings, self.loss, self.storage, self.seed)
         callbacks, resume_from = [], None
         if self.storage.layer_choice == "lower_error" and settings.screen_at > 0:
             def any_can_win() -> bool:
                 hoped = {key: error / ERROR_FALL_BOUND for key, error in self._inr_errors(plan, groups).items()}
-                return keeps_an_inr(self._choose_codecs(plan, hoped, stored))
+                return keeps_an_inr(self._choose_codecs(plan, hoped, stored()))
             callbacks.append(StopWhenNoINRWins(max(1, round(settings.screen_at * settings.steps)), any_can_win))
         if settings.resume:  # only a fit that may be resumed writes checkpoints
             folder = Path(settings.checkpoint_dir) / self._fit_key(plan.weights, plan.widths)
