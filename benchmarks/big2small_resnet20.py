@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 
+import yaml
 from big2small_common import (
     cifar10,
     fit_and_rebuild,
@@ -56,6 +57,8 @@ def main() -> None:
                         help="synthetic inputs' cross-entropy to assigned classes; default: the compressor's")
     parser.add_argument("--refine-source", choices=["bn_stats", "noise", "data"], default=None,
                         help="refinement inputs; data: real training images (not held out), the run then uses data")
+    parser.add_argument("--set", nargs="+", default=[], metavar="GROUP.KEY=VALUE",
+                        help="any other compressor setting, e.g. refinement.input_steps=25 (value read as YAML)")
     args = parser.parse_args()
     setup()
     model, images = resnet20(), image_sets()
@@ -72,6 +75,13 @@ def main() -> None:
                        ("class_weight", args.class_weight)):
         if value is not None:
             refinement[key] = value
+    groups = {"fit": fit, "inr": inr, "storage": storage, "refinement": refinement}
+    for assignment in args.set:
+        path, _, value = assignment.partition("=")
+        group, _, key = path.partition(".")
+        if group not in groups or not key or not value:
+            parser.error(f"--set {assignment}: expected one of {sorted(groups)}.KEY=VALUE")
+        groups[group][key] = yaml.safe_load(value)
     print(f"ResNet-20, {args.steps} fitting steps, {storage}, {fit | inr}, refinement {refinement}, seed {args.seed}, "
           f"otherwise default "
           f"big2small settings; base top-1: test {base_test:.4f}, "

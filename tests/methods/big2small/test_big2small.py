@@ -65,6 +65,8 @@ def _round_trip(compressor, model, root):
     (dict(fit={"screen_at": 1.0}), "fit.screen_at"),
     (dict(storage={"choice_error": "fisher"}), "storage.choice_error"),
     (dict(fit={"screen_at": -0.1}), "fit.screen_at"),
+    (dict(refinement={"views": "crop"}), "refinement.views"),
+    (dict(refinement={"hard_weight": -1}), "refinement.hard_weight"),
 ])
 def test_bad_settings_fail_at_construction(settings, message):
     with pytest.raises(ConfigError, match=message):
@@ -97,6 +99,8 @@ def test_default_fit_meets_the_ratio_and_reports_per_layer_results(tmp_path):
     dict(permutation={"enabled": True}, input_shape=[1, 8, 8]),
     dict(refinement={"enabled": True, "steps": 3, "input_steps": 3, "num_inputs": 8, "batch_size": 4},
          input_shape=[1, 8, 8]),
+    dict(refinement={"enabled": True, "steps": 3, "input_steps": 3, "num_inputs": 8, "batch_size": 4,
+                     "views": "flip_shift", "hard_weight": 1.0}, input_shape=[1, 8, 8]),
 ])
 def test_every_option_fits_and_round_trips(tmp_path, options):
     options = {"fit": {"steps": 10}, "refinement": NO_REFINEMENT, **options}

@@ -260,7 +260,7 @@ class Big2SmallCompressor(Compressor):
             module = RefineModule([g for g in groups if any(plan.widths[t.key] for t in g.targets)],
                                   plan.layer_codes(), student, teacher, inputs, self.refinement,
                                   code_bits=self.storage.bits if self.storage.bits < 16 else None,
-                                  inr_layers=inr_layers, rounding=rounding)
+                                  inr_layers=inr_layers, rounding=rounding, seed=self.seed)
             trainer = trainer_factory(max_steps=self.refinement.steps, max_epochs=-1, use_distributed_sampler=False,
                                       enable_checkpointing=False)
             trainer.fit(module)

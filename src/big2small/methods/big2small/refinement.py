@@ -2,7 +2,8 @@
 stored as codes, so that the rebuilt network's outputs match the original network's on synthetic inputs. No data
 module is ever touched.
 
-The inputs come from synthesis.py; the refinement is a Lightning fit of the INR parameters and rounding offsets.
+The inputs come from synthesis.py (seen as random flips and shifts with `views: flip_shift`, views.py); the
+refinement is a Lightning fit of the INR parameters and rounding offsets.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from big2small.methods.big2small.fitting import INRGroup, adam_with_cosine_decay
 from big2small.methods.big2small.layer_codes import RoundingOffsets
 from big2small.methods.big2small.reconstruct import LayerCode, reconstruct
 from big2small.methods.big2small.settings import RefinementSettings
+from big2small.methods.big2small.views import random_views
 from big2small.numerics import DENOMINATOR_FLOOR
 
 
@@ -29,14 +31,16 @@ class RefineModule(L.LightningModule):
     term a mean squared error over the teacher's variance, so layers of any scale count alike). Matching every
     layer gives each INR its own signal instead of one shared through the whole network, which on ResNet-20
     generalised better from few synthetic images to real ones. The teacher runs alongside, so its activations
-    are never all held in memory at once.
+    are never all held in memory at once. With `hard_weight` > 0 each input's terms are weighted by how badly the
+    student matches it (`hard_sample_mean`).
     """
     progress_label = "refining INRs on synthetic inputs"  # names the progress bar (logs.PhaseProgressBar)
 
     def __init__(self, groups: list[INRGroup], codes: dict[str, LayerCode], student: nn.Module, teacher: nn.Module,
                  inputs: torch.Tensor, settings: RefinementSettings, code_bits: int | None,
-                 inr_layers: set[str], rounding: RoundingOffsets) -> None:
+                 inr_layers: set[str], rounding: RoundingOffsets, seed: int) -> None:
         super().__init__()
+        self.seed = seed
         self.settings, self.code_bits, self.inr_layers, self.rounding = settings, code_bits, inr_layers, rounding
         # Submodules and buffers, so that all of it is on the trainer's device from setup on: the INRs with their
         # coordinate tables, each layer's outlier code, and the two frozen networks (never trained: their
@@ -71,7 +75,12 @@ class RefineModule(L.LightningModule):
         sampler = torch.utils.data.RandomSampler(self.inputs, replacement=True,
                                                  num_samples=self.settings.steps * self.settings.batch_size,
                                                  generator=generator)
-        return DataLoader(TensorDataset(self.inputs), batch_size=self.settings.batch_size, sampler=sampler)
+        collate = None
+        if self.settings.views == "flip_shift":
+            view_generator = torch.Generator().manual_seed(self.seed)
+            collate = lambda items: [random_views(torch.stack([item[0] for item in items]), view_generator)]  # noqa: E731
+        return DataLoader(TensorDataset(self.inputs), batch_size=self.settings.batch_size, sampler=sampler,
+                          collate_fn=collate)
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
         for group in self.groups:
@@ -84,11 +93,12 @@ class RefineModule(L.LightningModule):
         with observing(self.student, self.observed) as features:
             weights = {name: w for name, w in reconstruct(self.groups, self.codes()).items() if name in self.inr_layers}
             output = functional_call(self.student, {**weights, **self.rounding()}, (images,), strict=False)
-        loss = relative_mse(output, wanted)
+        per_input = relative_mse(output, wanted)
         if self.settings.feature_weight > 0:
             gaps = [relative_mse(a, b) for a, b in zip(features, wanted_features, strict=True)]
-            loss = loss + self.settings.feature_weight * torch.stack(gaps).mean()
-        self.log("refine_loss", loss, prog_bar=True)
+            per_input = per_input + self.settings.feature_weight * torch.stack(gaps).mean(dim=0)
+        loss = hard_sample_mean(per_input, self.settings.hard_weight)
+        self.log("refine_loss", per_input.mean(), prog_bar=True)
         return loss
 
     def configure_optimizers(self):
@@ -98,7 +108,17 @@ class RefineModule(L.LightningModule):
 
 
 def relative_mse(got: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
-    return torch.mean((got - wanted) ** 2) / wanted.var().clamp_min(DENOMINATOR_FLOOR)
+    """Each input's mean squared error over the batch's variance of `wanted` (one value per input)."""
+    return ((got - wanted) ** 2).reshape(len(got), -1).mean(dim=1) / wanted.var().clamp_min(DENOMINATOR_FLOOR)
+
+
+def hard_sample_mean(losses: torch.Tensor, power: float) -> torch.Tensor:
+    """The mean of `losses` with input i weighted by (loss_i / mean loss)^power, the weights held constant
+    (no gradient) and scaled to average 1; power 0 is the plain mean."""
+    if power == 0:
+        return losses.mean()
+    weights = (losses.detach() / losses.detach().mean().clamp_min(DENOMINATOR_FLOOR)) ** power
+    return (losses * weights / weights.mean().clamp_min(DENOMINATOR_FLOOR)).mean()
 
 
 @contextmanager

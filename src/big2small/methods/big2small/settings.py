@@ -202,11 +202,17 @@ class RefinementSettings:
     code_lr: float = 1e-2
     batch_size: int = 32
     feature_weight: float = 1.0    # weight of matching every compressed layer's output; 0 = logits only
+    views: str = "none"            # none | flip_shift: each batch seen randomly flipped and shifted (views.py)
+    # Hard-sample weighting: each input's loss weighted by (its loss / the batch's mean loss)^hard_weight, so the
+    # inputs the compressed network gets most wrong count most (as in HAST); 0 = every input alike
+    hard_weight: float = 0.0
 
     def __post_init__(self) -> None:
         g = "refinement"
         self.enabled = bool(self.enabled)
         self.inputs = _choice(g, "inputs", self.inputs, ("bn_stats", "noise", "data"))
+        self.views = _choice(g, "views", self.views, ("none", "flip_shift"))
+        self.hard_weight = _positive(g, "hard_weight", self.hard_weight, allow_zero=True)
         for key in ("num_inputs", "input_steps", "steps", "batch_size"):
             setattr(self, key, _integer(g, key, getattr(self, key), 1 if key != "input_steps" else 0))
         self.lr = _positive(g, "lr", self.lr)
