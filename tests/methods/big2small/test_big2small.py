@@ -67,6 +67,7 @@ def _round_trip(compressor, model, root):
     (dict(fit={"screen_at": -0.1}), "fit.screen_at"),
     (dict(refinement={"views": "crop"}), "refinement.views"),
     (dict(refinement={"hard_weight": -1}), "refinement.hard_weight"),
+    (dict(refinement={"scale_lr": -1e-3}), "refinement.scale_lr"),
 ])
 def test_bad_settings_fail_at_construction(settings, message):
     with pytest.raises(ConfigError, match=message):
@@ -313,6 +314,22 @@ def test_refined_codes_stay_within_one_level_of_the_nearest_code(tmp_path):
         assert ((stored - nearest.values()).abs() <= 1.01 * scale).all()  # at most one level from the nearest code
         moved += int(((stored - nearest.values()).abs() > 0.01 * scale).sum())  # not the nearest code
     assert moved > 0  # a large code_lr moves some roundings away from the nearest code
+
+
+def test_learned_scales_move_the_coded_weights_off_the_least_error_grid(tmp_path):
+    model = tiny_cnn()
+    compressor = Big2SmallCompressor(target_ratio=4, fit={"steps": 3}, input_shape=[1, 8, 8],
+                                     storage={"codes_below": 1000}, refinement={**SHORT_REFINEMENT, "scale_lr": 0.1})
+    compressed, _, _, rebuilt = _round_trip(compressor, model, tmp_path)
+    off_grid = 0
+    for name, row in compressed.layer_stats.items():
+        if row["stored_as"] != "codes":
+            continue
+        weight, stored = model.get_parameter(name).detach(), rebuilt.get_parameter(name).detach()
+        scale = weight_codes(weight, row["code_bits"]).scale.float().reshape(-1, *[1] * (weight.dim() - 1))
+        in_levels = stored / scale
+        off_grid += int(((in_levels - in_levels.round()).abs() > 0.01).sum())
+    assert off_grid > 0  # trained scales: the stored weights are no longer multiples of the least-error scales
 
 
 @pytest.mark.parametrize("choice_error", ["squared", "layer_relative", "channel_relative"])

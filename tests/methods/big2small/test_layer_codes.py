@@ -1,4 +1,5 @@
-"""A layer's own codes: exact round trips at every width, ternary packing, least-error scales, forged bytes."""
+"""A layer's own codes: exact round trips at every width, ternary packing, least-error scales, forged bytes, trainable
+roundings and scales."""
 
 import math
 
@@ -8,6 +9,7 @@ import torch
 from big2small.methods.big2small.layer_codes import (
     CODE_CHOICES,
     TERNARY,
+    RoundingOffsets,
     code_bytes,
     code_limit,
     unpack_weight_codes,
@@ -70,3 +72,18 @@ def test_forged_ternary_bytes_are_refused():
         unpack_weight_codes(forged, codes.scale, tuple(weight.shape), TERNARY)
     with pytest.raises(ValueError, match="ternary bytes"):
         unpack_weight_codes(forged[:-1], codes.scale, tuple(weight.shape), TERNARY)
+
+
+def test_rounding_offsets_train_the_scales_only_when_asked():
+    weight = torch.randn(4, 3, 3, 3, generator=torch.Generator().manual_seed(0))
+    coded = {"w": weight_codes(weight, 4)}
+    fixed = RoundingOffsets({"w": weight}, coded)
+    assert not any(g.requires_grad for g in fixed.log_gains)
+    torch.testing.assert_close(fixed()["w"], coded["w"].values())
+    learned = RoundingOffsets({"w": weight}, coded, learn_scales=True)
+    with torch.no_grad():
+        learned.log_gains[0].fill_(math.log(2.0))
+    torch.testing.assert_close(learned()["w"], 2 * coded["w"].values())
+    refined = learned.codes(coded)["w"]
+    assert torch.equal(refined.codes, coded["w"].codes) and refined.scale.dtype == torch.float16
+    torch.testing.assert_close(refined.scale.float(), 2 * coded["w"].scale.float())

@@ -256,7 +256,7 @@ class Big2SmallCompressor(Compressor):
                     set_parameter(student, segment.name, plan.weights[segment.name].half().float())
         teacher = copy.deepcopy(model)  # the frozen reference
         with seconds("refinement"):
-            rounding = RoundingOffsets(plan.weights, plan.coded)
+            rounding = RoundingOffsets(plan.weights, plan.coded, learn_scales=self.refinement.scale_lr > 0)
             module = RefineModule([g for g in groups if any(plan.widths[t.key] for t in g.targets)],
                                   plan.layer_codes(), student, teacher, inputs, self.refinement,
                                   code_bits=self.storage.bits if self.storage.bits < 16 else None,

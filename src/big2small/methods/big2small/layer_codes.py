@@ -103,13 +103,21 @@ def code_bytes(shape: tuple[int, ...] | torch.Size, bits: int) -> int:
 
 class RoundingOffsets(nn.Module):
     """Trainable roundings of coded layers: code = round(w / scale + tanh(v)), v starting at 0 (the nearest code),
-    so each code moves at most one level from the nearest; straight-through rounding in the forward pass."""
+    so each code moves at most one level from the nearest; straight-through rounding in the forward pass.
 
-    def __init__(self, weights: dict[str, torch.Tensor], coded: dict[str, WeightCodes]) -> None:
+    With `learn_scales`, each output channel's scale is also trained, as scale * exp(g) with g starting at 0 (the
+    codes stay rounded against the initial scale); the stored fp16 scale is then the trained one.
+    """
+
+    def __init__(self, weights: dict[str, torch.Tensor], coded: dict[str, WeightCodes],
+                 learn_scales: bool = False) -> None:
         super().__init__()
         self.names = list(coded)
         self.bits = [coded[name].bits for name in self.names]
         self.offsets = nn.ParameterList(nn.Parameter(torch.zeros_like(weights[name])) for name in self.names)
+        self.log_gains = nn.ParameterList(
+            nn.Parameter(torch.zeros(weights[name].shape[0], *[1] * (weights[name].dim() - 1)),
+                         requires_grad=learn_scales) for name in self.names)
         for index, name in enumerate(self.names):
             scale = coded[name].scale.float().reshape(-1, *[1] * (weights[name].dim() - 1))
             self.register_buffer(f"scale_{index}", scale, persistent=False)
@@ -121,12 +129,17 @@ class RoundingOffsets(nn.Module):
         rounded = torch.round(unrounded).clamp(-limit, limit)
         return unrounded + (rounded - unrounded).detach() if straight_through else rounded
 
+    def _scale(self, index: int) -> torch.Tensor:
+        return getattr(self, f"scale_{index}") * torch.exp(self.log_gains[index])
+
     def forward(self) -> dict[str, torch.Tensor]:
-        """The coded layers' weights, differentiable in the offsets."""
-        return {name: self._codes(i, True) * getattr(self, f"scale_{i}") for i, name in enumerate(self.names)}
+        """The coded layers' weights, differentiable in the offsets (and the scales' gains)."""
+        return {name: self._codes(i, True) * self._scale(i) for i, name in enumerate(self.names)}
 
     def codes(self, coded: dict[str, WeightCodes]) -> dict[str, WeightCodes]:
-        """`coded` with the codes the offsets now choose (scales unchanged), on the CPU."""
+        """`coded` with the codes (and scales) the refinement now chooses, on the CPU."""
         with torch.no_grad():
-            return {name: WeightCodes(self._codes(i, False).long().cpu(), coded[name].scale, coded[name].bits)
+            return {name: WeightCodes(self._codes(i, False).long().cpu(),
+                                      self._scale(i).reshape(-1).clamp_min(FP16_TINY).half().cpu(),
+                                      coded[name].bits)
                     for i, name in enumerate(self.names)}

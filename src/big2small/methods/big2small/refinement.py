@@ -103,7 +103,8 @@ class RefineModule(L.LightningModule):
 
     def configure_optimizers(self):
         parameters = [{"params": [p for group in self.groups for p in group.net.parameters()]},
-                      {"params": list(self.rounding.parameters()), "lr": self.settings.code_lr}]
+                      {"params": list(self.rounding.offsets), "lr": self.settings.code_lr},
+                      {"params": [g for g in self.rounding.log_gains if g.requires_grad], "lr": self.settings.scale_lr}]
         return adam_with_cosine_decay([g for g in parameters if g["params"]], self.settings.lr, self.settings.steps)
 
 

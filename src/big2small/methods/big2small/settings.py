@@ -200,6 +200,8 @@ class RefinementSettings:
     lr: float = 1e-5               # small: SIREN's omega0 multiplies every parameter change
     # Adam's step on the rounding offsets of layers stored as codes (layer_codes.py; an offset of 1 is one level)
     code_lr: float = 1e-2
+    # Adam's step on the log of each coded channel's scale; 0 = the scales stay those of least weight error
+    scale_lr: float = 0.0
     batch_size: int = 32
     feature_weight: float = 1.0    # weight of matching every compressed layer's output; 0 = logits only
     views: str = "none"            # none | flip_shift: each batch seen randomly flipped and shifted (views.py)
@@ -217,6 +219,7 @@ class RefinementSettings:
             setattr(self, key, _integer(g, key, getattr(self, key), 1 if key != "input_steps" else 0))
         self.lr = _positive(g, "lr", self.lr)
         self.code_lr = _positive(g, "code_lr", self.code_lr)
+        self.scale_lr = _positive(g, "scale_lr", self.scale_lr, allow_zero=True)
         self.feature_weight = _positive(g, "feature_weight", self.feature_weight, allow_zero=True)
         self.class_weight = _positive(g, "class_weight", self.class_weight, allow_zero=True)
 
