@@ -68,6 +68,7 @@ def _round_trip(compressor, model, root):
     (dict(refinement={"views": "crop"}), "refinement.views"),
     (dict(refinement={"hard_weight": -1}), "refinement.hard_weight"),
     (dict(refinement={"scale_lr": -1e-3}), "refinement.scale_lr"),
+    (dict(refinement={"hard_weight": "abc"}), "refinement.hard_weight must be a non-negative number .got 'abc'"),
 ])
 def test_bad_settings_fail_at_construction(settings, message):
     with pytest.raises(ConfigError, match=message):

@@ -32,11 +32,14 @@ def _integer(group: str, key: str, value, low: int) -> int:
 
 
 def _positive(group: str, key: str, value, allow_zero: bool = False) -> float:
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
         raise ConfigError(f"big2small.{group}.{key} must be a {'non-negative' if allow_zero else 'positive'} "
-                          f"number (got {value})")
-    return value
+                          f"number (got {value!r})")
+    return number
 
 
 def _choice(group: str, key: str, value, choices: tuple[str, ...]) -> str:
