@@ -59,3 +59,18 @@ def test_two_process_refinement_equals_one_process_refinement(tmp_path):
     unrefined = Big2SmallCompressor(**{**settings, "refinement": {"enabled": False}}).fit(
         copy.deepcopy(model), trainer_factory=_factory(1, tmp_path / "c"))
     assert not torch.equal(unrefined.tensors["inr_fp16"], single.tensors["inr_fp16"])
+
+
+@pytest.mark.slow
+def test_the_default_codec_choice_screening_and_refinement_switches_run_on_two_processes(tmp_path):
+    # Everything handed to the spawned processes must pickle: the screening's test, the choice's error measure,
+    # the views' generator. The ranks see equal batches, so two processes give the one-process artifact.
+    model = tiny_cnn()
+    settings = dict(target_ratio=3.0, fit={"steps": 10, "lr": 3e-3}, seed=3, input_shape=[1, 8, 8],
+                    refinement={"enabled": True, "num_inputs": 8, "input_steps": 3, "steps": 4, "batch_size": 4,
+                                "views": "flip_shift", "hard_weight": 1.0, "scale_lr": 1e-2})
+    single = Big2SmallCompressor(**settings).fit(copy.deepcopy(model), trainer_factory=_factory(1, tmp_path / "a"))
+    double = Big2SmallCompressor(**settings).fit(copy.deepcopy(model), trainer_factory=_factory(2, tmp_path / "b"))
+    assert single.meta == double.meta
+    for name in single.tensors:
+        assert torch.equal(single.tensors[name], double.tensors[name]), name

@@ -2,7 +2,7 @@
 or fp16 (`storage.layer_choice: lower_error`).
 
 Every target has options, each with its bytes and its weight error, measured on the weights the artifact would
-rebuild by `storage.choice_error` (error_measure): the fitted INR (with its outliers and statistics), codes at every
+rebuild by `storage.choice_error` (ErrorMeasure): the fitted INR (with its outliers and statistics), codes at every
 width, fp16. One option per target is chosen so that the total error is least within the bytes target_ratio
 allows (a multiple-choice knapsack, solved by dynamic programming over the budget); the fitted plan stays unless
 the choice has less total error. An INR is therefore kept unless the bytes it takes buy less error as codes, here
@@ -32,25 +32,26 @@ STATS_BYTES = 8  # each INR-fitted layer's mean and std, fp32
 ENERGY_FLOOR = 1e-12  # an all-zero layer or channel: its error counts against this energy
 
 
-ErrorMeasure = Callable[[str, torch.Tensor, torch.Tensor], float]  # (parameter name, stored, weight) -> error
+class ErrorMeasure:
+    """The error of storing a weight (output channels first) as `stored`, called as (parameter name, stored,
+    weight) -> error: `squared`; relative to the energy of the whole layer (`layer_relative`) or of each output
+    channel, averaged over the channels (`channel_relative`); or (`output`) each weight's squared error times its
+    output sensitivity (sensitivity.py). A class rather than a closure, so that spawned processes can receive it."""
 
+    def __init__(self, kind: str, sensitivity: dict[str, torch.Tensor] | None = None) -> None:
+        self.kind, self.sensitivity = kind, sensitivity
 
-def error_measure(kind: str, sensitivity: dict[str, torch.Tensor] | None = None) -> ErrorMeasure:
-    """The error of storing a weight (output channels first) as `stored`: `squared`; relative to the energy of the
-    whole layer (`layer_relative`) or of each output channel, averaged over the channels (`channel_relative`);
-    or (`output`) each weight's squared error times its output sensitivity (sensitivity.py)."""
-    def measure(name: str, stored: torch.Tensor, weight: torch.Tensor) -> float:
+    def __call__(self, name: str, stored: torch.Tensor, weight: torch.Tensor) -> float:
         squared = (stored - weight) ** 2
-        if kind == "output":
-            return float((squared * sensitivity[name]).sum())
+        if self.kind == "output":
+            return float((squared * self.sensitivity[name]).sum())
         error = squared.reshape(weight.shape[0], -1).sum(dim=1)
         energy = (weight ** 2).reshape(weight.shape[0], -1).sum(dim=1)
-        if kind == "squared":
+        if self.kind == "squared":
             return float(error.sum())
-        if kind == "layer_relative":
+        if self.kind == "layer_relative":
             return float(error.sum() / energy.sum().clamp_min(ENERGY_FLOOR))
         return float((error / energy.clamp_min(ENERGY_FLOOR)).mean())
-    return measure
 
 
 def inr_errors(plan: Big2SmallPlan, groups: list[INRGroup], bits: int, measure: ErrorMeasure) -> dict[str, float]:

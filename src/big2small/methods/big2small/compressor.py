@@ -15,12 +15,10 @@ What each weight becomes is one `Big2SmallPlan` (plan.py); the artifact layout a
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
@@ -35,9 +33,9 @@ from big2small.methods.base import Compressor
 from big2small.methods.big2small import artifact
 from big2small.methods.big2small.allocation import choose_widths
 from big2small.methods.big2small.codec_choice import (
+    ErrorMeasure,
     Options,
     choose_codecs,
-    error_measure,
     inr_errors,
     keeps_an_inr,
     stored_options,
@@ -159,7 +157,7 @@ class Big2SmallCompressor(Compressor):
             inputs = self._inputs(model, data, trainer_factory, seconds)
             with seconds("sensitivity"):
                 sensitivity = output_sensitivity(model, inputs, list(weights), self.refinement.batch_size, self.seed)
-        self._weight_error = error_measure(self.storage.choice_error, sensitivity)
+        self._weight_error = ErrorMeasure(self.storage.choice_error, sensitivity)
         # Targets stored as codes are sized at their fewest bits when the codec choice will give them their bits.
         sizing_bits = TERNARY if self.storage.layer_choice == "lower_error" else MAX_CODE_BITS
         with seconds("allocation"):
@@ -170,8 +168,7 @@ class Big2SmallCompressor(Compressor):
                                    self.storage.codes_below)
             plan = plan.with_widths(widths, default_bits=sizing_bits)
         groups = self._groups(plan)
-        # The choice's options other than the INRs, made once on first use (by the screening, or the choice).
-        stored = functools.cache(lambda: stored_options(plan, self._weight_error))
+        stored = StoredOptions(plan, self._weight_error)
         if groups:
             with seconds("weight_fitting"):
                 self._fit_weights(groups, plan, trainer_factory, stored)
@@ -206,16 +203,14 @@ class Big2SmallCompressor(Compressor):
                              lambda p: len(self._pack(p, [], sizing_only=True).to_bytes()), limit)
 
     def _fit_weights(self, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory,
-                     stored: Callable[[], Options]) -> None:
-        """`stored()`: the codec choice's options other than the INRs, for the screening."""
+                     stored: StoredOptions) -> None:
+        """`stored`: the codec choice's options other than the INRs, for the screening."""
         settings = self.fit_settings
         module = INRFitModule(groups, settings, self.loss, self.storage, self.seed)
         callbacks, resume_from = [], None
         if self.storage.layer_choice == "lower_error" and settings.screen_at > 0:
-            def any_can_win() -> bool:
-                hoped = {key: error / ERROR_FALL_BOUND for key, error in self._inr_errors(plan, groups).items()}
-                return keeps_an_inr(self._choose_codecs(plan, hoped, stored()))
-            callbacks.append(StopWhenNoINRWins(max(1, round(settings.screen_at * settings.steps)), any_can_win))
+            callbacks.append(StopWhenNoINRWins(max(1, round(settings.screen_at * settings.steps)),
+                                               AnyINRCanWin(self, plan, stored)))
         if settings.resume:  # only a fit that may be resumed writes checkpoints
             folder = Path(settings.checkpoint_dir) / self._fit_key(plan.weights, plan.widths)
             resume_from = resumable_checkpoint(folder)
@@ -293,3 +288,30 @@ class Big2SmallCompressor(Compressor):
     @classmethod
     def rebuild(cls, compressed: Compressed, model: nn.Module) -> nn.Module:
         return artifact.rebuild(compressed, model)
+
+
+class StoredOptions:
+    """The codec choice's options other than the INRs (codes, fp16), made once on first use: by the screening, or
+    by the choice after the fit."""
+
+    def __init__(self, plan: Big2SmallPlan, measure: ErrorMeasure) -> None:
+        self.plan, self.measure, self.options = plan, measure, None
+
+    def __call__(self) -> Options:
+        if self.options is None:
+            self.options = stored_options(self.plan, self.measure)
+        return self.options
+
+
+class AnyINRCanWin:
+    """The screening's test on the INRs being fitted (`groups`): would the codec choice keep any of them if every
+    INR's error fell by ERROR_FALL_BOUND? Objects rather than closures, so spawned processes (ddp_spawn) can
+    receive them."""
+
+    def __init__(self, compressor: Big2SmallCompressor, plan: Big2SmallPlan, stored: StoredOptions) -> None:
+        self.compressor, self.plan, self.stored = compressor, plan, stored
+
+    def __call__(self, groups: list[INRGroup]) -> bool:
+        hoped = {key: error / ERROR_FALL_BOUND
+                 for key, error in self.compressor._inr_errors(self.plan, groups).items()}
+        return keeps_an_inr(self.compressor._choose_codecs(self.plan, hoped, self.stored()))

@@ -18,13 +18,14 @@ ERROR_FALL_BOUND = 1.5
 
 
 class StopWhenNoINRWins(L.Callback):
-    """At step `at_step`, stops the fit unless `any_can_win()` (agreed by every rank)."""
+    """At step `at_step`, stops the fit unless `any_can_win(module.groups)`, the INRs as this process holds them
+    (agreed by every rank)."""
 
-    def __init__(self, at_step: int, any_can_win: Callable[[], bool]) -> None:
+    def __init__(self, at_step: int, any_can_win: Callable[[list], bool]) -> None:
         self.at_step, self.any_can_win = at_step, any_can_win
 
     def on_train_batch_start(self, trainer: L.Trainer, module: L.LightningModule, batch, batch_idx: int) -> None:
         if trainer.global_step != self.at_step:
             return
-        if trainer.strategy.reduce_boolean_decision(not self.any_can_win(), all=True):
+        if trainer.strategy.reduce_boolean_decision(not self.any_can_win(list(module.groups)), all=True):
             trainer.should_stop = True
