@@ -8,7 +8,8 @@ decode seconds, top-1 before and after on 2,000 test images (200 per class) and 
 images.
 Default compressor settings (Big2SmallCompressor's) except steps, learning rate, storage bits (16 unless --bits),
 small layers as codes (none unless --codes-below), the number of Fourier frequencies and refinement (off unless
---refine), which are options here: without them a row is the paper's method. With --refine the
+--refine), which are options here: without them a row is the paper's method. Any other compressor setting is
+`--set GROUP.KEY=VALUE` (e.g. `--set refinement.views=flip_shift refinement.input_steps=50`). With --refine the
 fit seconds include the synthetic inputs and the refinement, and steps/s is left out ("-").
 """
 
