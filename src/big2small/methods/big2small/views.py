@@ -25,6 +25,9 @@ def random_views(images: torch.Tensor, generator: torch.Generator) -> torch.Tens
     if pad_y == 0 and pad_x == 0:
         return images
     padded = functional.pad(images, (pad_x, pad_x, pad_y, pad_y), mode="reflect")  # pads < sizes: reflectable
-    top = torch.randint(0, 2 * pad_y + 1, (count,), generator=generator).tolist()
-    left = torch.randint(0, 2 * pad_x + 1, (count,), generator=generator).tolist()
-    return torch.stack([padded[i, :, y:y + height, x:x + width] for i, (y, x) in enumerate(zip(top, left, strict=True))])
+    top = torch.randint(0, 2 * pad_y + 1, (count,), generator=generator)
+    left = torch.randint(0, 2 * pad_x + 1, (count,), generator=generator)
+    rows = (top[:, None] + torch.arange(height))[:, None, :, None]  # each image's window, as one gather
+    columns = (left[:, None] + torch.arange(width))[:, None, None, :]
+    return padded[torch.arange(count)[:, None, None, None], torch.arange(images.shape[1])[None, :, None, None],
+                  rows, columns]
