@@ -34,8 +34,9 @@ def stacks(targets, settings: INRSettings, per_layer: bool) -> list[INRGroup]:
     by_shape = defaultdict(list)
     for target in targets:
         by_shape[target.key if per_layer else (target.dims, target.outputs, target.coords.shape[0])].append(target)
+    bits = StorageSettings().bit_choices[0]  # the default storage, as seconds_per_step's module has it
     return [INRGroup(members, build_network(settings, members[0].dims, members[0].outputs, settings.width,
-                                            [t.ordinal for t in members])) for members in by_shape.values()]
+                                            [t.ordinal for t in members]), bits) for members in by_shape.values()]
 
 
 def seconds_per_step(groups, loss: LossSettings, steps: int, batch_size: int | None) -> float:

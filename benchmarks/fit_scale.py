@@ -81,7 +81,7 @@ def per_layer(module: INRFitModule) -> INRFitModule:
         width = group.net.sizes[0][1]
         for target in group.targets:
             groups.append(INRGroup([target], build_network(INRSettings(), target.dims, target.outputs, width,
-                                                            [target.ordinal])))
+                                                            [target.ordinal]), group.bits))
     return INRFitModule(groups, module.fit_settings, module.loss_settings, module.storage, module.seed)
 
 

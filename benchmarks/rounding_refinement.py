@@ -55,7 +55,7 @@ def main() -> None:
     for code_lr in args.code_lrs:
         rounding = RoundingOffsets(weights, coded)
         module = RefineModule([], dict.fromkeys(weights, no_outliers), copy.deepcopy(model), copy.deepcopy(model),
-                              inputs, RefinementSettings(code_lr=code_lr), code_bits=None, inr_layers=set(),
+                              inputs, RefinementSettings(code_lr=code_lr), inr_layers=set(),
                               rounding=rounding, seed=args.seed)
         trainer_factory()(max_steps=settings.steps, max_epochs=-1, enable_checkpointing=False).fit(module)
         refined = rebuilt(model, {name: codes.values() for name, codes in rounding.codes(coded).items()})

@@ -3,7 +3,13 @@ import torch
 
 from big2small.encodings.dtype_bytes import fp32_bytes
 from big2small.errors import ConfigError
-from big2small.methods.big2small.allocation import choose_widths, inr_bytes, raw_bytes, widest_within
+from big2small.methods.big2small.allocation import (
+    bit_candidates,
+    choose_widths,
+    inr_bytes,
+    raw_bytes,
+    widest_within,
+)
 from big2small.methods.big2small.coords import build_targets
 from big2small.methods.big2small.settings import INRSettings
 
@@ -48,3 +54,16 @@ def test_bytes_a_capped_layer_cannot_take_go_to_the_other_layers():
     proportional = widest_within(settings, mid, 16, fp32_bytes(mid.values.numel()) / 8.0)
     assert widths["big"] == 96 and widths["mid"] > proportional
     assert original / measure(widths) >= 8.0
+
+
+def test_each_lower_precision_candidate_is_the_widest_within_the_sized_inr_bytes():
+    targets = _targets()[:1]
+    settings = INRSettings()
+    candidates = bit_candidates(targets, settings, {"big": 20}, (8, 6, 4))
+    sized = inr_bytes(settings, targets[0], 20, 8)
+    assert candidates["big"][8] == 20
+    for bits in (6, 4):
+        width = candidates["big"][bits]
+        assert inr_bytes(settings, targets[0], width, bits) <= sized < inr_bytes(settings, targets[0], width + 1, bits)
+    assert candidates["big"][4] > candidates["big"][6] > 20
+    assert bit_candidates(targets, settings, {"big": None}, (8, 4)) == {}  # fp16 targets have no INR

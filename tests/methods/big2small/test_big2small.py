@@ -49,6 +49,10 @@ def _round_trip(compressor, model, root):
     (dict(outliers={"rule": "fraction", "fraction": 1.5}), "outliers.fraction"),
     (dict(loss={"frequency_weight": -0.1}), "frequency_weight"),
     (dict(storage={"bits": 5}), "storage.bits"),
+    (dict(storage={"bits": [8, 5]}), "storage.bits"),
+    (dict(storage={"bits": []}), "storage.bits"),
+    (dict(storage={"bits": [8, 8]}), "storage.bits"),
+    (dict(storage={"bits": True}), "storage.bits"),
     (dict(fit={"steps": 0}), "fit.steps"),
     (dict(fit={"compile": "yes"}), "fit.compile"),
     (dict(fit={"resume": True}), "checkpoint_dir"),
@@ -97,6 +101,7 @@ def test_default_fit_meets_the_ratio_and_reports_per_layer_results(tmp_path):
     dict(inr={"activation": "gelu"}, loss={"frequency_weight": 0}, fit={"batch_size": 64, "steps": 10}),
     dict(storage={"bits": 8, "qat_steps": 5}),
     dict(storage={"bits": 4, "qat_steps": 10}),
+    dict(storage={"bits": [16, 8, 6, 4]}),
     dict(outliers={"enabled": False}),
     dict(permutation={"enabled": True}, input_shape=[1, 8, 8]),
     dict(refinement={"enabled": True, "steps": 3, "input_steps": 3, "num_inputs": 8, "batch_size": 4},
@@ -156,9 +161,9 @@ def test_resume_continues_an_interrupted_fit(tmp_path, caplog):
 
 def test_without_resume_a_fit_writes_no_checkpoint(tmp_path):
     settings = dict(target_ratio=4, fit={"steps": 5, "checkpoint_dir": str(tmp_path / "ckpt"), "checkpoint_every": 2},
-                    refinement=NO_REFINEMENT)
+                    refinement=NO_REFINEMENT)  # the default codec choice, with its screening callback
     Big2SmallCompressor(**settings).fit(tiny_cnn(), trainer_factory=trainer_factory(tmp_path))
-    assert not (tmp_path / "ckpt").exists() or not any((tmp_path / "ckpt").rglob("*.ckpt"))
+    assert not list(tmp_path.rglob("*.ckpt"))  # neither in checkpoint_dir nor in the trainer's root
 
 
 def test_a_damaged_checkpoint_is_named_removed_and_the_fit_starts_again(tmp_path, caplog):
@@ -390,3 +395,45 @@ def test_output_choice_error_gives_the_bits_to_the_layer_the_output_depends_on(t
     assert abs(bits["squared"]["loud.weight"] - bits["squared"]["quiet.weight"]) <= 1  # equal weights, alike
     assert bits["output"]["quiet.weight"] == TERNARY < bits["squared"]["quiet.weight"]
     assert bits["output"]["loud.weight"] > bits["squared"]["loud.weight"]
+
+
+def test_with_several_storage_bits_each_layer_keeps_its_least_error_inr_and_the_artifact_says_which(tmp_path):
+    model = tiny_cnn()
+    settings = dict(target_ratio=4, fit={"steps": 30}, refinement=NO_REFINEMENT,
+                    storage={"layer_choice": "inr", "codes_below": 0})
+    eight, ratio8, errors8, _ = _round_trip(Big2SmallCompressor(**settings), model, tmp_path / "a")
+    mixed, ratio, errors, rebuilt = _round_trip(
+        Big2SmallCompressor(**{**settings, "storage": {**settings["storage"], "bits": [4, 8]}}), model, tmp_path / "b")
+    assert ratio >= 4
+    chosen = {name: row["inr_bits"] for name, row in mixed.layer_stats.items() if row["stored_as"] == "inr"}
+    assert chosen and set(chosen.values()) <= {4, 8}
+    assert mixed.meta["bits"] == 8 and mixed.meta.get("inr_bits", {}) == {k: 4 for k, b in chosen.items() if b == 4}
+    # The 8-bit candidates are the INRs of the 8-bit-only fit (same seeds, steps and widths): no layer is worse.
+    for name in chosen:
+        assert errors[name] <= errors8[name] * 1.001 + 1e-6, name
+    assert torch.isfinite(rebuilt(torch.randn(2, 1, 8, 8))).all()
+
+
+@pytest.mark.parametrize(("inr_bits", "message"), [({"features.7.weight": 5}, "inr_bits"),
+                                                   ({"nowhere": 4}, "inr_bits"),
+                                                   ("4", "inr_bits")])
+def test_an_artifact_with_forged_inr_bits_is_refused(tmp_path, inr_bits, message):
+    model = tiny_cnn()
+    compressed, *_ = _round_trip(Big2SmallCompressor(target_ratio=4, fit={"steps": 3}, refinement=NO_REFINEMENT,
+                                                     storage={"layer_choice": "inr", "codes_below": 0}),
+                                 model, tmp_path)
+    forged = Compressed.from_bytes(compressed.to_bytes())
+    forged.meta["inr_bits"] = inr_bits
+    with pytest.raises(ValueError, match=message):
+        Big2SmallCompressor.check_artifact(forged, copy.deepcopy(model))
+
+
+def test_an_artifact_whose_inr_bits_do_not_match_its_codes_is_refused(tmp_path):
+    model = tiny_cnn()
+    compressed, *_ = _round_trip(Big2SmallCompressor(target_ratio=4, fit={"steps": 3}, refinement=NO_REFINEMENT,
+                                                     storage={"layer_choice": "inr", "codes_below": 0}),
+                                 model, tmp_path)
+    forged = Compressed.from_bytes(compressed.to_bytes())
+    forged.meta["inr_bits"] = {"features.7.weight": 4}  # its codes are 8-bit rows in inr_int8
+    with pytest.raises(ValueError, match="payload size"):
+        rebuild(forged, copy.deepcopy(model))

@@ -7,6 +7,10 @@ proportion to the overshoot, and then grow back by bisection while it still fits
 capped at `max_width` go to the other layers. A target for which no INR of `min_width` fits, or whose INR would be no smaller
 than its weights in fp16, is stored in fp16 instead (width None); a target with fewer weights than
 `storage.codes_below` is stored as its weights' own 8-bit codes (width CODES).
+
+The widths are sized at one storage precision, the highest of `storage.bits`; with several (`[4, 6, 8]`),
+`bit_candidates` adds, per INR target, the widest INR at each lower precision within the bytes of the sized one,
+so every candidate fits the budget and the fit decides which is kept (codec_choice.py).
 """
 
 from __future__ import annotations
@@ -107,3 +111,21 @@ def choose_widths(targets: list[FitTarget], settings: INRSettings, bits: int, ta
         else:
             failing = trial
     return widths
+
+
+def bit_candidates(targets: list[FitTarget], settings: INRSettings, widths: dict[str, int | None],
+                   choices: tuple[int, ...]) -> dict[str, dict[int, int]]:
+    """{target key: {bits: width}} of the INRs to fit: each INR target's sized width at `choices[0]` (the highest
+    bits) and, at every other bits, the widest INR within the sized one's bytes (none where even min_width is over)."""
+    candidates = {}
+    for target in targets:
+        width = widths[target.key]
+        if not width:  # fp16 or CODES
+            continue
+        budget = inr_bytes(settings, target, width, choices[0])
+        candidates[target.key] = {choices[0]: width}
+        for bits in choices[1:]:
+            wider = widest_within(settings, target, bits, budget)
+            if wider is not None:
+                candidates[target.key][bits] = wider
+    return candidates

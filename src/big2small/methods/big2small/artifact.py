@@ -1,7 +1,8 @@
 """Big2Small's artifact layout: packing a fitted plan into tensors + header, and rebuilding weights from them.
 
 Tensors: `inr_fp16` (every INR's fp16 parameters, or its scales and biases with coded storage), `inr_int8` (8-bit
-weight codes) or `inr_packed` (6- and 4-bit codes, bit-packed per INR), `raw` (targets stored in fp16),
+weight codes) and `inr_packed` (6- and 4-bit codes, bit-packed per INR), each INR at the header's `bits` unless
+its target is listed in `inr_bits`, `raw` (targets stored in fp16),
 `layer_codes` and `layer_scales` (targets stored as their weights' own b-bit codes, bit-packed per layer, and an fp16
 scale per output channel; present only when some are, with each target's b in the header's `code_bits`, 1 for
 ternary codes five to a byte: layer_codes.py),
@@ -34,10 +35,9 @@ from big2small.methods.big2small.layer_codes import (
 from big2small.methods.big2small.networks import build_network, layer_sizes
 from big2small.methods.big2small.plan import Big2SmallPlan, stacks_of
 from big2small.methods.big2small.reconstruct import LayerCode, reconstruct
-from big2small.methods.big2small.settings import INRSettings
+from big2small.methods.big2small.settings import STORAGE_BITS, INRSettings
 from big2small.methods.big2small.storage import (
     CODE_TENSORS,
-    STORAGE_BITS,
     code_dtype,
     levels,
     stored_counts,
@@ -52,14 +52,18 @@ MAX_ORDER_BITS = 32         # bits per stored channel index
 
 def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup], settings: dict,
          sizing_only: bool = False) -> Compressed:
-    """The artifact of a fitted plan. With sizing_only, INR parameters are zeros of the final sizes (budgeting)."""
+    """The artifact of a fitted plan whose INRs are stored at `bits` unless `plan.inr_bits` says otherwise; `groups`
+    hold exactly the plan's INRs. With sizing_only, INR parameters are zeros of the final sizes (budgeting)."""
     weights, prepared, widths = plan.weights, plan.prepared, plan.widths
     fitted = {}
     for group in [] if sizing_only else groups:
-        stored = pack_inr(group.net, bits)
+        stored = pack_inr(group.net, group.bits)
         for g, target in enumerate(group.targets):
+            if target.key in fitted or plan.inr_bits.get(target.key) != group.bits:
+                raise ValueError(f"big2small: the INRs packed do not match the plan at {target.key}")
             fitted[target.key] = {kind: rows[g] for kind, rows in stored.items()}
-    halves, codes, raw, stats, outlier_values, outlier_bytes = [], [], [], [], [], []
+    halves, raw, stats, outlier_values, outlier_bytes = [], [], [], [], []
+    codes: dict[str, list[torch.Tensor]] = {}  # code tensor name -> the INRs' code rows, in target order
     layer_codes, layer_scales = [], []
     layer_meta: dict[str, dict] = {}
     for target in plan.targets:
@@ -78,12 +82,18 @@ def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup
                     layer_codes.append(coded.packed())
                     layer_scales.append(coded.scale)
             continue
-        count16, count_codes = stored_counts(layer_sizes(inr, target.dims, target.outputs, width), bits)
-        rows = fitted.get(target.key, {"fp16": torch.zeros(count16, dtype=torch.float16),
-                                       "codes": torch.zeros(count_codes, dtype=code_dtype(bits))})
+        target_bits = plan.inr_bits[target.key]
+        count16, count_codes = stored_counts(layer_sizes(inr, target.dims, target.outputs, width), target_bits)
+        if sizing_only:
+            rows = {"fp16": torch.zeros(count16, dtype=torch.float16),
+                    "codes": torch.zeros(count_codes, dtype=code_dtype(target_bits))}
+        elif target.key in fitted:
+            rows = fitted[target.key]
+        else:
+            raise ValueError(f"big2small: no fitted INR for {target.key}")
         halves.append(rows["fp16"])
-        if bits < 16:
-            codes.append(rows["codes"])
+        if target_bits < 16:
+            codes.setdefault(CODE_TENSORS[target_bits], []).append(rows["codes"])
         for segment in target.segments:
             p = prepared[segment.name]
             coding, index_bytes = index_codes.encode_indices(p.outlier_index, weights[segment.name].numel())
@@ -97,16 +107,20 @@ def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup
         "stats": torch.stack(stats).float() if stats else torch.zeros(0, 2),
         "outlier_values": _cat(outlier_values, torch.float16), "outlier_index": _cat(outlier_bytes, torch.uint8),
     }
-    if bits < 16:
-        tensors[CODE_TENSORS[bits]] = _cat(codes, code_dtype(bits))
+    if bits < 16:  # the header's bits always have their code tensor, empty or not
+        codes.setdefault(CODE_TENSORS[bits], [])
+    for name, parts in codes.items():
+        tensors[name] = _cat(parts, parts[0].dtype) if parts else torch.zeros(0, dtype=code_dtype(bits))
     if layer_codes:
         tensors["layer_codes"], tensors["layer_scales"] = _cat(layer_codes, torch.uint8), _cat(layer_scales, torch.float16)
     permutation_meta = _pack_orders(plan.orders, tensors)
+    other_bits = {key: b for key, b in plan.inr_bits.items() if b != bits}
     meta = {
         "replaced": list(weights),
         "inr": {"kind": inr.kind, "unit": inr.unit, "scope": inr.scope, "depth": inr.depth,
                 "frequencies": inr.frequencies, "activation": inr.activation, "omega0": inr.omega0},
         "bits": bits,
+        **({"inr_bits": other_bits} if other_bits else {}),  # absent when every INR is at `bits`
         "widths": {t.key: widths[t.key] for t in plan.targets},
         "code_bits": dict(plan.code_bits),
         "layers": [{"name": n, "shape": list(w.shape), **layer_meta.get(n, {})} for n, w in weights.items()],
@@ -139,6 +153,10 @@ def check_meta(meta: dict, model: nn.Module) -> None:
     for key, width in _dict(meta, "widths").items():
         if width is not None and (not _is_int(width) or not 0 <= width <= MAX_STORED_WIDTH):  # 0: CODES
             raise ValueError(f"widths[{key!r}] is {width!r}")
+    inr_targets = [key for key, width in meta["widths"].items() if width not in (None, CODES)]
+    other_bits = _dict(meta, "inr_bits") if "inr_bits" in meta else {}
+    if not set(other_bits) <= set(inr_targets) or not all(b in STORAGE_BITS and _is_int(b) for b in other_bits.values()):
+        raise ValueError(f"inr_bits is {other_bits!r}: not {list(STORAGE_BITS)} bits for targets stored as INRs")
     code_bits = _code_bits(meta)
     if sorted(code_bits) != sorted(key for key, width in meta["widths"].items() if width == CODES) or not all(
             _is_int(b) and MIN_CODE_BITS <= b <= MAX_CODE_BITS for b in code_bits.values()):
@@ -174,6 +192,13 @@ def check_meta(meta: dict, model: nn.Module) -> None:
             raise ValueError(f"permutation space {index} lacks the layer that writes or the layer that reads it")
 
 
+def _inr_bits(meta: dict) -> dict[str, int]:
+    """Storage bits of every target stored as an INR: the header's `bits` unless `inr_bits` names others."""
+    other_bits = meta.get("inr_bits", {})
+    return {key: int(other_bits.get(key, meta["bits"])) for key, width in meta["widths"].items()
+            if width not in (None, CODES)}
+
+
 def _code_bits(meta: dict) -> dict:
     """Bits of each target stored as codes; artifacts written before code_bits existed stored 8-bit codes."""
     if "code_bits" not in meta:
@@ -206,7 +231,7 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
     """Write the weights the artifact encodes into `model`, reading nothing but the artifact."""
     meta, tensors = compressed.meta, compressed.tensors
     inr = INRSettings(**{**meta["inr"], "width": None})
-    bits = int(meta["bits"])
+    inr_bits = _inr_bits(meta)
     layers = {layer["name"]: layer for layer in meta["layers"]}
     shapes = {name: torch.zeros(layer["shape"]) for name, layer in layers.items()}
     targets = build_targets(shapes, inr.unit, inr.scope)
@@ -214,7 +239,8 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
     if sorted(t.key for t in targets) != sorted(widths):
         raise ValueError("big2small artifact: its targets do not match its layer list")
 
-    half_at = code_at = raw_at = stat_at = value_at = index_at = layer_code_at = scale_at = 0
+    code_at = dict.fromkeys(CODE_TENSORS.values(), 0)  # per code tensor
+    half_at = raw_at = stat_at = value_at = index_at = layer_code_at = scale_at = 0
     layer_codes, code_bits = _layer_codes(tensors), _code_bits(meta)
     layer_scales = tensors.get("layer_scales", torch.zeros(0, dtype=torch.float16))
     rows: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
@@ -239,10 +265,15 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
                                                             segment.shape, segment_bits).values()
                 layer_code_at, scale_at = layer_code_at + size, scale_at + channels
             continue
-        count16, count_codes = stored_counts(layer_sizes(inr, target.dims, target.outputs, width), bits)
-        code_rows = tensors[CODE_TENSORS[bits]][code_at : code_at + count_codes] if bits < 16 else None
+        target_bits = inr_bits[target.key]
+        count16, count_codes = stored_counts(layer_sizes(inr, target.dims, target.outputs, width), target_bits)
+        code_rows = None
+        if target_bits < 16:
+            name = CODE_TENSORS[target_bits]
+            code_rows = tensors.get(name, torch.zeros(0))[code_at[name] : code_at[name] + count_codes]
+            code_at[name] += count_codes
         rows[target.key] = (tensors["inr_fp16"][half_at : half_at + count16], code_rows)
-        half_at, code_at = half_at + count16, code_at + count_codes
+        half_at += count16
         for segment in target.segments:
             layer = layers[segment.name]
             count, size = layer["outliers"], layer["index_bytes"]
@@ -251,19 +282,20 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
             mean, std = tensors["stats"][stat_at].tolist()
             codes[segment.name] = LayerCode(mean, std, index, tensors["outlier_values"][value_at:value_at + count])
             stat_at, value_at, index_at = stat_at + 1, value_at + count, index_at + size
-    code_total = tensors[CODE_TENSORS[bits]].numel() if bits < 16 else 0
+    code_totals = {name: tensors[name].numel() if name in tensors else 0 for name in code_at}
     if (half_at, code_at, raw_at, index_at, layer_code_at, scale_at) != (
-            tensors["inr_fp16"].numel(), code_total, tensors["raw"].numel(), tensors["outlier_index"].numel(),
+            tensors["inr_fp16"].numel(), code_totals, tensors["raw"].numel(), tensors["outlier_index"].numel(),
             layer_codes.numel(), layer_scales.numel()):
         raise ValueError("big2small artifact: payload size does not match its layer list")
 
     groups = []
-    for (dims, outputs, width, _), members in stacks_of(targets, widths).items():
+    stacks = stacks_of(targets, {key: {inr_bits[key]: width} for key, width in widths.items() if width})
+    for (dims, outputs, width, _, bits), members in stacks.items():
         net = build_network(inr, dims, outputs, width, [0] * len(members))
         code_rows = [rows[t.key][1] for t in members]
         unpack_inr(net, torch.stack([rows[t.key][0] for t in members]),
                    torch.stack(code_rows) if bits < 16 else None, bits)
-        groups.append(INRGroup(members, net))
+        groups.append(INRGroup(members, net, bits))
     with torch.no_grad():
         decoded.update(reconstruct(groups, codes))
     orders = _unpack_orders(meta["permutation"], tensors.get("permutation"))

@@ -2,8 +2,8 @@
 or fp16 (`storage.layer_choice: lower_error`).
 
 Every target has options, each with its bytes and its weight error, measured on the weights the artifact would
-rebuild by `storage.choice_error` (ErrorMeasure): the fitted INR (with its outliers and statistics), codes at every
-width, fp16. One option per target is chosen so that the total error is least within the bytes target_ratio
+rebuild by `storage.choice_error` (ErrorMeasure): its fitted INR (with its outliers and statistics; one per storage
+bits when `storage.bits` lists several), codes at every width, fp16. One option per target is chosen so that the total error is least within the bytes target_ratio
 allows (a multiple-choice knapsack, solved by dynamic programming over the budget); the fitted plan stays unless
 the choice has less total error. An INR is therefore kept unless the bytes it takes buy less error as codes, here
 or in another layer.
@@ -54,28 +54,45 @@ class ErrorMeasure:
         return float((error / energy.clamp_min(ENERGY_FLOOR)).mean())
 
 
-def inr_errors(plan: Big2SmallPlan, groups: list[INRGroup], bits: int, measure: ErrorMeasure) -> dict[str, float]:
-    """Weight error of every INR-fitted target, its INR parameters rounded as they are stored."""
-    previous = [group.net.fake_quant for group in groups]
-    try:
-        with torch.no_grad():
-            for group in groups:
-                group.net.fake_quant = bits if bits < 16 else None
-            rebuilt = reconstruct(groups, plan.layer_codes())
-    finally:
-        for group, value in zip(groups, previous, strict=True):
-            group.net.fake_quant = value
-    return {t.key: sum(measure(s.name, rebuilt[s.name].cpu(), plan.weights[s.name]) for s in t.segments)
-            for t in plan.targets if plan.widths[t.key]}
+InrErrors = dict[str, dict[int, float]]  # target key -> {storage bits: weight error} of its fitted INRs
+
+
+def inr_errors(plan: Big2SmallPlan, groups: list[INRGroup], measure: ErrorMeasure) -> InrErrors:
+    """Weight error of every fitted INR, its parameters rounded as they are stored."""
+    errors: InrErrors = {}
+    layer_codes = plan.layer_codes()
+    for group in groups:
+        previous = group.net.fake_quant
+        try:
+            with torch.no_grad():
+                group.net.fake_quant = group.quantised_bits()
+                rebuilt = reconstruct([group], layer_codes)
+        finally:
+            group.net.fake_quant = previous
+        for t in group.targets:
+            errors.setdefault(t.key, {})[group.bits] = sum(
+                measure(s.name, rebuilt[s.name].cpu(), plan.weights[s.name]) for s in t.segments)
+    return errors
+
+
+def kept_groups(groups: list[INRGroup], plan: Big2SmallPlan) -> list[INRGroup]:
+    """The groups cut down to the INRs the plan keeps (each target's INR at its chosen bits)."""
+    kept = []
+    for group in groups:
+        members = [g for g, t in enumerate(group.targets)
+                   if plan.widths[t.key] and plan.inr_bits[t.key] == group.bits]
+        if members:
+            kept.append(group if len(members) == len(group.targets) else group.keeping(members))
+    return kept
 
 
 def keeps_an_inr(plan: Big2SmallPlan) -> bool:
     return any(plan.widths.values())
 
 
-def target_inr_bytes(plan: Big2SmallPlan, inr: INRSettings, bits: int, target: FitTarget) -> int:
+def target_inr_bytes(plan: Big2SmallPlan, inr: INRSettings, bits: int, width: int, target: FitTarget) -> int:
     """What an INR-fitted target costs in the artifact: its INR, and per layer its outliers and statistics."""
-    total = inr_bytes(inr, target, plan.widths[target.key], bits)
+    total = inr_bytes(inr, target, width, bits)
     for segment in target.segments:
         index = plan.prepared[segment.name].outlier_index
         total += STATS_BYTES + FP16_BYTES * index.numel() + index_codes.encoded_size(
@@ -87,8 +104,18 @@ def target_code_bytes(target: FitTarget, code_bits: int) -> int:
     return sum(code_bytes(segment.shape, code_bits) for segment in target.segments)
 
 
-KEEP_INR = 0  # the option of keeping a target's fitted INR
-FP16 = 16  # the option of storing a target's weights in fp16; the others (CODE_CHOICES) code it at those bits
+FP16 = 16  # the option of storing a target's weights in fp16; CODE_CHOICES code it at those bits, inr_option(b)
+           # keeps its fitted INR stored at b bits
+
+
+def inr_option(bits: int) -> int:
+    return -bits
+
+
+def is_inr_option(option: int) -> bool:
+    return option < 0
+
+
 SIZING_ROUNDS = 5  # tries to absorb a header that grew by more than the slack before keeping the fitted plan
 BUDGET_UNITS = 4000  # the knapsack's resolution: each option's bytes are rounded up to budget / BUDGET_UNITS
 
@@ -109,16 +136,35 @@ def stored_options(plan: Big2SmallPlan, weight_error: ErrorMeasure) -> Options:
     return options
 
 
-def choose_codecs(plan: Big2SmallPlan, inr_error: dict[str, float], stored: Options, inr: INRSettings, bits: int,
-                  measure: Callable[[Big2SmallPlan], int], limit: int | None = None) -> Big2SmallPlan:
-    """The plan with each target stored the way that leaves the least total error within `limit` bytes (None: the
-    fitted plan's); `inr_error` is each INR's error (inr_errors), `stored` the other options (stored_options), both
-    by one error measure, `measure(plan)` a plan's artifact size in bytes."""
-    options: Options = {key: dict(choices) for key, choices in stored.items()}
+def fixed_options(plan: Big2SmallPlan) -> Options:
+    """Every target's present storage as its only option other than its INRs (`storage.layer_choice: inr`, where
+    the choice is only among a target's INRs at several bits); the errors of fixed options do not matter."""
+    options: Options = {}
     for target in plan.targets:
-        if plan.widths[target.key]:
-            options[target.key][KEEP_INR] = (target_inr_bytes(plan, inr, bits, target), inr_error[target.key])
-    fitted = {key: FP16 if width is None else plan.code_bits[key] if width == CODES else KEEP_INR
+        width = plan.widths[target.key]
+        if width is None:
+            options[target.key] = {FP16: (sum(FP16_BYTES * math.prod(s.shape) for s in target.segments), 0.0)}
+        elif width == CODES:
+            bits = plan.code_bits[target.key]
+            options[target.key] = {bits: (target_code_bytes(target, bits), 0.0)}
+        else:
+            options[target.key] = {}  # its INRs are added by choose_codecs
+    return options
+
+
+def choose_codecs(plan: Big2SmallPlan, inr_error: InrErrors, candidates: dict[str, dict[int, int]], stored: Options,
+                  inr: INRSettings, measure: Callable[[Big2SmallPlan], int], limit: int | None = None) -> Big2SmallPlan:
+    """The plan with each target stored the way that leaves the least total error within `limit` bytes (None: the
+    fitted plan's); `inr_error` is the error of each fitted INR (inr_errors), whose widths are `candidates`
+    ({key: {bits: width}}), `stored` the other options (stored_options), all by one error measure, `measure(plan)`
+    a plan's artifact size in bytes."""
+    options: Options = {key: dict(choices) for key, choices in stored.items()}
+    target_of = {target.key: target for target in plan.targets}
+    for key, widths in candidates.items():
+        for bits, width in widths.items():
+            options[key][inr_option(bits)] = (target_inr_bytes(plan, inr, bits, width, target_of[key]),
+                                              inr_error[key][bits])
+    fitted = {key: FP16 if width is None else plan.code_bits[key] if width == CODES else inr_option(plan.inr_bits[key])
               for key, width in plan.widths.items()}
     fitted_bytes = measure(plan)
     limit = fitted_bytes if limit is None else limit
@@ -127,9 +173,10 @@ def choose_codecs(plan: Big2SmallPlan, inr_error: dict[str, float], stored: Opti
         chosen = least_error_within(options, budget)
         if chosen is None or _error(options, chosen) >= _error(options, fitted):
             break
-        widths = {key: plan.widths[key] if option == KEEP_INR else None if option == FP16 else CODES
+        widths = {key: candidates[key][-option] if is_inr_option(option) else None if option == FP16 else CODES
                   for key, option in chosen.items()}
-        candidate = plan.with_widths(widths, {key: option for key, option in chosen.items() if widths[key] == CODES})
+        candidate = plan.with_widths(widths, {key: option for key, option in chosen.items() if widths[key] == CODES},
+                                     inr_bits={key: -option for key, option in chosen.items() if is_inr_option(option)})
         over = measure(candidate) - limit
         if over <= 0:
             return candidate

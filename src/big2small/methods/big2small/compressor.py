@@ -31,20 +31,23 @@ from big2small.errors import ConfigError, FittingError
 from big2small.graph.weights import set_parameter
 from big2small.methods.base import Compressor
 from big2small.methods.big2small import artifact
-from big2small.methods.big2small.allocation import choose_widths
+from big2small.methods.big2small.allocation import bit_candidates, choose_widths
 from big2small.methods.big2small.codec_choice import (
     ErrorMeasure,
+    InrErrors,
     Options,
     choose_codecs,
+    fixed_options,
     inr_errors,
     keeps_an_inr,
+    kept_groups,
     stored_options,
 )
 from big2small.methods.big2small.fit_checkpoints import LastCheckpoint, resumable_checkpoint
 from big2small.methods.big2small.fitting import INRFitModule, INRGroup
 from big2small.methods.big2small.layer_codes import MAX_CODE_BITS, TERNARY, RoundingOffsets
 from big2small.methods.big2small.networks import build_network
-from big2small.methods.big2small.plan import Big2SmallPlan
+from big2small.methods.big2small.plan import Big2SmallPlan, stacks_of
 from big2small.methods.big2small.refinement import RefineModule
 from big2small.methods.big2small.screening import ERROR_FALL_BOUND, StopWhenNoINRWins
 from big2small.methods.big2small.seeds import inr_seed
@@ -160,21 +163,26 @@ class Big2SmallCompressor(Compressor):
         self._weight_error = ErrorMeasure(self.storage.choice_error, sensitivity)
         # Targets stored as codes are sized at their fewest bits when the codec choice will give them their bits.
         sizing_bits = TERNARY if self.storage.layer_choice == "lower_error" else MAX_CODE_BITS
+        top_bits = self.storage.bit_choices[0]  # the widths are sized at it; lower bits get wider INRs
         with seconds("allocation"):
             plan = Big2SmallPlan.prepare(weights, orders, self.inr, self.outliers)
-            widths = choose_widths(plan.targets, self.inr, self.storage.bits, self.target_ratio,
-                                   lambda w: len(self._pack(plan.with_widths(w, default_bits=sizing_bits), [],
+            widths = choose_widths(plan.targets, self.inr, top_bits, self.target_ratio,
+                                   lambda w: len(self._pack(plan.with_widths(w, default_bits=sizing_bits,
+                                                                             inr_bits=top_bits), [],
                                                             sizing_only=True).to_bytes()),
                                    self.storage.codes_below)
-            plan = plan.with_widths(widths, default_bits=sizing_bits)
-        groups = self._groups(plan)
+            plan = plan.with_widths(widths, default_bits=sizing_bits, inr_bits=top_bits)
+            candidates = bit_candidates(plan.targets, self.inr, widths, self.storage.bit_choices)
+        groups = self._groups(plan, candidates)
         stored = StoredOptions(plan, self._weight_error)
         if groups:
             with seconds("weight_fitting"):
-                self._fit_weights(groups, plan, trainer_factory, stored)
-        if self.storage.layer_choice == "lower_error":
-            with seconds("codec_choice"):
-                plan = self._choose_codecs(plan, self._inr_errors(plan, groups), stored())
+                self._fit_weights(groups, plan, candidates, trainer_factory, stored)
+        if self.storage.layer_choice == "lower_error" or len(self.storage.bit_choices) > 1:
+            with seconds("codec_choice"):  # with layer_choice=inr, among each target's INRs only
+                others = stored() if self.storage.layer_choice == "lower_error" else fixed_options(plan)
+                plan = self._choose_codecs(plan, self._inr_errors(plan, groups), candidates, others)
+            groups = kept_groups(groups, plan)
         plan = plan.with_nearest_codes()
         if self.refinement.enabled and (plan.coded or any(plan.widths.values())):
             if inputs is None:
@@ -184,39 +192,41 @@ class Big2SmallCompressor(Compressor):
         report_landing(self.name, original_bytes(plan.weights) / len(compressed.to_bytes()), self.target_ratio,
                        "its most precise storage is 8-bit codes or INRs of inr.max_width, smaller than the target "
                        "allows, and it never stores more than it needs")
-        compressed.layer_stats = plan.layer_stats(self.inr, self.storage.bits)
+        compressed.layer_stats = plan.layer_stats(self.inr)
         compressed.phase_seconds = seconds.phases
         return compressed
 
-    def _groups(self, plan: Big2SmallPlan) -> list[INRGroup]:
+    def _groups(self, plan: Big2SmallPlan, candidates: dict[str, dict[int, int]]) -> list[INRGroup]:
+        """One group per stack of the INRs to fit (`candidates`: {target key: {bits: width}})."""
         return [INRGroup(members, build_network(self.inr, dims, outputs, width,
-                                                [inr_seed(self.seed, t.ordinal) for t in members]))
-                for (dims, outputs, width, _), members in plan.stacks().items()]
+                                                [inr_seed(self.seed, t.ordinal) for t in members]), bits)
+                for (dims, outputs, width, _, bits), members in stacks_of(plan.targets, candidates).items()]
 
-    def _inr_errors(self, plan: Big2SmallPlan, groups: list[INRGroup]) -> dict[str, float]:
-        return inr_errors(plan, groups, self.storage.bits, self._weight_error)
+    def _inr_errors(self, plan: Big2SmallPlan, groups: list[INRGroup]) -> InrErrors:
+        return inr_errors(plan, groups, self._weight_error)
 
-    def _choose_codecs(self, plan: Big2SmallPlan, inr_error: dict[str, float], stored: Options) -> Big2SmallPlan:
+    def _choose_codecs(self, plan: Big2SmallPlan, inr_error: InrErrors, candidates: dict[str, dict[int, int]],
+                       stored: Options) -> Big2SmallPlan:
         """Within the bytes target_ratio allows (with inr.width set instead: the fitted plan's)."""
         limit = None if self.target_ratio is None else int(original_bytes(plan.weights) / self.target_ratio)
-        return choose_codecs(plan, inr_error, stored, self.inr, self.storage.bits,
+        return choose_codecs(plan, inr_error, candidates, stored, self.inr,
                              lambda p: len(self._pack(p, [], sizing_only=True).to_bytes()), limit)
 
-    def _fit_weights(self, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory,
-                     stored: StoredOptions) -> None:
+    def _fit_weights(self, groups: list[INRGroup], plan: Big2SmallPlan, candidates: dict[str, dict[int, int]],
+                     trainer_factory, stored: StoredOptions) -> None:
         """`stored`: the codec choice's options other than the INRs, for the screening."""
         settings = self.fit_settings
         module = INRFitModule(groups, settings, self.loss, self.storage, self.seed)
         callbacks, resume_from = [], None
         if self.storage.layer_choice == "lower_error" and settings.screen_at > 0:
             callbacks.append(StopWhenNoINRWins(max(1, round(settings.screen_at * settings.steps)),
-                                               AnyINRCanWin(self, plan, stored)))
+                                               AnyINRCanWin(self, plan, candidates, stored)))
         if settings.resume:  # only a fit that may be resumed writes checkpoints
             folder = Path(settings.checkpoint_dir) / self._fit_key(plan.weights, plan.widths)
             resume_from = resumable_checkpoint(folder)
             callbacks.append(LastCheckpoint(folder, settings.checkpoint_every))
         trainer = trainer_factory(max_steps=settings.steps, max_epochs=-1, use_distributed_sampler=False,
-                                  enable_checkpointing=bool(callbacks), callbacks=callbacks)
+                                  enable_checkpointing=settings.resume, callbacks=callbacks)
         trainer.fit(module, ckpt_path=resume_from)
 
     def _fit_key(self, weights, widths) -> str:
@@ -252,9 +262,7 @@ class Big2SmallCompressor(Compressor):
         teacher = copy.deepcopy(model)  # the frozen reference
         with seconds("refinement"):
             rounding = RoundingOffsets(plan.weights, plan.coded, learn_scales=self.refinement.scale_lr > 0)
-            module = RefineModule([g for g in groups if any(plan.widths[t.key] for t in g.targets)],
-                                  plan.layer_codes(), student, teacher, inputs, self.refinement,
-                                  code_bits=self.storage.bits if self.storage.bits < 16 else None,
+            module = RefineModule(groups, plan.layer_codes(), student, teacher, inputs, self.refinement,
                                   inr_layers=inr_layers, rounding=rounding, seed=self.seed)
             trainer = trainer_factory(max_steps=self.refinement.steps, max_epochs=-1, use_distributed_sampler=False,
                                       enable_checkpointing=False)
@@ -278,7 +286,7 @@ class Big2SmallCompressor(Compressor):
 
     # ---------------------------------------------------------------- storage
     def _pack(self, plan: Big2SmallPlan, groups: list[INRGroup], sizing_only: bool = False) -> Compressed:
-        return artifact.pack(plan, self.inr, self.storage.bits, groups, self.settings(), sizing_only)
+        return artifact.pack(plan, self.inr, self.storage.bit_choices[0], groups, self.settings(), sizing_only)
 
     @classmethod
     def check_artifact(cls, compressed: Compressed, model: nn.Module) -> None:
@@ -308,10 +316,11 @@ class AnyINRCanWin:
     INR's error fell by ERROR_FALL_BOUND? Objects rather than closures, so spawned processes (ddp_spawn) can
     receive them."""
 
-    def __init__(self, compressor: Big2SmallCompressor, plan: Big2SmallPlan, stored: StoredOptions) -> None:
-        self.compressor, self.plan, self.stored = compressor, plan, stored
+    def __init__(self, compressor: Big2SmallCompressor, plan: Big2SmallPlan, candidates: dict[str, dict[int, int]],
+                 stored: StoredOptions) -> None:
+        self.compressor, self.plan, self.candidates, self.stored = compressor, plan, candidates, stored
 
     def __call__(self, groups: list[INRGroup]) -> bool:
-        hoped = {key: error / ERROR_FALL_BOUND
-                 for key, error in self.compressor._inr_errors(self.plan, groups).items()}
-        return keeps_an_inr(self.compressor._choose_codecs(self.plan, hoped, self.stored()))
+        hoped = {key: {bits: error / ERROR_FALL_BOUND for bits, error in errors.items()}
+                 for key, errors in self.compressor._inr_errors(self.plan, groups).items()}
+        return keeps_an_inr(self.compressor._choose_codecs(self.plan, hoped, self.candidates, self.stored()))

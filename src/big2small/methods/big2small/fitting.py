@@ -1,7 +1,9 @@
 """Fitting stacks of INRs to their targets in one Lightning loop.
 
 An `INRGroup` holds the G targets whose INRs have one shape (kind, coordinate dims, outputs, width) and one
-`BatchedINR` for all of them, so a step costs one batched computation per group, not a Python loop per layer.
+storage precision, and one `BatchedINR` for all of them, so a step costs one batched computation per group, not a
+Python loop per layer. With several storage bits (`storage.bits: [4, 6, 8]`) a target has one INR per bits, in as
+many groups, until the codec choice keeps one.
 
 Each INR's loss depends on its own parameters only, its coordinates are sampled from its own seed, and the
 loss is a sum over INRs, so every INR follows the same trajectory whichever INRs share its stack. That is what
@@ -12,6 +14,7 @@ only, scaled by the world size so that DDP's gradient averaging hands every INR 
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import defaultdict
 
@@ -42,17 +45,18 @@ RETAINED_ACTIVATION_ELEMENTS = 1 << 23
 
 
 class INRGroup(nn.Module):
-    """The G targets whose INRs share one shape, their stack of INRs (`net`), and the zero-padded tables they are
-    fitted to. The tables are buffers: they move with the module to the trainer's device once, when the loop
-    starts, and are not checkpointed (they come from the model)."""
+    """The G targets whose INRs share one shape and are stored at `bits` (16: fp16; else codes, storage.py), their
+    stack of INRs (`net`), and the zero-padded tables they are fitted to. The tables are buffers: they move with
+    the module to the trainer's device once, when the loop starts, and are not checkpointed (they come from the
+    model)."""
 
     coords: torch.Tensor  # (G, N_max, D), zero-padded
     values: torch.Tensor  # (G, N_max, K), zero-padded
     mask: torch.Tensor    # (G, N_max, 1): 1 on real rows
 
-    def __init__(self, targets: list[FitTarget], net: BatchedINR) -> None:
+    def __init__(self, targets: list[FitTarget], net: BatchedINR, bits: int) -> None:
         super().__init__()
-        self.targets, self.net = targets, net
+        self.targets, self.net, self.bits = targets, net, bits
         longest = max(t.coords.shape[0] for t in targets)
         count, dims, outputs = len(targets), targets[0].dims, targets[0].outputs
         coords, values, mask = torch.zeros(count, longest, dims), torch.zeros(count, longest, outputs), \
@@ -70,6 +74,19 @@ class INRGroup(nn.Module):
         """Every (or the `which`) INR on its whole grid: (g, N_max, K), differentiable, evaluated in row chunks
         (predict_in_chunks) so that a large layer never holds its whole grid's hidden activations."""
         return predict_in_chunks(self.net, self.coords if which is None else self.coords[which], which)
+
+    def quantised_bits(self) -> int | None:
+        """What the INRs' forward rounds their weights to when it sees them as stored (None: fp16, no rounding)."""
+        return self.bits if self.bits < 16 else None
+
+    def keeping(self, members: list[int]) -> INRGroup:
+        """A group of only the INRs at stack rows `members`, with their fitted parameters."""
+        net = copy.deepcopy(self.net)
+        with torch.no_grad():
+            for parameters in (net.weights, net.biases):
+                for layer, parameter in enumerate(parameters):
+                    parameters[layer] = nn.Parameter(parameter[members].clone())
+        return INRGroup([self.targets[g] for g in members], net, self.bits).to(self.coords.device)
 
     def cost(self, g: int, batch_size: int | None) -> float:
         rows = int(self.rows[g]) if batch_size is None else min(batch_size, int(self.rows[g]))
@@ -111,10 +128,9 @@ class INRFitModule(L.LightningModule):
         return DataLoader(TensorDataset(torch.arange(self.fit_settings.steps)), batch_size=1)
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
-        qat_from = self.fit_settings.steps - self.storage.qat_steps
-        quantise = self.storage.bits < 16 and self.global_step >= qat_from
+        quantise = self.global_step >= self.fit_settings.steps - self.storage.qat_steps
         for group in self.groups:
-            group.net.fake_quant = self.storage.bits if quantise else None
+            group.net.fake_quant = group.quantised_bits() if quantise else None
 
     # ------------------------------------------------------------ the loss
     def training_step(self, batch, batch_idx):

@@ -3,7 +3,8 @@
 One object instead of parallel dicts: the weights (in the channel order they are fitted in), their outlier coding,
 the INR targets built from them, the channel permutations applied, and, once the budget has chosen them, the INR
 width of every target (None: the target is stored in fp16 instead of as an INR; CODES: as its weights' own
-b-bit codes, b in `code_bits`, the codes themselves in `coded` once chosen).
+b-bit codes, b in `code_bits`, the codes themselves in `coded` once chosen) and the storage bits of every INR
+(`inr_bits`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Big2SmallPlan:
     widths: dict[str, int | None] = field(default_factory=dict)  # target key -> INR width, None = fp16, CODES
     code_bits: dict[str, int] = field(default_factory=dict)     # target key -> bits, for targets stored as CODES
     coded: dict[str, WeightCodes] = field(default_factory=dict)  # their weights' codes, by parameter name
+    inr_bits: dict[str, int] = field(default_factory=dict)      # target key -> storage bits, for INR targets
 
     @classmethod
     def prepare(cls, weights: dict[str, torch.Tensor], orders: list[ChannelOrder], inr: INRSettings,
@@ -45,10 +47,14 @@ class Big2SmallPlan:
         return cls(weights, prepared, targets, orders)
 
     def with_widths(self, widths: dict[str, int | None], code_bits: dict[str, int] | None = None,
-                    default_bits: int = MAX_CODE_BITS) -> Big2SmallPlan:
-        """These widths; a target stored as CODES gets its `code_bits` entry, else `default_bits` (codes unset)."""
+                    default_bits: int = MAX_CODE_BITS, inr_bits: int | dict[str, int] | None = None) -> Big2SmallPlan:
+        """These widths; a target stored as CODES gets its `code_bits` entry, else `default_bits` (codes unset); an
+        INR target gets its `inr_bits` entry (an int: every INR the same; None: the plan's own)."""
         code_bits = {key: (code_bits or {}).get(key, default_bits) for key, w in widths.items() if w == CODES}
-        return dataclasses.replace(self, widths=dict(widths), code_bits=code_bits, coded={})
+        if inr_bits is None:
+            inr_bits = self.inr_bits
+        inr_bits = {key: inr_bits if isinstance(inr_bits, int) else inr_bits[key] for key, w in widths.items() if w}
+        return dataclasses.replace(self, widths=dict(widths), code_bits=code_bits, coded={}, inr_bits=inr_bits)
 
     def with_nearest_codes(self) -> Big2SmallPlan:
         """Every coded target's weights as their nearest codes at its bits."""
@@ -58,27 +64,31 @@ class Big2SmallPlan:
     def with_codes(self, coded: dict[str, WeightCodes]) -> Big2SmallPlan:
         return dataclasses.replace(self, coded=dict(coded))
 
+    def inr_choices(self) -> dict[str, dict[int, int]]:
+        """{target key: {storage bits: width}} of the INR targets."""
+        return {key: {self.inr_bits[key]: width} for key, width in self.widths.items() if width}
+
     def stacks(self) -> dict[tuple, list[FitTarget]]:
-        """INR-fitted targets grouped into stacks of one shape and one row count (padding would waste compute)."""
-        return stacks_of(self.targets, self.widths)
+        """INR-fitted targets grouped into stacks of one shape, one row count and one storage precision."""
+        return stacks_of(self.targets, self.inr_choices())
 
     def layer_codes(self) -> dict[str, LayerCode]:
         """What turns each layer's standardised INR output back into its weights."""
         return {name: LayerCode(p.mean, p.std, p.outlier_index, p.outlier_value) for name, p in self.prepared.items()}
 
-    def layer_stats(self, inr: INRSettings, bits: int) -> dict[str, dict]:
+    def layer_stats(self, inr: INRSettings) -> dict[str, dict]:
         """Per replaced weight, for the results table: how it is stored and what that costs."""
         stats = {}
         for target in self.targets:
             width = self.widths[target.key]
             total = target.values.numel()
-            family_bytes = inr_bytes(inr, target, width, bits) if width else 0
+            family_bytes = inr_bytes(inr, target, width, self.inr_bits[target.key]) if width else 0
             for segment in target.segments:
                 p = self.prepared[segment.name]
                 share = segment.count * target.outputs / total
                 stats[segment.name] = {
                     "stored_as": "inr" if width else "codes" if width == CODES else "fp16", "inr_width": width or 0,
-                    "code_bits": self.code_bits.get(target.key, 0),
+                    "code_bits": self.code_bits.get(target.key, 0), "inr_bits": self.inr_bits.get(target.key, 0),
                     "inr_bytes": round(family_bytes * share),
                     "outliers": int(p.outlier_index.numel()) if width else 0,
                     "outlier_bytes": (FP16_BYTES * p.outlier_index.numel() + index_codes.encoded_size(
@@ -87,9 +97,11 @@ class Big2SmallPlan:
         return stats
 
 
-def stacks_of(targets: list[FitTarget], widths: dict[str, int | None]) -> dict[tuple, list[FitTarget]]:
+def stacks_of(targets: list[FitTarget], inrs: dict[str, dict[int, int]]) -> dict[tuple, list[FitTarget]]:
+    """Targets grouped by (dims, outputs, width, rows, bits) of the INRs `inrs` gives them ({key: {bits: width}},
+    one INR per entry: padding would waste compute, and a stack is stored at one precision)."""
     stacks: dict[tuple, list[FitTarget]] = defaultdict(list)
     for target in targets:
-        if widths[target.key]:  # an INR width (not fp16 or CODES)
-            stacks[(target.dims, target.outputs, widths[target.key], target.coords.shape[0])].append(target)
+        for bits, width in inrs.get(target.key, {}).items():
+            stacks[(target.dims, target.outputs, width, target.coords.shape[0], bits)].append(target)
     return stacks

@@ -37,11 +37,11 @@ class RefineModule(L.LightningModule):
     progress_label = "refining INRs on synthetic inputs"  # names the progress bar (logs.PhaseProgressBar)
 
     def __init__(self, groups: list[INRGroup], codes: dict[str, LayerCode], student: nn.Module, teacher: nn.Module,
-                 inputs: torch.Tensor, settings: RefinementSettings, code_bits: int | None,
-                 inr_layers: set[str], rounding: RoundingOffsets, seed: int) -> None:
+                 inputs: torch.Tensor, settings: RefinementSettings, inr_layers: set[str], rounding: RoundingOffsets,
+                 seed: int) -> None:
         super().__init__()
         self.seed = seed
-        self.settings, self.code_bits, self.inr_layers, self.rounding = settings, code_bits, inr_layers, rounding
+        self.settings, self.inr_layers, self.rounding = settings, inr_layers, rounding
         # Submodules and buffers, so that all of it is on the trainer's device from setup on: the INRs with their
         # coordinate tables, each layer's outlier code, and the two frozen networks (never trained: their
         # parameters take no gradient and the optimizer only sees the INRs).
@@ -83,8 +83,8 @@ class RefineModule(L.LightningModule):
                           collate_fn=collate)
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
-        for group in self.groups:
-            group.net.fake_quant = self.code_bits
+        for group in self.groups:  # the INRs are seen as they are stored
+            group.net.fake_quant = group.quantised_bits()
 
     def training_step(self, batch, batch_idx):
         (images,) = batch

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from big2small.errors import ConfigError
 
+STORAGE_BITS = (4, 6, 8, 16)  # what an INR's parameters may be stored as (storage.py)
+
 
 def from_config(cls, values, group: str):
     """Build settings class `cls` from a dict (or an instance) and name the group in any error."""
@@ -114,7 +116,11 @@ class StorageSettings:
     `compressor=big2small_paper`), which at 8x on ResNet-20 lowers the weight error and lifts accuracy
     (docs/decisions.md)."""
 
-    bits: int = 8                  # 16: fp16 | 8, 6, 4: weight codes with a per-column fp16 scale, fp16 biases
+    # 16: fp16 | 8, 6, 4: weight codes with a per-column fp16 scale, fp16 biases | a list of these, e.g. [4, 6, 8]:
+    # every INR is fitted once per listed width, each candidate as wide as the bytes of the one at the highest
+    # listed bits allow, and the candidate with the least weight error is kept (with layer_choice=lower_error, the
+    # one the codec choice picks), so the allocation picks width x bits per target
+    bits: int | list[int] = 8
     qat_steps: int = 100           # last steps of fitting that see the coded weights (straight-through); every
                                    # step when fit.steps is no more than this
     # Targets (layers, or families with inr.scope=model) with fewer weights than this are stored as the weights'
@@ -132,13 +138,22 @@ class StorageSettings:
     choice_error: str = "squared"
 
     def __post_init__(self) -> None:
-        if self.bits not in (4, 6, 8, 16):
-            raise ConfigError(f"big2small.storage.bits must be 4, 6, 8 or 16 (got {self.bits})")
+        choices = list(self.bits) if isinstance(self.bits, (list, tuple)) else [self.bits]
+        if not choices or len(set(choices)) != len(choices) or any(
+                isinstance(b, bool) or b not in STORAGE_BITS for b in choices):
+            raise ConfigError("big2small.storage.bits must be 4, 6, 8 or 16, or a list of distinct ones "
+                              f"(got {self.bits!r})")
+        self.bits = [int(b) for b in choices] if isinstance(self.bits, (list, tuple)) else int(self.bits)
         self.qat_steps = _integer("storage", "qat_steps", self.qat_steps, 0)
         self.codes_below = _integer("storage", "codes_below", self.codes_below, 0)
         self.layer_choice = _choice("storage", "layer_choice", self.layer_choice, ("inr", "lower_error"))
         self.choice_error = _choice("storage", "choice_error", self.choice_error,
                                     ("squared", "layer_relative", "channel_relative", "output"))
+
+    @property
+    def bit_choices(self) -> tuple[int, ...]:
+        """The INR storage bits to fit, highest first: the highest sizes every target's bytes."""
+        return tuple(sorted(self.bits if isinstance(self.bits, list) else [self.bits], reverse=True))
 
 
 @dataclass

@@ -13,7 +13,6 @@ import torch
 
 from big2small.encodings.bitpack import pack_uint, packed_size, unpack_uint
 
-STORAGE_BITS = (4, 6, 8, 16)
 # The artifact tensor that holds the weight codes of each code width.
 CODE_TENSORS = {8: "inr_int8", 6: "inr_packed", 4: "inr_packed"}
 
