@@ -3,9 +3,9 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/big2small_resnet20.py --steps 1500 --ratios 4 8 12 16
 
 Prints one markdown row per ratio: measured ratio, fit seconds (and their split into allocation, weight fitting,
-input synthesis and refinement), fitting steps per second, process peak RSS,
-decode seconds, top-1 before and after on 2,000 test images (200 per class) and on 1,000 held-out training
-images.
+input synthesis and refinement), fitting steps per second, process peak RSS, decode seconds, layers stored as INRs
+(by their storage bits) and as codes, top-1 before and after on 2,000 test images (200 per class) and on 1,000
+held-out training images.
 Default compressor settings (Big2SmallCompressor's) except steps, learning rate, storage bits (16 unless --bits),
 small layers as codes (none unless --codes-below), the number of Fourier frequencies and refinement (off unless
 --refine), which are options here: without them a row is the paper's method. Any other compressor setting is
@@ -16,6 +16,7 @@ fit seconds include the synthetic inputs and the refinement, and steps/s is left
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 
 import yaml
 from big2small_common import (
@@ -76,14 +77,15 @@ def main() -> None:
                        ("class_weight", args.class_weight)):
         if value is not None:
             refinement[key] = value
-    groups = {"fit": fit, "inr": inr, "storage": storage, "refinement": refinement}
+    groups = {"fit": fit, "inr": inr, "storage": storage, "refinement": refinement, "permutation": {},
+              "outliers": {}, "loss": {}}
     for assignment in args.set:
         path, _, value = assignment.partition("=")
         group, _, key = path.partition(".")
         if group not in groups or not key or not value:
             parser.error(f"--set {assignment}: expected one of {sorted(groups)}.KEY=VALUE")
         groups[group][key] = yaml.safe_load(value)
-    print(f"ResNet-20, {args.steps} fitting steps, {storage}, {fit | inr}, refinement {refinement}, seed {args.seed}, "
+    print(f"ResNet-20, {args.steps} fitting steps, {groups}, seed {args.seed}, "
           f"otherwise default "
           f"big2small settings; base top-1: test {base_test:.4f}, "
           f"held-out {base_held:.4f}", flush=True)
@@ -92,16 +94,20 @@ def main() -> None:
           "| held-out top-1 after |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for ratio in args.ratios:
-        result = fit_and_rebuild(model, data=cifar10() if args.refine_source == "data" else None, target_ratio=ratio, fit=fit, storage=storage, inr=inr,
-                                 refinement=refinement, input_shape=[3, 32, 32], seed=args.seed)
+        result = fit_and_rebuild(model, data=cifar10() if args.refine_source == "data" else None, target_ratio=ratio,
+                                 **groups, input_shape=[3, 32, 32], seed=args.seed)
         rebuilt = result["rebuilt"]
         speed = "-" if args.refine else f"{args.steps / result['fit_seconds']:.1f}"
         phases = result["compressed"].phase_seconds
         split = " / ".join(f"{phases.get(name, 0.0):.1f}" for name in PHASES)
-        stored = [row["stored_as"] for row in result["compressed"].layer_stats.values()]
+        rows = result["compressed"].layer_stats.values()
+        stored = [row["stored_as"] for row in rows]
+        inr_bits = Counter(row["inr_bits"] for row in rows if row["stored_as"] == "inr")
+        by_bits = f" ({', '.join(f'{count} at {bits} bits' for bits, count in sorted(inr_bits.items()))})" \
+            if inr_bits else ""
         print(f"| {ratio:g} | {result['ratio']:.2f} | {result['bytes']} | {result['fit_seconds']:.1f} | {split} | "
               f"{speed} | {peak_rss_mb():.0f} | {result['decode_seconds']:.3f} | "
-              f"{stored.count('inr')} / {stored.count('codes')} | "
+              f"{stored.count('inr')}{by_bits} / {stored.count('codes')} | "
               f"{mean_relative_error(model, result):.3f} | "
               f"{base_test:.4f} -> {top1(rebuilt, *images['test']):.4f} | {top1(rebuilt, *images['heldout']):.4f} |",
               flush=True)
