@@ -6,7 +6,7 @@ from torch import nn
 
 from big2small.errors import ConfigError
 from big2small.methods.big2small.compressor import Big2SmallCompressor
-from big2small.methods.big2small.refinement import observing
+from big2small.methods.big2small.refinement import matched_modules, observing
 from big2small.methods.big2small.settings import RefinementSettings
 from big2small.methods.big2small.synthesis import statistics_gap, synthetic_inputs
 from big2small.methods.registry import rebuild
@@ -116,3 +116,61 @@ def test_refinement_on_real_images_marks_the_compressor_as_using_data(tmp_path):
     images = Images()
     compressed = Big2SmallCompressor(**settings).fit(_smooth_mlp(), data=images, trainer_factory=trainer_factory(tmp_path))
     assert images.asked == [16] and compressed.meta["replaced"]
+
+
+class _Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32)
+
+    def forward(self, x):
+        return torch.relu(x + self.bn(self.conv(x)))
+
+
+class _Pair(nn.Module):
+    """Returns two tensors: its layer is matched at its own output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(32, 32, 1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y, -y
+
+
+class _Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.block, self.pair = nn.Conv2d(1, 32, 3, padding=1), _Block(), _Pair()
+        self.head = nn.Linear(32, 3)
+
+    def forward(self, x):
+        x = self.block(self.stem(x))
+        x = self.pair(x)[0]
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def test_blocks_are_the_modules_holding_the_layers_where_they_return_one_tensor():
+    model = _Net().eval()
+    layers = ["stem", "block.conv", "pair.conv", "head"]
+    example = torch.randn(2, 1, 6, 6)
+    assert matched_modules(model, layers, "layers", example) == sorted(layers)
+    assert matched_modules(model, layers, "blocks", example) == ["block", "head", "pair.conv", "stem"]
+
+
+def test_refinement_matching_blocks_refines_otherwise_and_round_trips(tmp_path):
+    model = _Net().eval()
+
+    def fitted(match: str):
+        compressor = Big2SmallCompressor(target_ratio=4, fit={"steps": 5}, input_shape=[1, 6, 6],
+                                         refinement={"inputs": "noise", "steps": 30, "num_inputs": 8, "batch_size": 4,
+                                                     "match": match, "code_lr": 0.1})
+        return compressor.fit(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
+
+    layers, blocks = fitted("layers"), fitted("blocks")
+    assert blocks.config["refinement"]["match"] == "blocks"
+    assert layers.tensors.keys() == blocks.tensors.keys()
+    assert any(not torch.equal(layers.tensors[k], blocks.tensors[k]) for k in layers.tensors)  # other roundings
+    rebuilt = rebuild(blocks, copy.deepcopy(model))
+    assert torch.isfinite(rebuilt(torch.randn(2, 1, 6, 6))).all()

@@ -27,10 +27,11 @@ from big2small.numerics import DENOMINATOR_FLOOR
 class RefineModule(L.LightningModule):
     """Tunes the INRs of `inr_layers` and the `rounding` of coded layers so that the network rebuilt from them reproduces the teacher on synthetic inputs.
 
-    The loss compares the logits and, weighted by `feature_weight`, the output of every compressed layer (each
-    term a mean squared error over the teacher's variance, so layers of any scale count alike). Matching every
-    layer gives each INR its own signal instead of one shared through the whole network, which on ResNet-20
-    generalised better from few synthetic images to real ones. The teacher runs alongside, so its activations
+    The loss compares the logits and, weighted by `feature_weight`, the output of every compressed layer, or of
+    every block holding one (`match`, matched_modules; each term a mean squared error over the teacher's
+    variance, so outputs of any scale count alike). Matching every layer gives each INR its own signal instead
+    of one shared through the whole network, which on ResNet-20 generalised better from few synthetic images to
+    real ones. The teacher runs alongside, so its activations
     are never all held in memory at once. With `hard_weight` > 0 each input's terms are weighted by how badly the
     student matches it (`hard_sample_mean`).
     """
@@ -56,7 +57,8 @@ class RefineModule(L.LightningModule):
             self.register_buffer(f"outlier_index_{index}", code.outlier_index, persistent=False)
             self.register_buffer(f"outlier_value_{index}", code.outlier_value, persistent=False)
             self.outlier_buffers[name] = (f"outlier_index_{index}", f"outlier_value_{index}")
-        self.observed = sorted({name.rpartition(".")[0] for name in codes})  # the compressed layers
+        self.observed = matched_modules(teacher, [name.rpartition(".")[0] for name in codes], settings.match,
+                                        inputs[:2])
         self.inputs = inputs
 
     def train(self, mode: bool = True) -> RefineModule:
@@ -106,6 +108,28 @@ class RefineModule(L.LightningModule):
                       {"params": list(self.rounding.offsets), "lr": self.settings.code_lr},
                       {"params": [g for g in self.rounding.log_gains if g.requires_grad], "lr": self.settings.scale_lr}]
         return adam_with_cosine_decay([g for g in parameters if g["params"]], self.settings.lr, self.settings.steps)
+
+
+def matched_modules(model: nn.Module, layers: list[str], match: str, example: torch.Tensor) -> list[str]:
+    """The modules of `model` whose outputs are matched: the compressed `layers` themselves, or (blocks) each one's
+    parent module where that returns one tensor on `example` (else, as for a layer the model holds itself, the
+    layer)."""
+    layers = sorted(set(layers))
+    if match == "layers":
+        return layers
+    parents = {name: name.rpartition(".")[0] for name in layers}
+    returns: dict[str, object] = {}
+    hooks = [model.get_submodule(parent).register_forward_hook(
+        lambda _m, _args, out, parent=parent: returns.__setitem__(parent, out))
+        for parent in sorted(set(parents.values()) - {""})]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sorted({parent if isinstance(returns.get(parent), torch.Tensor) else name
+                   for name, parent in parents.items()})
 
 
 def relative_mse(got: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:

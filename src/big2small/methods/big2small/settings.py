@@ -221,7 +221,11 @@ class RefinementSettings:
     # Adam's step on the log of each coded channel's scale; 0 = the scales stay those of least weight error
     scale_lr: float = 0.0
     batch_size: int = 32
-    feature_weight: float = 1.0    # weight of matching every compressed layer's output; 0 = logits only
+    feature_weight: float = 1.0    # weight of matching intermediate outputs (see `match`); 0 = logits only
+    # Which intermediate outputs are matched: every compressed layer's (layers), or every block's (blocks: the
+    # module that holds a compressed layer, where it returns one tensor, as in BRECQ's block reconstruction; else
+    # the layer itself), so that the layers of a block may trade errors that cancel at its output
+    match: str = "layers"
     views: str = "none"            # none | flip_shift: each batch seen randomly flipped and shifted (views.py)
     # Hard-sample weighting: each input's loss weighted by (its loss / the batch's mean loss)^hard_weight, so the
     # inputs the compressed network gets most wrong count most (as in HAST); 0 = every input alike
@@ -232,6 +236,7 @@ class RefinementSettings:
         self.enabled = bool(self.enabled)
         self.inputs = _choice(g, "inputs", self.inputs, ("bn_stats", "noise", "data"))
         self.views = _choice(g, "views", self.views, ("none", "flip_shift"))
+        self.match = _choice(g, "match", self.match, ("layers", "blocks"))
         self.hard_weight = _positive(g, "hard_weight", self.hard_weight, allow_zero=True)
         for key in ("num_inputs", "input_steps", "steps", "batch_size"):
             setattr(self, key, _integer(g, key, getattr(self, key), 1 if key != "input_steps" else 0))
