@@ -71,6 +71,7 @@ def _round_trip(compressor, model, root):
     (dict(fit={"screen_at": -0.1}), "fit.screen_at"),
     (dict(refinement={"views": "crop"}), "refinement.views"),
     (dict(refinement={"match": "stages"}), "refinement.match"),
+    (dict(refinement={"refresh": 0}), "refinement.refresh"),
     (dict(refinement={"hard_weight": -1}), "refinement.hard_weight"),
     (dict(refinement={"scale_lr": -1e-3}), "refinement.scale_lr"),
     (dict(refinement={"hard_weight": "abc"}), "refinement.hard_weight must be a non-negative number .got 'abc'"),

@@ -6,7 +6,7 @@ from torch import nn
 
 from big2small.errors import ConfigError
 from big2small.methods.big2small.compressor import Big2SmallCompressor
-from big2small.methods.big2small.refinement import matched_modules, observing
+from big2small.methods.big2small.refinement import PoolByStep, matched_modules, observing
 from big2small.methods.big2small.settings import RefinementSettings
 from big2small.methods.big2small.synthesis import statistics_gap, synthetic_inputs
 from big2small.methods.registry import rebuild
@@ -174,3 +174,38 @@ def test_refinement_matching_blocks_refines_otherwise_and_round_trips(tmp_path):
     assert any(not torch.equal(layers.tensors[k], blocks.tensors[k]) for k in layers.tensors)  # other roundings
     rebuilt = rebuild(blocks, copy.deepcopy(model))
     assert torch.isfinite(rebuilt(torch.randn(2, 1, 6, 6))).all()
+
+
+def test_each_refinement_step_draws_its_batch_from_the_pool_of_its_share_of_the_steps():
+    def draws():  # each iteration of a sampler draws anew: one sampler per use
+        return torch.utils.data.RandomSampler(range(4), replacement=True, num_samples=6 * 2,
+                                              generator=torch.Generator().manual_seed(0))
+
+    indices = list(PoolByStep(draws(), pool_size=4, batch=2, steps=6, pools=3))
+    assert len(indices) == 12
+    for step in range(6):
+        pool = step // 2  # steps 0-1 pool 0, 2-3 pool 1, 4-5 pool 2
+        assert all(4 * pool <= i < 4 * pool + 4 for i in indices[2 * step : 2 * step + 2]), step
+    assert list(PoolByStep(draws(), pool_size=4, batch=2, steps=6, pools=1)) == list(draws())  # the plain draws
+
+
+def test_refreshed_inputs_are_fresh_pools_and_the_fit_round_trips(tmp_path, monkeypatch):
+    from big2small.methods.big2small import compressor as compressor_module
+
+    made = []
+    real = compressor_module.synthetic_inputs
+
+    def recording(model, shape, settings, seed, trainer_factory):
+        images = real(model, shape, settings, seed, trainer_factory)
+        made.append(images)
+        return images
+
+    monkeypatch.setattr(compressor_module, "synthetic_inputs", recording)
+    model = tiny_cnn()
+    compressor = Big2SmallCompressor(target_ratio=4, fit={"steps": 5}, input_shape=[1, 8, 8],
+                                     refinement={"steps": 4, "input_steps": 2, "num_inputs": 8, "batch_size": 4,
+                                                 "refresh": 2})
+    compressed = compressor.fit(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
+    assert len(made) == 2 and all(len(pool) == 8 for pool in made)
+    assert not torch.allclose(made[0], made[1])  # each pool from its own seed
+    assert torch.isfinite(rebuild(compressed, copy.deepcopy(model))(torch.randn(2, 1, 8, 8))).all()

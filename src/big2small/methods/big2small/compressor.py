@@ -50,7 +50,7 @@ from big2small.methods.big2small.networks import build_network
 from big2small.methods.big2small.plan import Big2SmallPlan, stacks_of
 from big2small.methods.big2small.refinement import RefineModule
 from big2small.methods.big2small.screening import ERROR_FALL_BOUND, StopWhenNoINRWins
-from big2small.methods.big2small.seeds import inr_seed
+from big2small.methods.big2small.seeds import input_seed, inr_seed
 from big2small.methods.big2small.sensitivity import output_sensitivity
 from big2small.methods.big2small.settings import (
     FitSettings,
@@ -241,12 +241,14 @@ class Big2SmallCompressor(Compressor):
         return digest.hexdigest()[:16]
 
     def _inputs(self, model, data, trainer_factory, seconds: PhaseClock) -> torch.Tensor:
-        """The refinement's inputs: synthetic, or (refinement.inputs=data) real training images."""
+        """The refinement's inputs, its `refresh` pools one after the other: synthetic, or (refinement.inputs=data)
+        real training images."""
         with seconds("input_synthesis"):
             if self.uses_data:
-                return data.calibration_images(self.refinement.num_inputs).float()
-            return synthetic_inputs(copy.deepcopy(model), self.model_input_shape(model), self.refinement, self.seed,
-                                    trainer_factory)
+                return data.calibration_images(self.refinement.refresh * self.refinement.num_inputs).float()
+            return torch.cat([synthetic_inputs(copy.deepcopy(model), self.model_input_shape(model), self.refinement,
+                                               input_seed(self.seed, pool), trainer_factory)
+                              for pool in range(self.refinement.refresh)])
 
     def _refine(self, model, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory, inputs: torch.Tensor,
                 seconds: PhaseClock) -> Big2SmallPlan:

@@ -74,9 +74,11 @@ class RefineModule(L.LightningModule):
 
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(0)
-        sampler = torch.utils.data.RandomSampler(self.inputs, replacement=True,
-                                                 num_samples=self.settings.steps * self.settings.batch_size,
-                                                 generator=generator)
+        pools, batch = self.settings.refresh, self.settings.batch_size
+        pool_size = len(self.inputs) // pools
+        draws = torch.utils.data.RandomSampler(range(pool_size), replacement=True,
+                                               num_samples=self.settings.steps * batch, generator=generator)
+        sampler = PoolByStep(draws, pool_size, batch, self.settings.steps, pools)
         collate = None
         if self.settings.views == "flip_shift":
             view_generator = torch.Generator().manual_seed(self.seed)
@@ -108,6 +110,21 @@ class RefineModule(L.LightningModule):
                       {"params": list(self.rounding.offsets), "lr": self.settings.code_lr},
                       {"params": [g for g in self.rounding.log_gains if g.requires_grad], "lr": self.settings.scale_lr}]
         return adam_with_cosine_decay([g for g in parameters if g["params"]], self.settings.lr, self.settings.steps)
+
+
+class PoolByStep(torch.utils.data.Sampler):
+    """Indices into `pools` pools of `pool_size` inputs laid end to end: the i-th index `draws` gives, taken from
+    the pool of its step (step i // batch of `steps`: pool step * pools // steps)."""
+
+    def __init__(self, draws, pool_size: int, batch: int, steps: int, pools: int) -> None:
+        self.draws, self.pool_size, self.batch, self.steps, self.pools = draws, pool_size, batch, steps, pools
+
+    def __len__(self) -> int:
+        return len(self.draws)
+
+    def __iter__(self):
+        for i, index in enumerate(self.draws):
+            yield index + self.pool_size * ((i // self.batch) * self.pools // self.steps)
 
 
 def matched_modules(model: nn.Module, layers: list[str], match: str, example: torch.Tensor) -> list[str]:

@@ -18,3 +18,8 @@ def inr_seed(seed: int, ordinal: int) -> int:
 def sampling_seed(seed: int, ordinal: int, step: int) -> int:
     """The coordinates the INR of target `ordinal` is fitted on at `step` (fit.batch_size set)."""
     return (seed * SEED_STRIDE + ordinal * ORDINAL_STRIDE + step) % MAX_SEED
+
+
+def input_seed(seed: int, pool: int) -> int:
+    """Pool `pool` of the refinement's synthetic inputs (pool 0: the run seed itself)."""
+    return (seed + pool * SEED_STRIDE) % MAX_SEED

@@ -209,7 +209,11 @@ class RefinementSettings:
 
     enabled: bool = True
     inputs: str = "bn_stats"       # bn_stats: noise optimised to match BN stats | noise | data: training images
-    num_inputs: int = 256
+    num_inputs: int = 256          # inputs per pool
+    # Pools of num_inputs inputs made (each from its own seed; with inputs=data, the next training images):
+    # refinement step s draws its batch from pool s * refresh // steps, so the inputs are replaced refresh - 1
+    # times during refinement, as in HAST's refreshed synthetic set; 1 = one pool throughout
+    refresh: int = 1
     input_steps: int = 100         # optimisation steps of the synthetic inputs (bn_stats)
     # bn_stats on a classifier (2-D outputs): weight of the cross-entropy that pulls image i towards class
     # i mod classes, so that every class is represented; 0 = BatchNorm statistics only
@@ -238,7 +242,7 @@ class RefinementSettings:
         self.views = _choice(g, "views", self.views, ("none", "flip_shift"))
         self.match = _choice(g, "match", self.match, ("layers", "blocks"))
         self.hard_weight = _positive(g, "hard_weight", self.hard_weight, allow_zero=True)
-        for key in ("num_inputs", "input_steps", "steps", "batch_size"):
+        for key in ("num_inputs", "input_steps", "steps", "batch_size", "refresh"):
             setattr(self, key, _integer(g, key, getattr(self, key), 1 if key != "input_steps" else 0))
         self.lr = _positive(g, "lr", self.lr)
         self.code_lr = _positive(g, "code_lr", self.code_lr)
