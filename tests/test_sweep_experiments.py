@@ -72,3 +72,11 @@ def test_ablation_variants_switch_big2small_components():
         assert sum(a != b for a, b in zip(seen[variant], seen["default"], strict=True)) == 1, variant
     assert len(set(seen.values())) == len(variants), "no two variants may be the same configuration"
     assert all(Path(CONF / "experiment" / "variant" / f"{v}.yaml").is_file() for v in variants)
+
+
+def test_every_variant_file_is_a_valid_big2small_configuration():
+    variants = sorted(p.stem for p in (CONF / "experiment" / "variant").glob("*.yaml"))
+    assert {"inr_bits", "shared_kernel_predictor", "block_matching", "refreshed_inputs"} <= set(variants)
+    for variant in variants:
+        cfg = _compose(["+experiment=ablation_big2small", f"+experiment/variant={variant}"]).compressor
+        instantiate(cfg, _convert_="all")
