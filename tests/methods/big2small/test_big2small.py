@@ -439,3 +439,16 @@ def test_an_artifact_whose_inr_bits_do_not_match_its_codes_is_refused(tmp_path):
     forged.meta["inr_bits"] = {"features.7.weight": 4}  # its codes are 8-bit rows in inr_int8
     with pytest.raises(ValueError, match="payload size"):
         rebuild(forged, copy.deepcopy(model))
+
+
+def test_with_one_inr_per_family_the_small_layers_are_still_codes(tmp_path):
+    model = tiny_cnn()  # weights: features.0 72, features.4 1152, features.7 4608, classifier 320
+    compressor = Big2SmallCompressor(target_ratio=4, fit={"steps": 5}, inr={"scope": "model"},
+                                     storage={"codes_below": 1000, "layer_choice": "inr"}, refinement=NO_REFINEMENT)
+    compressed, ratio, errors, _ = _round_trip(compressor, model, tmp_path)
+    assert ratio >= 4
+    assert {name: row["stored_as"] for name, row in compressed.layer_stats.items()} == {
+        "features.0.weight": "codes", "features.4.weight": "inr", "features.7.weight": "inr",
+        "classifier.weight": "codes"}
+    assert sorted(compressed.meta["widths"]) == ["classifier.weight", "features.0.weight", "model/d2k9"]
+    assert errors["features.0.weight"] < 0.01 and errors["classifier.weight"] < 0.01

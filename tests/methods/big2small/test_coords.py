@@ -26,3 +26,13 @@ def test_model_scope_adds_the_layer_index_and_groups_families():
     assert convs.coords.shape == (4 + 8, 3)
     assert set(convs.coords[:4, 0].tolist()) == {-1.0} and set(convs.coords[4:, 0].tolist()) == {0.0}
     assert [(s.name, s.start, s.count) for s in convs.segments] == [("a", 0, 4), ("b", 4, 8)]
+
+
+def test_layers_left_alone_are_their_own_targets_after_the_families():
+    weights = {"a": torch.zeros(2, 2, 3, 3), "b": torch.ones(4, 2, 3, 3), "fc": torch.ones(3, 4)}
+    targets = build_targets(weights, unit="kernel", scope="model", alone={"a", "fc"})
+    assert [(t.key, t.ordinal) for t in targets] == [("model/d2k9", 0), ("a", 1), ("fc", 2)]
+    family = targets[0]
+    assert [s.name for s in family.segments] == ["b"]
+    assert set(family.coords[:, 0].tolist()) == {0.0}  # b keeps its position in the model (1 of 0..2)
+    assert torch.equal(targets[1].values, weights["a"].reshape(4, 9))

@@ -234,7 +234,7 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
     inr_bits = _inr_bits(meta)
     layers = {layer["name"]: layer for layer in meta["layers"]}
     shapes = {name: torch.zeros(layer["shape"]) for name, layer in layers.items()}
-    targets = build_targets(shapes, inr.unit, inr.scope)
+    targets = build_targets(shapes, inr.unit, inr.scope, alone=set(shapes) & set(meta["widths"]))
     widths = {key: (None if w is None else int(w)) for key, w in meta["widths"].items()}
     if sorted(t.key for t in targets) != sorted(widths):
         raise ValueError("big2small artifact: its targets do not match its layer list")

@@ -3,7 +3,8 @@
 unit `weight`: one entry per weight, coordinates (o, i, kh, kw) (linear: (o, i)), one value per entry.
 unit `kernel`: one entry per (o, i), coordinates (o, i), the kh*kw kernel values as the output vector (NeRN).
 scope `layer`: one target per weight tensor. scope `model`: one target per family of layers with equal coordinate
-dims and output size (all 3x3 convs, say), with the layer's position in the model as a leading coordinate.
+dims and output size (all 3x3 convs, say), with the layer's position in the model as a leading coordinate; the
+layers named `alone` (those too small for an INR, stored as codes) stay targets of their own.
 """
 
 from __future__ import annotations
@@ -59,8 +60,10 @@ def grid(shape: list[int]) -> torch.Tensor:
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(shape))
 
 
-def build_targets(standardised: dict[str, torch.Tensor], unit: str, scope: str) -> list[FitTarget]:
-    """Fit targets for the given standardised weights (ordered as the model holds them)."""
+def build_targets(standardised: dict[str, torch.Tensor], unit: str, scope: str,
+                  alone: set[str] | frozenset[str] = frozenset()) -> list[FitTarget]:
+    """Fit targets for the given standardised weights (ordered as the model holds them); with scope `model`, the
+    families come first and the `alone` layers after them, each its own target keyed by its name."""
     if scope == "layer":
         targets = []
         for ordinal, (name, weight) in enumerate(standardised.items()):
@@ -68,15 +71,22 @@ def build_targets(standardised: dict[str, torch.Tensor], unit: str, scope: str) 
             segment = Segment(name, list(weight.shape), 0, math.prod(entries))
             targets.append(FitTarget(name, ordinal, [segment], grid(entries), weight.reshape(-1, outputs)))
         return targets
-    return _model_targets(standardised, unit)
+    families = _model_targets({n: w for n, w in standardised.items() if n not in alone}, unit,
+                              positions={name: position for position, name in enumerate(standardised)},
+                              last=max(len(standardised) - 1, 1))
+    singles = build_targets({n: w for n, w in standardised.items() if n in alone}, unit, "layer")
+    for ordinal, target in enumerate(singles, start=len(families)):
+        target.ordinal = ordinal
+    return families + singles
 
 
-def _model_targets(standardised: dict[str, torch.Tensor], unit: str) -> list[FitTarget]:
+def _model_targets(standardised: dict[str, torch.Tensor], unit: str, positions: dict[str, int],
+                   last: int) -> list[FitTarget]:
     families: dict[tuple[int, int], list[tuple[int, str, torch.Tensor]]] = {}
-    for position, (name, weight) in enumerate(standardised.items()):
+    for name, weight in standardised.items():
+        position = positions[name]
         entries, outputs = entry_layout(weight.shape, unit)
         families.setdefault((len(entries), outputs), []).append((position, name, weight))
-    last = max(len(standardised) - 1, 1)
     targets = []
     for ordinal, ((dims, outputs), members) in enumerate(families.items()):
         coords, values, segments, start = [], [], [], 0

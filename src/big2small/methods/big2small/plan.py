@@ -41,9 +41,12 @@ class Big2SmallPlan:
 
     @classmethod
     def prepare(cls, weights: dict[str, torch.Tensor], orders: list[ChannelOrder], inr: INRSettings,
-                outliers: OutlierSettings) -> Big2SmallPlan:
+                outliers: OutlierSettings, codes_below: int = 0) -> Big2SmallPlan:
+        """The plan before the budget; layers under `codes_below` weights (stored as codes) are never part of a
+        family INR (scope `model`)."""
         prepared = {name: outlier_coding.preprocess(w, outliers) for name, w in weights.items()}
-        targets = build_targets({n: p.target for n, p in prepared.items()}, inr.unit, inr.scope)
+        alone = {name for name, w in weights.items() if w.numel() < codes_below}
+        targets = build_targets({n: p.target for n, p in prepared.items()}, inr.unit, inr.scope, alone)
         return cls(weights, prepared, targets, orders)
 
     def with_widths(self, widths: dict[str, int | None], code_bits: dict[str, int] | None = None,
