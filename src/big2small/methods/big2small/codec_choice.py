@@ -104,6 +104,10 @@ def target_code_bytes(target: FitTarget, code_bits: int) -> int:
     return sum(code_bytes(segment.shape, code_bits) for segment in target.segments)
 
 
+def target_fp16_bytes(target: FitTarget) -> int:
+    return sum(FP16_BYTES * math.prod(segment.shape) for segment in target.segments)
+
+
 FP16 = 16  # the option of storing a target's weights in fp16; CODE_CHOICES code it at those bits, inr_option(b)
            # keeps its fitted INR stored at b bits
 
@@ -114,6 +118,10 @@ def inr_option(bits: int) -> int:
 
 def is_inr_option(option: int) -> bool:
     return option < 0
+
+
+def inr_option_bits(option: int) -> int:
+    return -option
 
 
 SIZING_ROUNDS = 5  # tries to absorb a header that grew by more than the slack before keeping the fitted plan
@@ -130,7 +138,7 @@ def stored_options(plan: Big2SmallPlan, weight_error: ErrorMeasure) -> Options:
         options[target.key] = {b: (target_code_bytes(target, b), sum(
             weight_error(s.name, weight_codes(plan.weights[s.name], b).values(), plan.weights[s.name])
             for s in target.segments)) for b in CODE_CHOICES}
-        options[target.key][FP16] = (sum(FP16_BYTES * math.prod(s.shape) for s in target.segments), sum(
+        options[target.key][FP16] = (target_fp16_bytes(target), sum(
             weight_error(s.name, plan.weights[s.name].half().float(), plan.weights[s.name])
             for s in target.segments))
     return options
@@ -143,7 +151,7 @@ def fixed_options(plan: Big2SmallPlan) -> Options:
     for target in plan.targets:
         width = plan.widths[target.key]
         if width is None:
-            options[target.key] = {FP16: (sum(FP16_BYTES * math.prod(s.shape) for s in target.segments), 0.0)}
+            options[target.key] = {FP16: (target_fp16_bytes(target), 0.0)}
         elif width == CODES:
             bits = plan.code_bits[target.key]
             options[target.key] = {bits: (target_code_bytes(target, bits), 0.0)}
@@ -173,10 +181,11 @@ def choose_codecs(plan: Big2SmallPlan, inr_error: InrErrors, candidates: dict[st
         chosen = least_error_within(options, budget)
         if chosen is None or _error(options, chosen) >= _error(options, fitted):
             break
-        widths = {key: candidates[key][-option] if is_inr_option(option) else None if option == FP16 else CODES
+        inr_bits = {key: inr_option_bits(option) for key, option in chosen.items() if is_inr_option(option)}
+        widths = {key: candidates[key][inr_bits[key]] if key in inr_bits else None if option == FP16 else CODES
                   for key, option in chosen.items()}
         candidate = plan.with_widths(widths, {key: option for key, option in chosen.items() if widths[key] == CODES},
-                                     inr_bits={key: -option for key, option in chosen.items() if is_inr_option(option)})
+                                     inr_bits=inr_bits)
         over = measure(candidate) - limit
         if over <= 0:
             return candidate

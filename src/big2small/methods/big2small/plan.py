@@ -67,14 +67,6 @@ class Big2SmallPlan:
     def with_codes(self, coded: dict[str, WeightCodes]) -> Big2SmallPlan:
         return dataclasses.replace(self, coded=dict(coded))
 
-    def inr_choices(self) -> dict[str, dict[int, int]]:
-        """{target key: {storage bits: width}} of the INR targets."""
-        return {key: {self.inr_bits[key]: width} for key, width in self.widths.items() if width}
-
-    def stacks(self) -> dict[tuple, list[FitTarget]]:
-        """INR-fitted targets grouped into stacks of one shape, one row count and one storage precision."""
-        return stacks_of(self.targets, self.inr_choices())
-
     def layer_codes(self) -> dict[str, LayerCode]:
         """What turns each layer's standardised INR output back into its weights."""
         return {name: LayerCode(p.mean, p.std, p.outlier_index, p.outlier_value) for name, p in self.prepared.items()}

@@ -135,16 +135,8 @@ def matched_modules(model: nn.Module, layers: list[str], match: str, example: to
     if match == "layers":
         return layers
     parents = {name: name.rpartition(".")[0] for name in layers}
-    returns: dict[str, object] = {}
-    hooks = [model.get_submodule(parent).register_forward_hook(
-        lambda _m, _args, out, parent=parent: returns.__setitem__(parent, out))
-        for parent in sorted(set(parents.values()) - {""})]
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    with torch.no_grad(), outputs_of(model, sorted(set(parents.values()) - {""})) as returns:
+        model(example)
     return sorted({parent if isinstance(returns.get(parent), torch.Tensor) else name
                    for name, parent in parents.items()})
 
@@ -164,16 +156,24 @@ def hard_sample_mean(losses: torch.Tensor, power: float) -> torch.Tensor:
 
 
 @contextmanager
-def observing(model: nn.Module, names: list[str]):
-    """Collects the outputs of the named submodules, in `names` order, once the block inside has run (a module
-    called more than once contributes its last output)."""
-    outputs: dict[str, torch.Tensor] = {}
+def outputs_of(model: nn.Module, names: list[str]):
+    """Yields a dict that holds, once the block inside has run, the output of each named submodule that ran (its
+    last output if it ran more than once)."""
+    outputs: dict[str, object] = {}
     hooks = [model.get_submodule(name).register_forward_hook(
         lambda _m, _args, out, name=name: outputs.__setitem__(name, out)) for name in names]
-    collected: list[torch.Tensor] = []
     try:
-        yield collected
+        yield outputs
     finally:
         for hook in hooks:
             hook.remove()
+
+
+@contextmanager
+def observing(model: nn.Module, names: list[str]):
+    """Collects the outputs of the named submodules, in `names` order, once the block inside has run (a module
+    called more than once contributes its last output)."""
+    collected: list[torch.Tensor] = []
+    with outputs_of(model, names) as outputs:
+        yield collected
     collected.extend(outputs[name] for name in names if name in outputs)
