@@ -8,10 +8,7 @@ from __future__ import annotations
 import torch
 
 from big2small.encodings.bitpack import pack_uint, unpack_uint
-
-VARINT_PAYLOAD_BITS = 7
-VARINT_PAYLOAD_MASK = 0x7F
-VARINT_CONTINUES = 0x80
+from big2small.encodings.varints import read_varint, write_varint
 
 
 def encode_indices(index: torch.Tensor, numel: int) -> tuple[str, torch.Tensor]:
@@ -45,26 +42,17 @@ def _varint_gaps(index: torch.Tensor) -> bytes:
     out = bytearray()
     previous = -1
     for position in index.tolist():
-        gap = position - previous - 1
+        write_varint(position - previous - 1, out)
         previous = position
-        while True:
-            byte = gap & VARINT_PAYLOAD_MASK
-            gap >>= VARINT_PAYLOAD_BITS
-            out.append(byte | (VARINT_CONTINUES if gap else 0))
-            if not gap:
-                break
     return bytes(out)
 
 
 def _read_varint_gaps(data: bytes, count: int) -> list[int]:
-    positions, previous, value, shift = [], -1, 0, 0
-    for byte in data:
-        value |= (byte & VARINT_PAYLOAD_MASK) << shift
-        shift += VARINT_PAYLOAD_BITS
-        if not byte & VARINT_CONTINUES:
-            previous += value + 1
-            positions.append(previous)
-            value, shift = 0, 0
-    if len(positions) != count or shift:
+    positions, previous, at = [], -1, 0
+    while at < len(data):
+        gap, at = read_varint(data, at)
+        previous += gap + 1
+        positions.append(previous)
+    if len(positions) != count:
         raise ValueError("corrupt varint outlier indices")
     return positions
