@@ -3,8 +3,9 @@
 Tensors: `inr_fp16` (every INR's fp16 parameters, or its scales and biases with coded storage), `inr_int8` (8-bit
 weight codes) and `inr_packed` (6- and 4-bit codes, bit-packed per INR), each INR at the header's `bits` unless
 its target is listed in `inr_bits`, `raw` (targets stored in fp16),
-`layer_codes` and `layer_scales` (targets stored as their weights' own b-bit codes, bit-packed per layer, and an fp16
-scale per output channel; present only when some are, with each target's b in the header's `code_bits`, 1 for
+`layer_codes` and `layer_scales` (targets stored as their weights' own b-bit codes, bit-packed per layer or, where a
+layer's entry in the header's layer list says `code_coding: rans`, its rANS stream of `code_bytes` bytes, and an
+fp16 scale per output channel; present only when some are, with each target's b in the header's `code_bits`, 1 for
 ternary codes five to a byte: layer_codes.py),
 `stats` (per layer mean and std of the standardised inliers), `outlier_values` (fp16) and `outlier_index` (their positions, see encodings/index_codes.py), `permutation` (the
 channel orders, bit-packed). The header lists layers, INR widths and settings. Rebuild reads the artifact alone;
@@ -22,6 +23,7 @@ from torch import nn
 from big2small.codec import Compressed
 from big2small.encodings import index_codes
 from big2small.encodings.bitpack import pack_uint, unpack_uint
+from big2small.encodings.entropy_codes import PACKED, RANS
 from big2small.graph.weights import set_parameter
 from big2small.methods.big2small.allocation import CODES
 from big2small.methods.big2small.coords import build_targets
@@ -74,13 +76,17 @@ def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup
         if width == CODES:
             for segment in target.segments:
                 if sizing_only:
-                    size = code_bytes(segment.shape, plan.code_bits[target.key]) - 2 * segment.shape[0]
+                    coding, size = plan.stored_codes_size(segment.name, plan.code_bits[target.key])
                     layer_codes.append(torch.zeros(size, dtype=torch.uint8))
                     layer_scales.append(torch.zeros(segment.shape[0], dtype=torch.float16))
                 else:
                     coded = plan.coded[segment.name]
-                    layer_codes.append(coded.packed())
+                    coding, data = coded.stored(plan.entropy_coding)
+                    size = data.numel()
+                    layer_codes.append(data)
                     layer_scales.append(coded.scale)
+                if coding == RANS:  # absent: packed at its code bits, as every artifact before entropy coding
+                    layer_meta[segment.name] = {"code_coding": RANS, "code_bytes": size}
             continue
         target_bits = plan.inr_bits[target.key]
         count16, count_codes = stored_counts(layer_sizes(inr, target.dims, target.outputs, width), target_bits)
@@ -168,6 +174,11 @@ def check_meta(meta: dict, model: nn.Module) -> None:
                 and _is_int(layer.get("index_bytes", 0)) and layer.get("index_bytes", 0) >= 0
                 and layer.get("coding", "varint") in ("varint", "bitmap")):
             raise ValueError(f"layer {layer['name']} has invalid outlier fields")
+        if "code_coding" in layer and not (layer["code_coding"] == RANS and _is_int(layer.get("code_bytes"))
+                                           and 0 < layer["code_bytes"] < numel * MAX_CODE_BITS // 8 + 1):
+            raise ValueError(f"layer {layer['name']} has invalid code_coding / code_bytes fields")
+        if "code_bytes" in layer and "code_coding" not in layer:
+            raise ValueError(f"layer {layer['name']} has code_bytes without code_coding")
     permutation = _dict(meta, "permutation")
     spaces = permutation.get("spaces")
     if not isinstance(spaces, list) or not all(
@@ -258,11 +269,17 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
             segment_bits = int(code_bits[target.key])
             for segment in target.segments:
                 size, channels = code_bytes(segment.shape, segment_bits) - 2 * segment.shape[0], segment.shape[0]
+                coding = layers[segment.name].get("code_coding", PACKED)
+                if coding == RANS:  # a stream is stored only where it is smaller than the packed codes
+                    if layers[segment.name]["code_bytes"] >= size:
+                        raise ValueError(f"big2small artifact: {segment.name}'s rANS stream is not smaller than "
+                                         "its packed codes")
+                    size = layers[segment.name]["code_bytes"]
                 if layer_code_at + size > layer_codes.numel() or scale_at + channels > layer_scales.numel():
                     raise ValueError("big2small artifact: payload size does not match its layer list")
                 decoded[segment.name] = unpack_weight_codes(layer_codes[layer_code_at:layer_code_at + size],
                                                             layer_scales[scale_at:scale_at + channels],
-                                                            segment.shape, segment_bits).values()
+                                                            segment.shape, segment_bits, coding).values()
                 layer_code_at, scale_at = layer_code_at + size, scale_at + channels
             continue
         target_bits = inr_bits[target.key]

@@ -22,7 +22,7 @@ from big2small.encodings.dtype_bytes import FP16_BYTES
 from big2small.methods.big2small.allocation import CODES, inr_bytes
 from big2small.methods.big2small.coords import FitTarget
 from big2small.methods.big2small.fitting import INRGroup
-from big2small.methods.big2small.layer_codes import CODE_CHOICES, code_bytes, weight_codes
+from big2small.methods.big2small.layer_codes import CODE_CHOICES, weight_codes
 from big2small.methods.big2small.plan import Big2SmallPlan
 from big2small.methods.big2small.reconstruct import reconstruct
 from big2small.methods.big2small.settings import INRSettings
@@ -100,8 +100,8 @@ def target_inr_bytes(plan: Big2SmallPlan, inr: INRSettings, bits: int, width: in
     return total
 
 
-def target_code_bytes(target: FitTarget, code_bits: int) -> int:
-    return sum(code_bytes(segment.shape, code_bits) for segment in target.segments)
+def target_code_bytes(plan: Big2SmallPlan, target: FitTarget, code_bits: int) -> int:
+    return sum(plan.stored_code_bytes(segment.name, code_bits) for segment in target.segments)
 
 
 def target_fp16_bytes(target: FitTarget) -> int:
@@ -135,7 +135,7 @@ def stored_options(plan: Big2SmallPlan, weight_error: ErrorMeasure) -> Options:
     are fitted: computed once per plan."""
     options: Options = {}
     for target in plan.targets:
-        options[target.key] = {b: (target_code_bytes(target, b), sum(
+        options[target.key] = {b: (target_code_bytes(plan, target, b), sum(
             weight_error(s.name, weight_codes(plan.weights[s.name], b).values(), plan.weights[s.name])
             for s in target.segments)) for b in CODE_CHOICES}
         options[target.key][FP16] = (target_fp16_bytes(target), sum(
@@ -154,7 +154,7 @@ def fixed_options(plan: Big2SmallPlan) -> Options:
             options[target.key] = {FP16: (target_fp16_bytes(target), 0.0)}
         elif width == CODES:
             bits = plan.code_bits[target.key]
-            options[target.key] = {bits: (target_code_bytes(target, bits), 0.0)}
+            options[target.key] = {bits: (target_code_bytes(plan, target, bits), 0.0)}
         else:
             options[target.key] = {}  # its INRs are added by choose_codecs
     return options

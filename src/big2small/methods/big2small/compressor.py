@@ -165,7 +165,8 @@ class Big2SmallCompressor(Compressor):
         sizing_bits = TERNARY if self.storage.layer_choice == "lower_error" else MAX_CODE_BITS
         top_bits = self.storage.bit_choices[0]  # the widths are sized at it; lower bits get wider INRs
         with seconds("allocation"):
-            plan = Big2SmallPlan.prepare(weights, orders, self.inr, self.outliers, self.storage.codes_below)
+            plan = Big2SmallPlan.prepare(weights, orders, self.inr, self.outliers, self.storage.codes_below,
+                                         self.storage.entropy_coding)
             widths = choose_widths(plan.targets, self.inr, top_bits, self.target_ratio,
                                    lambda w: len(self._pack(plan.with_widths(w, default_bits=sizing_bits,
                                                                              inr_bits=top_bits), [],

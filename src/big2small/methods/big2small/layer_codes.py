@@ -6,7 +6,8 @@ as base-3 digits (3^5 = 243 values); b = 2 stays readable but is never chosen, b
 Each channel's scale is the one of least squared error among clipping points from
 MIN_CLIP_FRACTION to all of its max |w| (weights beyond the clipping point take the outermost code), since at
 2-4 bits clipping the tails costs far less than spreading few levels over the whole range. They are bit-packed
-per layer at b bits (TERNARY: in base 3).
+per layer at b bits (TERNARY: in base 3), or, with entropy coding, as an rANS stream of the codes
+(encodings/entropy_codes.py) wherever that is smaller.
 Refinement may move each code by at most one level from the nearest code of its weight (`RoundingOffsets`), chosen
 for the network's output instead of for the weight.
 """
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from big2small.encodings.bitpack import pack_uint, packed_size, unpack_uint
+from big2small.encodings.entropy_codes import PACKED, RANS, rans_decode, smaller_coding
 from big2small.methods.big2small.storage import levels
 
 TERNARY = 1  # the code_bits value of ternary codes packed five per byte
@@ -44,6 +46,14 @@ class WeightCodes:
         if self.bits == TERNARY:
             return pack_ternary(self.codes + 1)
         return pack_uint(self.codes + levels(self.bits), self.bits)
+
+    def stored(self, entropy_coding: bool) -> tuple[str, torch.Tensor]:
+        """(coding, bytes) of the codes as the artifact holds them: fixed-width packed, or with entropy_coding
+        the rANS stream where it is smaller."""
+        if not entropy_coding:
+            return PACKED, self.packed()
+        limit = code_limit(self.bits)
+        return smaller_coding(self.codes + limit, 2 * limit + 1, self.packed())
 
 
 def code_limit(bits: int) -> int:
@@ -86,8 +96,12 @@ def weight_codes(weight: torch.Tensor, bits: int) -> WeightCodes:
     return WeightCodes(codes.reshape(weight.shape), best_scale.reshape(-1).half(), bits)
 
 
-def unpack_weight_codes(packed: torch.Tensor, scale: torch.Tensor, shape: tuple[int, ...], bits: int) -> WeightCodes:
-    if bits == TERNARY:
+def unpack_weight_codes(packed: torch.Tensor, scale: torch.Tensor, shape: tuple[int, ...], bits: int,
+                        coding: str = PACKED) -> WeightCodes:
+    if coding == RANS:
+        limit = code_limit(bits)
+        codes = rans_decode(packed, 2 * limit + 1, math.prod(shape)) - limit
+    elif bits == TERNARY:
         codes = unpack_ternary(packed, math.prod(shape)) - 1
     else:
         codes = unpack_uint(packed, bits, math.prod(shape)) - levels(bits)
@@ -95,7 +109,7 @@ def unpack_weight_codes(packed: torch.Tensor, scale: torch.Tensor, shape: tuple[
 
 
 def code_bytes(shape: tuple[int, ...] | torch.Size, bits: int) -> int:
-    """Bytes of one layer's codes and scales."""
+    """Bytes of one layer's codes, packed at a fixed width, and scales."""
     count = math.prod(shape)
     packed = math.ceil(count / TERNARY_PER_BYTE) if bits == TERNARY else packed_size(count, bits)
     return packed + 2 * shape[0]

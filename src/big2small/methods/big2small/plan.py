@@ -4,7 +4,8 @@ One object instead of parallel dicts: the weights (in the channel order they are
 the INR targets built from them, the channel permutations applied, and, once the budget has chosen them, the INR
 width of every target (None: the target is stored in fp16 instead of as an INR; CODES: as its weights' own
 b-bit codes, b in `code_bits`, the codes themselves in `coded` once chosen) and the storage bits of every INR
-(`inr_bits`).
+(`inr_bits`). With `entropy_coding`, coded layers are stored as rANS streams where those are smaller, and every
+size the budget and the codec choice see is that of the stream (`stored_codes_size`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from big2small.encodings.dtype_bytes import FP16_BYTES
 from big2small.methods.big2small import outliers as outlier_coding
 from big2small.methods.big2small.allocation import CODES, inr_bytes
 from big2small.methods.big2small.coords import FitTarget, build_targets
-from big2small.methods.big2small.layer_codes import MAX_CODE_BITS, WeightCodes, weight_codes
+from big2small.encodings.entropy_codes import PACKED
+from big2small.methods.big2small.layer_codes import MAX_CODE_BITS, WeightCodes, code_bytes, weight_codes
 from big2small.methods.big2small.reconstruct import LayerCode
 from big2small.methods.big2small.settings import INRSettings, OutlierSettings
 
@@ -38,16 +40,19 @@ class Big2SmallPlan:
     code_bits: dict[str, int] = field(default_factory=dict)     # target key -> bits, for targets stored as CODES
     coded: dict[str, WeightCodes] = field(default_factory=dict)  # their weights' codes, by parameter name
     inr_bits: dict[str, int] = field(default_factory=dict)      # target key -> storage bits, for INR targets
+    entropy_coding: bool = False                                # coded layers as rANS streams where smaller
+    # (parameter name, bits) -> (coding, bytes) of its nearest codes, shared by every plan derived from this one
+    nearest_sizes: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def prepare(cls, weights: dict[str, torch.Tensor], orders: list[ChannelOrder], inr: INRSettings,
-                outliers: OutlierSettings, codes_below: int = 0) -> Big2SmallPlan:
+                outliers: OutlierSettings, codes_below: int = 0, entropy_coding: bool = False) -> Big2SmallPlan:
         """The plan before the budget; layers under `codes_below` weights (stored as codes) are never part of a
         family INR (scope `model`)."""
         prepared = {name: outlier_coding.preprocess(w, outliers) for name, w in weights.items()}
         alone = {name for name, w in weights.items() if w.numel() < codes_below}
         targets = build_targets({n: p.target for n, p in prepared.items()}, inr.unit, inr.scope, alone)
-        return cls(weights, prepared, targets, orders)
+        return cls(weights, prepared, targets, orders, entropy_coding=entropy_coding)
 
     def with_widths(self, widths: dict[str, int | None], code_bits: dict[str, int] | None = None,
                     default_bits: int = MAX_CODE_BITS, inr_bits: int | dict[str, int] | None = None) -> Big2SmallPlan:
@@ -66,6 +71,25 @@ class Big2SmallPlan:
 
     def with_codes(self, coded: dict[str, WeightCodes]) -> Big2SmallPlan:
         return dataclasses.replace(self, coded=dict(coded))
+
+    def stored_codes_size(self, name: str, bits: int) -> tuple[str, int]:
+        """(coding, bytes) of one layer's codes at `bits` in the artifact, scales not included: its chosen codes
+        once set, else its nearest codes."""
+        coded = self.coded.get(name)
+        if coded is not None and coded.bits == bits:
+            coding, data = coded.stored(self.entropy_coding)
+            return coding, data.numel()
+        shape = self.weights[name].shape
+        if not self.entropy_coding:
+            return PACKED, code_bytes(shape, bits) - 2 * shape[0]
+        if (name, bits) not in self.nearest_sizes:
+            coding, data = weight_codes(self.weights[name], bits).stored(True)
+            self.nearest_sizes[(name, bits)] = coding, data.numel()
+        return self.nearest_sizes[(name, bits)]
+
+    def stored_code_bytes(self, name: str, bits: int) -> int:
+        """Bytes of one layer's codes at `bits` and its fp16 scales."""
+        return self.stored_codes_size(name, bits)[1] + 2 * self.weights[name].shape[0]
 
     def layer_codes(self) -> dict[str, LayerCode]:
         """What turns each layer's standardised INR output back into its weights."""

@@ -44,6 +44,12 @@ def _positive(group: str, key: str, value, allow_zero: bool = False) -> float:
     return number
 
 
+def _flag(group: str, key: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"big2small.{group}.{key} must be true or false (got {value!r})")
+    return value
+
+
 def _choice(group: str, key: str, value, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ConfigError(f"big2small.{group}.{key} must be one of {list(choices)} (got {value!r})")
@@ -136,6 +142,10 @@ class StorageSettings:
     # output channel's, squared error over its own energy: what a BatchNorm after it sees) | output (each weight's
     # squared error times its output sensitivity on the refinement's synthetic inputs, which are then made first)
     choice_error: str = "squared"
+    # Layers stored as codes are stored as an rANS stream of their codes wherever that is smaller than the codes
+    # packed at a fixed width, and the budget and the codec choice count the stream's bytes; false: always packed
+    # (the artifacts and curves of earlier versions)
+    entropy_coding: bool = True
 
     def __post_init__(self) -> None:
         choices = list(self.bits) if isinstance(self.bits, (list, tuple)) else [self.bits]
@@ -147,6 +157,7 @@ class StorageSettings:
         self.qat_steps = _integer("storage", "qat_steps", self.qat_steps, 0)
         self.codes_below = _integer("storage", "codes_below", self.codes_below, 0)
         self.layer_choice = _choice("storage", "layer_choice", self.layer_choice, ("inr", "lower_error"))
+        self.entropy_coding = _flag("storage", "entropy_coding", self.entropy_coding)
         self.choice_error = _choice("storage", "choice_error", self.choice_error,
                                     ("squared", "layer_relative", "channel_relative", "output"))
 
@@ -179,8 +190,7 @@ class FitSettings:
         self.lr = _positive("fit", "lr", self.lr)
         self.batch_size = None if self.batch_size is None else _integer("fit", "batch_size", self.batch_size, 1)
         self.resume = bool(self.resume)
-        if not isinstance(self.compile, bool):
-            raise ConfigError(f"big2small.fit.compile must be true or false (got {self.compile!r})")
+        self.compile = _flag("fit", "compile", self.compile)
         self.checkpoint_every = _integer("fit", "checkpoint_every", self.checkpoint_every, 1)
         self.screen_at = _positive("fit", "screen_at", self.screen_at, allow_zero=True)
         if self.screen_at >= 1:
