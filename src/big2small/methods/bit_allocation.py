@@ -14,6 +14,7 @@ from typing import ClassVar
 import torch
 
 from big2small.codec import Compressed
+from big2small.errors import ConfigError
 from big2small.methods.base import Compressor
 from big2small.methods.budget import artifact_bytes, fixed_bits, original_bytes, report_landing
 
@@ -24,9 +25,12 @@ class BitAllocatingCompressor(Compressor):
     MIN_BITS: ClassVar[int]
     MAX_BITS: ClassVar[int]
 
-    def __init__(self, bits: int | None, target_ratio, layer_types, min_params) -> None:
+    def __init__(self, bits: int | None, target_ratio, layer_types, min_params, entropy_coding: bool = False) -> None:
         super().__init__(target_ratio, layer_types, min_params)
         self.bits = fixed_bits(self.name, bits, target_ratio, self.MIN_BITS, self.MAX_BITS)
+        if not isinstance(entropy_coding, bool):
+            raise ConfigError(f"{self.name}: entropy_coding must be true or false (got {entropy_coding!r})")
+        self.entropy_coding = entropy_coding  # codes as rANS streams where smaller (methods/code_streams.py)
 
     def fit(self, model, *, data=None, trainer_factory=None) -> Compressed:
         weights = self.select(model)

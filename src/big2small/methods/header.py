@@ -25,6 +25,7 @@ class Field:
     choices: tuple = ()
     nullable: bool = False
     provenance: bool = False
+    optional: bool = False  # the key may be absent (a field that newer writers add only where it applies)
 
     def check(self, value: Any, where: str) -> None:
         if self.provenance or (value is None and self.nullable):
@@ -38,10 +39,11 @@ class Field:
             raise ValueError(f"{where} is {value!r}, not an integer in {self.low}..{self.high}")
 
 
-def check_keys(entry: dict, allowed: tuple[str, ...] | list[str], where: str) -> None:
-    """`entry` has exactly the keys `allowed`."""
+def check_keys(entry: dict, allowed: tuple[str, ...] | list[str], where: str,
+               optional: tuple[str, ...] | list[str] = ()) -> None:
+    """`entry` has exactly the keys `allowed`, and any of `optional`."""
     missing = [key for key in allowed if key not in entry]
-    unknown = sorted(set(entry) - set(allowed))
+    unknown = sorted(set(entry) - set(allowed) - set(optional))
     if missing or unknown:
         raise ValueError(f"{where} " + "; ".join(
             part for part in (f"lacks {missing}" if missing else "", f"has unknown {unknown}" if unknown else "")
@@ -53,11 +55,14 @@ def check_declared_header(meta: dict, meta_fields: dict[str, Field], layer_field
     check_keys(meta, [*BASE_META_KEYS, *meta_fields], "the header")
     for key, field in meta_fields.items():
         field.check(meta[key], key)
+    required = [key for key, field in layer_fields.items() if not field.optional]
+    optional = [key for key, field in layer_fields.items() if field.optional]
     for index, layer in enumerate(meta["layers"]):
         where = f"layers[{index}]"
-        check_keys(layer, [*BASE_LAYER_KEYS, *layer_fields], where)
+        check_keys(layer, [*BASE_LAYER_KEYS, *required], where, optional)
         for key, field in layer_fields.items():
-            field.check(layer[key], f"{where}.{key}")
+            if key in layer:
+                field.check(layer[key], f"{where}.{key}")
 
 
 def check_payload_sizes(tensors: dict, sizes: dict[str, int | range]) -> None:

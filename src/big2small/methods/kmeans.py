@@ -10,6 +10,10 @@ are chosen per layer as in `quant`, starting from 1 bit and giving the next bit 
 squared error (~ variance 4^-b) per byte, codebook growth included. Doubling a codebook is a coarse step, so
 the bytes left over then go to one layer as a further index bit with a partial codebook (2^(b-1) < k < 2^b
 centroids), which lands the ratio on the target within a few bytes.
+
+With `entropy_coding` (the default) each layer's indices are stored as an rANS stream wherever that is smaller than
+the packed indices (methods/code_streams.py), and the search counts the coded bytes of each layer's clustering at
+each width; the partial-codebook top-up, a packing-width device, is then not used.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from big2small.codec import Compressed
 from big2small.encodings.bitpack import pack_uint, packed_size, unpack_uint
 from big2small.errors import ConfigError
 from big2small.graph.weights import set_parameter
+from big2small.methods import code_streams
 from big2small.methods.bit_allocation import BitAllocatingCompressor
 from big2small.methods.budget import (
     HEADER_SLACK_BYTES,
@@ -48,18 +53,35 @@ class KMeansSharing(BitAllocatingCompressor):
     name = "kmeans"
     ARTIFACT_TENSORS = {"codes": torch.uint8, "codebooks": torch.float32}
     META_FIELDS = {}
-    LAYER_FIELDS = {"centroids": Field(1, 2**MAX_BITS)}
+    LAYER_FIELDS = {"centroids": Field(1, 2**MAX_BITS), **code_streams.CODING_FIELDS}
     MIN_BITS, MAX_BITS = MIN_BITS, MAX_BITS
 
     def __init__(self, bits: int | None = 4, iterations: int = 30, target_ratio=None,
-                 layer_types=("conv", "linear"), min_params=0) -> None:
-        super().__init__(bits, target_ratio, layer_types, min_params)
+                 layer_types=("conv", "linear"), min_params=0, entropy_coding: bool = True) -> None:
+        super().__init__(bits, target_ratio, layer_types, min_params, entropy_coding)
         if int(iterations) != iterations or int(iterations) < 0:
             raise ConfigError(f"kmeans: iterations must be an integer >= 0 (got {iterations})")
         self.iterations = int(iterations)
+        self._coded_sizes: dict[tuple[str, int], int] = {}
 
     def settings(self) -> dict:
-        return {**super().settings(), "bits": self.bits, "iterations": self.iterations}
+        return {**super().settings(), "bits": self.bits, "iterations": self.iterations,
+                "entropy_coding": self.entropy_coding}
+
+    def coded_bytes(self, name: str, weight: torch.Tensor, clusters: int) -> int:
+        """Bytes of one layer's indices into `clusters` centroids as stored; memoised per fit."""
+        if not self.entropy_coding:
+            return packed_size(weight.numel(), index_bits(clusters))
+        if (name, clusters) not in self._coded_sizes:
+            self._coded_sizes[(name, clusters)] = self._layer_codes(weight, clusters)[1].numel()
+        return self._coded_sizes[(name, clusters)]
+
+    def _layer_codes(self, weight: torch.Tensor, clusters: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        """(header fields, stored index bytes, codebook) of one layer clustered into `clusters` centroids."""
+        centroids, assignment = kmeans_1d(weight.reshape(-1), clusters, self.iterations)
+        fields, data = code_streams.store(assignment, clusters, pack_uint(assignment, index_bits(clusters)),
+                                          self.entropy_coding)
+        return fields, data, centroids
 
     def fixed_levels(self, weights: dict[str, torch.Tensor]) -> dict[str, int]:
         return {name: 2 ** min(self.bits, max_bits(w.numel())) for name, w in weights.items()}
@@ -77,27 +99,32 @@ class KMeansSharing(BitAllocatingCompressor):
             bits = index_bits(clusters)
             if sizing_only:
                 centroids = torch.zeros(clusters)
-                codes.append(torch.zeros(packed_size(weight.numel(), bits), dtype=torch.uint8))
+                packed = packed_size(weight.numel(), bits)
+                fields = code_streams.sizing_fields(packed, self.entropy_coding)
+                codes.append(torch.zeros(packed, dtype=torch.uint8))
             else:
-                centroids, assignment = kmeans_1d(weight.reshape(-1), clusters, self.iterations)
-                codes.append(pack_uint(assignment, bits))
+                fields, data, centroids = self._layer_codes(weight, clusters)
+                codes.append(data)
             codebooks.append(centroids)
-            layers.append({"name": name, "shape": list(weight.shape), "centroids": clusters})
+            layers.append({"name": name, "shape": list(weight.shape), "centroids": clusters, **fields})
         tensors = {"codes": torch.cat(codes), "codebooks": torch.cat(codebooks).float()}
         return Compressed(self.name, self.settings(), tensors, {"replaced": list(weights), "layers": layers})
 
     def levels_for_target(self, weights: dict[str, torch.Tensor]) -> dict[str, int]:
+        self._coded_sizes.clear()  # sizes of another model's layers
         original = original_bytes(weights)
         lowest = {name: MIN_BITS for name in weights}
         sizing = self.pack(weights, {name: 2**MIN_BITS for name in weights}, sizing_only=True)
         spare = budget_bytes(original, self.target_ratio) - artifact_bytes(sizing) - HEADER_SLACK_BYTES
+        spare += sum(packed_size(w.numel(), MIN_BITS) - self.coded_bytes(n, w, 2**MIN_BITS) for n, w in weights.items())
         variance = {name: float(w.var()) if w.numel() > 1 else 0.0 for name, w in weights.items()}
 
         def step_bytes(name, bits):
             count = weights[name].numel()
             if bits >= min(MAX_BITS, max_bits(count)):
                 return None
-            return packed_size(count, bits + 1) - packed_size(count, bits) + CENTROID_BYTES * 2**bits
+            return (self.coded_bytes(name, weights[name], 2 ** (bits + 1)) - self.coded_bytes(name, weights[name], 2**bits)
+                    + CENTROID_BYTES * 2**bits)
 
         def priority(name, bits):
             return variance[name] * 4.0 ** (-bits) * weights[name].numel() / max(step_bytes(name, bits), 1)
@@ -106,7 +133,7 @@ class KMeansSharing(BitAllocatingCompressor):
         centroids = {name: 2**b for name, b in bits.items()}
         spare -= sum(step_bytes(name, MIN_BITS + i) for name, b in bits.items() for i in range(b - MIN_BITS))
         # Top-up: one more index bit for the layer that gains most, with as many extra centroids as fit.
-        candidates = [n for n, b in bits.items() if step_bytes(n, b) is not None
+        candidates = [] if self.entropy_coding else [n for n, b in bits.items() if step_bytes(n, b) is not None
                       and packed_size(weights[n].numel(), b + 1) - packed_size(weights[n].numel(), b)
                       + CENTROID_BYTES <= spare]
         if candidates:
@@ -120,7 +147,8 @@ class KMeansSharing(BitAllocatingCompressor):
     @classmethod
     def payload_sizes(cls, meta: dict) -> dict[str, int]:
         layers = meta["layers"]
-        return {"codes": sum(packed_size(math.prod(layer["shape"]), index_bits(layer["centroids"]))
+        return {"codes": sum(code_streams.stored_bytes(layer, packed_size(math.prod(layer["shape"]),
+                                                                           index_bits(layer["centroids"])))
                              for layer in layers),
                 "codebooks": sum(layer["centroids"] for layer in layers)}
 
@@ -131,8 +159,10 @@ class KMeansSharing(BitAllocatingCompressor):
         for layer in compressed.meta["layers"]:
             shape, clusters = layer["shape"], int(layer["centroids"])
             bits = index_bits(clusters)
-            count, size = math.prod(shape), packed_size(math.prod(shape), bits)
-            assignment = unpack_uint(codes[byte_offset : byte_offset + size], bits, count)
+            count = math.prod(shape)
+            size = code_streams.stored_bytes(layer, packed_size(count, bits))
+            assignment = code_streams.load(layer, codes[byte_offset : byte_offset + size], clusters, count,
+                                           lambda data, bits=bits, count=count: unpack_uint(data, bits, count))
             if assignment.numel() and int(assignment.max()) >= clusters:
                 raise ValueError(f"kmeans artifact: {layer['name']} indexes past its codebook")
             centroids = codebooks[centroid_offset : centroid_offset + clusters].float()

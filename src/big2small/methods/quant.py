@@ -5,6 +5,9 @@ bits, plus its range r_c = max |w_c| in fp16; the weight is rebuilt as q * r_c /
 rather than the step keeps fp16 away from its subnormals at 16 bits (steps there are ~1e-6). The range is
 rounded *up* to fp16 so no weight is clipped.
 
+With `entropy_coding` (the default) each layer's codes are stored as an rANS stream wherever that is smaller than
+the packed codes (methods/code_streams.py), and the mixed-precision search below counts the coded bytes.
+
 Size knob: `bits` (2..16, the same for every layer). When `target_ratio` is set it takes precedence over `bits`:
 bit widths are then chosen per layer (mixed precision) so that the artifact, header included, reaches the
 target as closely as one-bit steps allow. Starting from 2 bits everywhere, the layer whose next bit removes the
@@ -22,6 +25,7 @@ from torch import nn
 from big2small.codec import Compressed
 from big2small.encodings.bitpack import pack_uint, packed_size, unpack_uint
 from big2small.graph.weights import set_parameter
+from big2small.methods import code_streams
 from big2small.methods.bit_allocation import BitAllocatingCompressor
 from big2small.methods.budget import (
     HEADER_SLACK_BYTES,
@@ -46,14 +50,31 @@ class UniformQuantizer(BitAllocatingCompressor):
     name = "quant"
     ARTIFACT_TENSORS = {"codes": torch.uint8, "ranges": torch.float16}
     META_FIELDS = {}
-    LAYER_FIELDS = {"bits": Field(MIN_BITS, MAX_BITS)}
+    LAYER_FIELDS = {"bits": Field(MIN_BITS, MAX_BITS), **code_streams.CODING_FIELDS}
     MIN_BITS, MAX_BITS = MIN_BITS, MAX_BITS
 
-    def __init__(self, bits: int | None = 8, target_ratio=None, layer_types=("conv", "linear"), min_params=0):
-        super().__init__(bits, target_ratio, layer_types, min_params)
+    def __init__(self, bits: int | None = 8, target_ratio=None, layer_types=("conv", "linear"), min_params=0,
+                 entropy_coding: bool = True):
+        super().__init__(bits, target_ratio, layer_types, min_params, entropy_coding)
+        self._coded_sizes: dict[tuple[str, int], int] = {}
 
     def settings(self) -> dict:
-        return {**super().settings(), "bits": self.bits}
+        return {**super().settings(), "bits": self.bits, "entropy_coding": self.entropy_coding}
+
+    def coded_bytes(self, name: str, weight: torch.Tensor, bits: int) -> int:
+        """Bytes of one layer's codes at `bits` as stored (the stream where it is smaller); memoised per fit."""
+        if not self.entropy_coding:
+            return packed_size(weight.numel(), bits)
+        if (name, bits) not in self._coded_sizes:
+            self._coded_sizes[(name, bits)] = self._layer_codes(weight, bits)[1].numel()
+        return self._coded_sizes[(name, bits)]
+
+    def _layer_codes(self, weight: torch.Tensor, bits: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        """(header fields, stored code bytes, channel ranges) of one layer at `bits`."""
+        q, channel_range = quantize(weight, bits)
+        offset = 2 ** (bits - 1) - 1
+        fields, data = code_streams.store(q + offset, 2 * offset + 1, pack_uint(q + offset, bits), self.entropy_coding)
+        return fields, data, channel_range
 
     def why_not_closer(self) -> str:
         return f"quant stores {MIN_BITS}..{MAX_BITS} bits per weight plus an fp16 range per channel"
@@ -64,22 +85,25 @@ class UniformQuantizer(BitAllocatingCompressor):
         for name, weight in weights.items():
             bits = bits_per_layer[name]
             if sizing_only:
-                codes.append(torch.zeros(packed_size(weight.numel(), bits), dtype=torch.uint8))
+                packed = packed_size(weight.numel(), bits)
+                fields = code_streams.sizing_fields(packed, self.entropy_coding)
+                codes.append(torch.zeros(packed, dtype=torch.uint8))
                 ranges.append(torch.zeros(weight.shape[0], dtype=torch.float16))
             else:
-                q, channel_range = quantize(weight, bits)
-                codes.append(pack_uint(q + (2 ** (bits - 1) - 1), bits))
+                fields, data, channel_range = self._layer_codes(weight, bits)
+                codes.append(data)
                 ranges.append(channel_range)
-            layers.append({"name": name, "shape": list(weight.shape), "bits": bits})
+            layers.append({"name": name, "shape": list(weight.shape), "bits": bits, **fields})
         tensors = {"codes": torch.cat(codes), "ranges": torch.cat(ranges)}
         return Compressed(self.name, self.settings(), tensors, {"replaced": list(weights), "layers": layers})
 
     def levels_for_target(self, weights: dict[str, torch.Tensor]) -> dict[str, int]:
+        self._coded_sizes.clear()  # sizes of another model's layers
         original = original_bytes(weights)
         lowest = {name: MIN_BITS for name in weights}
         sizing = self.pack(weights, lowest, sizing_only=True)
         overhead = artifact_bytes(sizing) - sum(t.numel() * t.element_size() for t in sizing.tensors.values())
-        payload = sum(packed_size(w.numel(), MIN_BITS) + 2 * w.shape[0] for w in weights.values())
+        payload = sum(self.coded_bytes(n, w, MIN_BITS) + 2 * w.shape[0] for n, w in weights.items())
         spare = budget_bytes(original, self.target_ratio) - overhead - HEADER_SLACK_BYTES - payload
         # Mean squared channel range: the error of b-bit uniform quantisation scales as range^2 * 4^-b.
         spread = {name: float((w.reshape(w.shape[0], -1).abs().amax(dim=1) ** 2).mean()) for name, w in weights.items()}
@@ -87,8 +111,7 @@ class UniformQuantizer(BitAllocatingCompressor):
         def step_bytes(name, bits):
             if bits >= MAX_BITS:
                 return None
-            count = weights[name].numel()
-            return packed_size(count, bits + 1) - packed_size(count, bits)
+            return self.coded_bytes(name, weights[name], bits + 1) - self.coded_bytes(name, weights[name], bits)
 
         def priority(name, bits):
             return spread[name] * 4.0 ** (-bits) * weights[name].numel() / max(step_bytes(name, bits), 1)
@@ -98,7 +121,8 @@ class UniformQuantizer(BitAllocatingCompressor):
     @classmethod
     def payload_sizes(cls, meta: dict) -> dict[str, int]:
         layers = meta["layers"]
-        return {"codes": sum(packed_size(math.prod(layer["shape"]), layer["bits"]) for layer in layers),
+        return {"codes": sum(code_streams.stored_bytes(layer, packed_size(math.prod(layer["shape"]), layer["bits"]))
+                             for layer in layers),
                 "ranges": sum(layer["shape"][0] for layer in layers)}
 
     @classmethod
@@ -108,8 +132,10 @@ class UniformQuantizer(BitAllocatingCompressor):
         for layer in compressed.meta["layers"]:
             shape, bits = layer["shape"], int(layer["bits"])
             count, channels = math.prod(shape), shape[0]
-            size = packed_size(count, bits)
-            q = unpack_uint(codes[byte_offset : byte_offset + size], bits, count) - (2 ** (bits - 1) - 1)
+            size = code_streams.stored_bytes(layer, packed_size(count, bits))
+            q = code_streams.load(layer, codes[byte_offset : byte_offset + size], 2 ** bits - 1, count,
+                                  lambda data, bits=bits, count=count: unpack_uint(data, bits, count))
+            q = q - (2 ** (bits - 1) - 1)
             weight = dequantize(q.reshape(shape), ranges[channel_offset : channel_offset + channels], bits)
             set_parameter(model, layer["name"], weight)
             byte_offset, channel_offset = byte_offset + size, channel_offset + channels

@@ -1,0 +1,116 @@
+"""Entropy-coded artifacts of every compressor that stores integer codes: the same codes in fewer bytes, the coded
+bytes counted by the budget, and forged stream sizes refused."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from big2small.codec import Compressed
+from big2small.errors import ArtifactError
+from big2small.methods.big2small.compressor import Big2SmallCompressor
+from big2small.methods.kmeans import KMeansSharing
+from big2small.methods.quant import UniformQuantizer
+from big2small.rebuilding import rebuild_model
+from tests.methods.big2small.test_big2small import NO_REFINEMENT, trainer_factory
+from tests.methods.roundtrip import round_trip
+
+
+def peaked_model(seed: int = 0) -> torch.nn.Module:
+    """A small CNN with Laplace-distributed weights, as trained networks have (codes far from uniform)."""
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3), torch.nn.ReLU(), torch.nn.Conv2d(16, 32, 3),
+                                torch.nn.Flatten(), torch.nn.Linear(32 * 4 * 4, 10)).eval()
+    with torch.no_grad():
+        for module in model:
+            if hasattr(module, "weight"):
+                module.weight.copy_(torch.distributions.Laplace(0.0, 0.05).sample(module.weight.shape))
+    return model
+
+
+def weights(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if n.endswith("weight")}
+
+
+# k-means clusters from quantiles hold similar shares of the weights, so their indices code to little less than
+# their width: its artifact is only never larger.
+@pytest.mark.parametrize("make,gain", [(lambda coded: UniformQuantizer(bits=6, entropy_coding=coded), 1.15),
+                                       (lambda coded: KMeansSharing(bits=5, entropy_coding=coded), 1.0)])
+def test_coded_artifacts_hold_the_same_model_in_no_more_bytes(make, gain, tmp_path):
+    model = peaked_model()
+    (tmp_path / "fixed").mkdir(), (tmp_path / "coded").mkdir()
+    fixed, rebuilt_fixed, ratio_fixed = round_trip(make(False), model, tmp_path / "fixed")
+    coded, rebuilt_coded, ratio_coded = round_trip(make(True), model, tmp_path / "coded")
+    assert not any("coding" in layer for layer in fixed.meta["layers"])
+    assert ratio_coded >= gain * ratio_fixed
+    assert any(layer.get("coding") == "rans" for layer in coded.meta["layers"]) == (gain > 1)
+    for name, weight in weights(rebuilt_fixed).items():
+        assert torch.equal(weight, rebuilt_coded.get_parameter(name))
+
+
+@pytest.mark.parametrize("make", [lambda ratio: UniformQuantizer(target_ratio=ratio),
+                                  lambda ratio: KMeansSharing(target_ratio=ratio)])
+def test_the_mixed_precision_search_spends_the_coded_bytes(make, tmp_path):
+    """At the same target, coded bytes buy more bits per weight: a lower weight error, the ratio still met."""
+    model = peaked_model()
+    (tmp_path / "fixed").mkdir(), (tmp_path / "coded").mkdir()
+    fixed_method, coded_method = make(10.0), make(10.0)
+    fixed_method.entropy_coding = False
+    _, rebuilt_fixed, ratio_fixed = round_trip(fixed_method, model, tmp_path / "fixed")
+    _, rebuilt_coded, ratio_coded = round_trip(coded_method, model, tmp_path / "coded")
+    assert ratio_fixed >= 10.0 and ratio_coded >= 10.0
+
+    def error(rebuilt):
+        return sum(float(((rebuilt.get_parameter(n) - w) ** 2).sum()) for n, w in weights(model).items())
+
+    assert error(rebuilt_coded) < 0.8 * error(rebuilt_fixed)
+
+
+def forge(compressed: Compressed, edit) -> Compressed:
+    forged = copy.deepcopy(compressed)
+    edit(next(layer for layer in forged.meta["layers"] if "coding" in layer))
+    return Compressed.from_bytes(forged.to_bytes())  # the checksum recomputed, as a forger would
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda layer: layer.__setitem__("code_bytes", 10 ** 9), "not smaller than its"),
+    (lambda layer: layer.__setitem__("code_bytes", layer["code_bytes"] - 1), "holds|words|histogram|payload"),
+    (lambda layer: layer.pop("code_bytes"), "code_bytes|come together"),
+    (lambda layer: layer.__setitem__("coding", "huffman"), "coding"),
+])
+def test_forged_stream_sizes_are_refused(edit, message):
+    model = peaked_model()
+    compressed = UniformQuantizer(bits=6).compress(copy.deepcopy(model))
+    with pytest.raises(ArtifactError, match=message):
+        rebuild_model(forge(compressed, edit), model)
+
+
+def test_big2small_codes_are_coded_and_count_as_coded_bytes_in_the_budget(tmp_path):
+    model = peaked_model()
+    settings = dict(target_ratio=8.0, fit={"steps": 20}, refinement=NO_REFINEMENT)
+    runs = {}
+    for coded in (False, True):
+        method = Big2SmallCompressor(**settings, storage={"entropy_coding": coded})
+        compressed = method.compress(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path / str(coded)))
+        data = compressed.to_bytes()
+        rebuilt = rebuild_model(Compressed.from_bytes(data), model)
+        original = 4 * sum(w.numel() for w in weights(model).values())
+        runs[coded] = compressed, original / len(data), rebuilt
+    fixed, coded = runs[False], runs[True]
+    assert not any("code_coding" in layer for layer in fixed[0].meta["layers"])
+    assert any(layer.get("code_coding") == "rans" for layer in coded[0].meta["layers"])
+    assert fixed[1] >= 8.0 * 0.99 and coded[1] >= 8.0 * 0.99
+    assert sum(coded[0].meta["code_bits"].values()) > sum(fixed[0].meta["code_bits"].values())
+
+    def error(rebuilt):
+        return sum(float(((rebuilt.get_parameter(n) - w) ** 2).sum()) for n, w in weights(model).items())
+
+    assert error(coded[2]) < error(fixed[2])
+    layer = next(entry for entry in coded[0].meta["layers"] if "code_coding" in entry)
+    forged = copy.deepcopy(coded[0])
+    next(e for e in forged.meta["layers"] if e["name"] == layer["name"])["code_bytes"] = math.prod(layer["shape"])
+    with pytest.raises(ArtifactError, match="not smaller"):
+        rebuild_model(Compressed.from_bytes(forged.to_bytes()), model)
