@@ -18,10 +18,10 @@ import torch
 
 from big2small.encodings import index_codes
 from big2small.encodings.dtype_bytes import FP16_BYTES
+from big2small.encodings.entropy_codes import PACKED
 from big2small.methods.big2small import outliers as outlier_coding
 from big2small.methods.big2small.allocation import CODES, inr_bytes
 from big2small.methods.big2small.coords import FitTarget, build_targets
-from big2small.encodings.entropy_codes import PACKED
 from big2small.methods.big2small.layer_codes import MAX_CODE_BITS, WeightCodes, code_bytes, weight_codes
 from big2small.methods.big2small.reconstruct import LayerCode
 from big2small.methods.big2small.settings import INRSettings, OutlierSettings
