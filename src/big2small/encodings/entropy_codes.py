@@ -22,7 +22,7 @@ import constriction
 import numpy as np
 import torch
 
-from big2small.encodings.varints import read_varint, write_varint
+from big2small.encodings.varints import MAX_VARINT_BYTES, read_varint, write_varint
 
 RANS = "rans"      # the coding of a tensor stored as an rANS stream
 PACKED = "packed"  # the coding of a tensor stored at a fixed width (bit-packed by its compressor)
@@ -54,31 +54,33 @@ def rans_encode(symbols: torch.Tensor, alphabet: int) -> torch.Tensor:
 
 def rans_decode(stream: torch.Tensor, alphabet: int, count: int) -> torch.Tensor:
     """The `count` symbols (int64) of a stream made by rans_encode for this alphabet; ValueError when it is not one."""
-    data = stream.numpy().tobytes()
-    low, at = read_varint(data, 0)
-    span, at = read_varint(data, at)
+    data = stream.numpy()
+    table = data[: MAX_VARINT_BYTES * (alphabet + 2)].tobytes()  # the table lies within these bytes
+    low, at = read_varint(table, 0)
+    span, at = read_varint(table, at)
     if low + span >= alphabet:
         raise ValueError(f"the rANS table covers symbols {low}..{low + span}, beyond an alphabet of {alphabet}")
     counts = []
     for _ in range(span + 1):
-        value, at = read_varint(data, at)
+        value, at = read_varint(table, at)
         counts.append(value)
     if sum(counts) != count:
         raise ValueError(f"the rANS table counts {sum(counts)} symbols, the header declares {count}")
     words = data[at:]
     if span == 0:
-        if words:
+        if words.size:
             raise ValueError("an rANS stream of one symbol holds words")
         return torch.full((count,), low, dtype=torch.int64)
-    if not words or len(words) % WORD_BYTES:
-        raise ValueError(f"the rANS stream holds {len(words)} bytes, not whole {WORD_BYTES}-byte words")
-    coder = constriction.stream.stack.AnsCoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
+    if not words.size or words.size % WORD_BYTES:
+        raise ValueError(f"the rANS stream holds {words.size} bytes, not whole {WORD_BYTES}-byte words")
+    coder = constriction.stream.stack.AnsCoder(np.frombuffer(words.tobytes(), dtype="<u4").astype(np.uint32))
     decoded = coder.decode(_model(counts), count)
     if not coder.is_empty():
         raise ValueError("the rANS stream holds words beyond its symbols")
     if np.bincount(decoded, minlength=span + 1).tolist() != counts:
         raise ValueError("the rANS stream does not decode to the histogram its table states (truncated or altered)")
-    return torch.from_numpy(decoded.astype(np.int64)) + low
+    symbols = torch.from_numpy(decoded).to(torch.int64)
+    return symbols.add_(low) if low else symbols
 
 
 def smaller_coding(symbols: torch.Tensor, alphabet: int, packed: torch.Tensor) -> tuple[str, torch.Tensor]:
