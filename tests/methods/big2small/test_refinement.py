@@ -209,3 +209,11 @@ def test_refreshed_inputs_are_fresh_pools_and_the_fit_round_trips(tmp_path, monk
     assert len(made) == 2 and all(len(pool) == 8 for pool in made)
     assert not torch.allclose(made[0], made[1])  # each pool from its own seed
     assert torch.isfinite(rebuild(compressed, copy.deepcopy(model))(torch.randn(2, 1, 8, 8))).all()
+
+
+def test_the_progress_bar_names_what_is_refined():
+    from big2small.methods.big2small.refinement import refined_label
+
+    assert refined_label(False, True, "bn_stats") == "refining codes on synthetic inputs"
+    assert refined_label(True, False, "noise") == "refining INRs on synthetic inputs"
+    assert refined_label(True, True, "data") == "refining INRs and codes on training images"

@@ -24,6 +24,12 @@ from big2small.methods.big2small.views import random_views
 from big2small.numerics import DENOMINATOR_FLOOR
 
 
+def refined_label(inrs: bool, codes: bool, inputs: str) -> str:
+    """What the refinement's progress bar says it refines, and on what."""
+    what = "INRs and codes" if inrs and codes else "INRs" if inrs else "codes"
+    return f"refining {what} on {'training images' if inputs == 'data' else 'synthetic inputs'}"
+
+
 class RefineModule(L.LightningModule):
     """Tunes the INRs of `inr_layers` and the `rounding` of coded layers so that the network rebuilt from them reproduces the teacher on synthetic inputs.
 
@@ -35,7 +41,7 @@ class RefineModule(L.LightningModule):
     are never all held in memory at once. With `hard_weight` > 0 each input's terms are weighted by how badly the
     student matches it (`hard_sample_mean`).
     """
-    progress_label = "refining INRs on synthetic inputs"  # names the progress bar (logs.PhaseProgressBar)
+
 
     def __init__(self, groups: list[INRGroup], codes: dict[str, LayerCode], student: nn.Module, teacher: nn.Module,
                  inputs: torch.Tensor, settings: RefinementSettings, inr_layers: set[str], rounding: RoundingOffsets,
@@ -43,6 +49,7 @@ class RefineModule(L.LightningModule):
         super().__init__()
         self.seed = seed
         self.settings, self.inr_layers, self.rounding = settings, inr_layers, rounding
+        self.progress_label = refined_label(bool(groups), bool(rounding.names), settings.inputs)  # logs.PhaseProgressBar shows it
         # Submodules and buffers, so that all of it is on the trainer's device from setup on: the INRs with their
         # coordinate tables, each layer's outlier code, and the two frozen networks (never trained: their
         # parameters take no gradient and the optimizer only sees the INRs).
