@@ -118,3 +118,15 @@ def test_big2small_takes_the_data_input_shape_unless_given_one(overrides, shape)
 
     parts = build_parts(compose_config(["logger=none", "compressor=big2small", *overrides]))
     assert parts.compressor.input_shape == shape
+
+
+def test_the_summary_line_counts_how_layers_are_stored():
+    from big2small.pipeline import summary_line
+
+    metrics = {"metric_name": "accuracy", "compressor": "big2small", "compression_ratio": 8.0,
+               "model_compression_ratio": 7.7, "compressed_bytes": 100, "base_metric": 0.81,
+               "compressed_metric": 0.80, "metric_drop": 0.01,
+               "layers": [{"stored_as": "codes"}, {"stored_as": "codes"}, {"stored_as": "inr"}]}
+    assert summary_line(metrics).endswith("| INR 1/3, codes 2/3")
+    metrics["layers"] = [{"bits": 4}]  # compressors whose rows do not say how a layer is stored
+    assert summary_line(metrics).endswith("(drop +0.0100)")

@@ -165,8 +165,19 @@ def summary_line(metrics: dict[str, Any]) -> str:
         f"[{metrics.get('compressor_config', metrics['compressor'])}] ratio {metrics['compression_ratio']:.2f}x "
         f"(model {metrics['model_compression_ratio']:.2f}x, {metrics['compressed_bytes']} bytes) | "
         f"{name}: base {metrics['base_metric']:.4f} -> rebuilt {metrics['compressed_metric']:.4f} "
-        f"(drop {metrics['metric_drop']:+.4f})"
+        f"(drop {metrics['metric_drop']:+.4f})" + _storage_counts(metrics.get("layers", []))
     )
+
+
+def _storage_counts(layers: list[dict[str, Any]]) -> str:
+    """' | INR a/n, codes b/n[, fp16 c/n]' for compressors whose layer rows say how each layer is stored."""
+    kinds = [row["stored_as"] for row in layers if "stored_as" in row]
+    if not kinds:
+        return ""
+    counts = [f"INR {kinds.count('inr')}/{len(kinds)}", f"codes {kinds.count('codes')}/{len(kinds)}"]
+    if "fp16" in kinds:
+        counts.append(f"fp16 {kinds.count('fp16')}/{len(kinds)}")
+    return " | " + ", ".join(counts)
 
 
 def _run_metrics(cfg, parts: RunParts, base_model, replaced, compressed_bytes, stored_uncompressed_bytes,
