@@ -24,6 +24,8 @@ refused, but the parser itself (C++) is not hardened against forged streams.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 
 import numpy as np
@@ -113,10 +115,12 @@ class NNCodec(Compressor):
     def pack(self, weights: dict[str, torch.Tensor], qps: dict[str, int]) -> Compressed:
         arrays = {str(index): w.numpy().astype(np.float32) for index, w in enumerate(weights.values())}
         per_tensor = {str(index): np.int32(qps[name]) for index, name in enumerate(weights)}
-        stream = load_nnc().compress(
-            arrays, bitstream_path=None, qp=int(next(iter(qps.values()))), qp_density=self.qp_density,
-            qp_per_tensor=per_tensor, use_dq=self.dependent_quantization, row_skipping=True,
-            return_bitstream=True, verbose=False)
+        nnc = load_nnc()
+        with contextlib.redirect_stdout(io.StringIO()):  # nncodec prints notes (clipped qps) even when not verbose
+            stream = nnc.compress(
+                arrays, bitstream_path=None, qp=int(next(iter(qps.values()))), qp_density=self.qp_density,
+                qp_per_tensor=per_tensor, use_dq=self.dependent_quantization, row_skipping=True,
+                return_bitstream=True, verbose=False)
         layers = [{"name": name, "shape": list(w.shape)} for name, w in weights.items()]
         meta = {"replaced": list(weights), "layers": layers}
         bitstream = torch.frombuffer(bytearray(stream), dtype=torch.uint8).clone()
@@ -149,8 +153,10 @@ class NNCodec(Compressor):
     @classmethod
     def rebuild(cls, compressed: Compressed, model: nn.Module) -> nn.Module:
         nnc = load_nnc()
+        stream = bytearray(compressed.tensors["bitstream"].numpy().tobytes())
         try:
-            decoded = nnc.decompress(bytearray(compressed.tensors["bitstream"].numpy().tobytes()), verbose=False)
+            with contextlib.redirect_stdout(io.StringIO()):
+                decoded = nnc.decompress(stream, verbose=False)
         except SystemExit as error:  # nncodec reports unreadable streams by exiting
             raise ValueError(f"nncodec could not decode the bitstream: {error}") from None
         layers = compressed.meta["layers"]
