@@ -51,6 +51,7 @@ def test_an_artifact_cannot_be_decoded_without_the_package(monkeypatch):
     ({"qp": None}, r"set qp \(-128..127\) or target_ratio"),
     ({"qp_density": 8}, r"qp_density must be an integer in 0..7"),
     ({"dependent_quantization": "yes"}, r"dependent_quantization must be true or false"),
+    ({"opt_qp": 1}, r"opt_qp must be true or false"),
     ({"target_ratio": 1.0}, r"target_ratio must be > 1"),
 ])
 def test_bad_options_are_config_errors(settings, message):
@@ -111,9 +112,9 @@ def test_the_same_model_and_settings_give_the_same_bytes(nnc):
     assert first == second
 
 
-@pytest.mark.parametrize("target", [6.0, 12.0])
-def test_target_ratio_is_met_by_a_searched_qp(nnc, target, tmp_path):
-    compressed, _, ratio = round_trip(NNCodec(target_ratio=target), digits_sized_cnn(), tmp_path)
+@pytest.mark.parametrize("target, opt_qp", [(6.0, False), (12.0, False), (12.0, True)])
+def test_target_ratio_is_met_by_a_searched_qp(nnc, target, opt_qp, tmp_path):
+    compressed, _, ratio = round_trip(NNCodec(target_ratio=target, opt_qp=opt_qp), digits_sized_cnn(), tmp_path)
     assert target <= ratio <= 1.05 * target
     assert compressed.config["qp"] is None  # target_ratio decides
     qps = {stats["qp"] for stats in compressed.layer_stats.values()}

@@ -3,14 +3,16 @@
 The replaced weights (conv and linear, as for `quant`) are coded as one NNC bitstream: uniform scalar quantisation
 with one step size per tensor set by the quantisation parameter qp (step = (k + qp mod k) 2^(floor(qp / k) - d),
 k = 2^d, d = `qp_density`: qp + k doubles the step), dependent (trellis-coded) quantisation when
-`dependent_quantization`, then DeepCABAC entropy coding. Only NNC's data-free tools are used: no local scaling
+`dependent_quantization` (and, with `opt_qp`, nncodec's rule that scales each tensor's qp by its share of the
+weights and its spread), then DeepCABAC entropy coding. Only NNC's data-free tools are used: no local scaling
 adaptation, batch-norm folding, inference-optimised qp, fine-tuning or sparsification, so no image is looked at.
 
 The artifact is our safetensors artifact holding the bitstream as one uint8 tensor; the header names each layer
-with its shape (each tensor's qp, the density and the quantiser are in the bitstream; the settings, as in every
-artifact, are in the header for the record, and each layer's qp in metrics.json); inside the bitstream the tensors are called "0", "1", ... in that
-order, so the names are not stored twice. The model is rebuilt from the bitstream alone, and a stream that decodes
-to other tensors or shapes than the header lists is refused.
+with its shape. Each tensor's qp, the density and the quantiser are in the bitstream; the settings are in the
+header for the record, as in every artifact, and each layer's qp as asked of the encoder (before `opt_qp`'s rule)
+in metrics.json. Inside the bitstream the tensors are called "0", "1", ... in the header's order, so names are
+not stored twice. The model is rebuilt from the bitstream alone, and a stream that decodes to other tensors or
+shapes than the header lists is refused.
 
 Size knob: `qp` (lower = finer steps = more bytes; nncodec's own default is -32). When `target_ratio` is set it
 takes precedence: the smallest qp whose artifact meets the target is found by bisection over the integer qp range,
@@ -74,6 +76,7 @@ class NNCodec(Compressor):
     """MPEG NNC (ISO/IEC 15938-17) via nncodec: uniform quantisation at qp, optional trellis-coded (dependent)
     quantisation, DeepCABAC. qp: the quantisation parameter (used when target_ratio is None); qp_density: qp steps
     per doubling of the step size are 2^qp_density; dependent_quantization: NNC's trellis-coded quantisation;
+    opt_qp: nncodec's data-free per-tensor qp rule (coarser steps for tensors with a large share of the weights);
     target_ratio, when set, takes precedence: qp is searched so the artifact meets it."""
 
     name = "nncodec"
@@ -83,7 +86,7 @@ class NNCodec(Compressor):
     LAYER_FIELDS = {}
 
     def __init__(self, qp: int | None = -32, qp_density: int = 2, dependent_quantization: bool = True,
-                 target_ratio=None, layer_types=("conv", "linear"), min_params=0) -> None:
+                 opt_qp: bool = False, target_ratio=None, layer_types=("conv", "linear"), min_params=0) -> None:
         super().__init__(target_ratio, layer_types, min_params)
         self.qp_density = as_integer("nncodec: qp_density", qp_density, 0, MAX_QP_DENSITY)
         low, high = qp_range(self.qp_density)
@@ -91,14 +94,15 @@ class NNCodec(Compressor):
             raise ConfigError(f"nncodec: set qp ({low}..{high}) or target_ratio")
         qp = None if qp is None else as_integer("nncodec: qp", qp, low, high)
         self.qp = None if self.target_ratio is not None else qp  # unused then, recorded as null
-        if not isinstance(dependent_quantization, bool):
-            raise ConfigError(f"nncodec: dependent_quantization must be true or false (got {dependent_quantization!r})")
-        self.dependent_quantization = dependent_quantization
+        for key, value in (("dependent_quantization", dependent_quantization), ("opt_qp", opt_qp)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"nncodec: {key} must be true or false (got {value!r})")
+        self.dependent_quantization, self.opt_qp = dependent_quantization, opt_qp
         load_nnc()
 
     def settings(self) -> dict:
         return {**super().settings(), "qp": self.qp, "qp_density": self.qp_density,
-                "dependent_quantization": self.dependent_quantization}
+                "dependent_quantization": self.dependent_quantization, "opt_qp": self.opt_qp}
 
     def fit(self, model: nn.Module, *, data=None, trainer_factory=None) -> Compressed:
         weights = self.select(model)
@@ -119,7 +123,7 @@ class NNCodec(Compressor):
         with contextlib.redirect_stdout(io.StringIO()):  # nncodec prints notes (clipped qps) even when not verbose
             stream = nnc.compress(
                 arrays, bitstream_path=None, qp=int(next(iter(qps.values()))), qp_density=self.qp_density,
-                qp_per_tensor=per_tensor, use_dq=self.dependent_quantization, row_skipping=True,
+                qp_per_tensor=per_tensor, use_dq=self.dependent_quantization, opt_qp=self.opt_qp, row_skipping=True,
                 return_bitstream=True, verbose=False)
         layers = [{"name": name, "shape": list(w.shape)} for name, w in weights.items()]
         meta = {"replaced": list(weights), "layers": layers}
