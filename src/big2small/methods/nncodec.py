@@ -120,11 +120,14 @@ class NNCodec(Compressor):
         arrays = {str(index): w.numpy().astype(np.float32) for index, w in enumerate(weights.values())}
         per_tensor = {str(index): np.int32(qps[name]) for index, name in enumerate(weights)}
         nnc = load_nnc()
-        with contextlib.redirect_stdout(io.StringIO()):  # nncodec prints notes (clipped qps) even when not verbose
-            stream = nnc.compress(
-                arrays, bitstream_path=None, qp=int(next(iter(qps.values()))), qp_density=self.qp_density,
-                qp_per_tensor=per_tensor, use_dq=self.dependent_quantization, opt_qp=self.opt_qp, row_skipping=True,
-                return_bitstream=True, verbose=False)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # nncodec prints notes (clipped qps) even when quiet
+                stream = nnc.compress(
+                    arrays, bitstream_path=None, qp=int(next(iter(qps.values()))), qp_density=self.qp_density,
+                    qp_per_tensor=per_tensor, use_dq=self.dependent_quantization, opt_qp=self.opt_qp,
+                    row_skipping=True, return_bitstream=True, verbose=False)
+        except SystemExit as error:  # nncodec reports what it cannot code by exiting
+            raise RuntimeError(f"nncodec could not encode the weights: {first_line(error)}") from None
         layers = [{"name": name, "shape": list(w.shape)} for name, w in weights.items()]
         meta = {"replaced": list(weights), "layers": layers}
         bitstream = torch.frombuffer(bytearray(stream), dtype=torch.uint8).clone()
@@ -162,7 +165,7 @@ class NNCodec(Compressor):
             with contextlib.redirect_stdout(io.StringIO()):
                 decoded = nnc.decompress(stream, verbose=False)
         except SystemExit as error:  # nncodec reports unreadable streams by exiting
-            raise ValueError(f"nncodec could not decode the bitstream: {error}") from None
+            raise ValueError(f"nncodec could not decode the bitstream: {first_line(error)}") from None
         layers = compressed.meta["layers"]
         if sorted(decoded) != sorted(str(index) for index in range(len(layers))):
             raise ValueError(f"the bitstream holds tensors {sorted(decoded)[:5]}, its header lists {len(layers)}")
