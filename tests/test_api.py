@@ -11,7 +11,7 @@ from big2small.errors import ArtifactError, ConfigError
 from big2small.methods.registry import available
 from big2small.models.cifar_resnet import CifarResNet
 from big2small.models.small_cnn import SmallCNN
-from tests.methods.roundtrip import RandomCalibration, digits_sized_cnn, outputs
+from tests.methods.roundtrip import RandomCalibration, digits_sized_cnn, outputs, skip_without_its_package
 
 IMAGES = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(2))
 FAST = {"big2small": {"target_ratio": 4.0, "fit": {"steps": 5},
@@ -21,6 +21,7 @@ FAST = {"big2small": {"target_ratio": 4.0, "fit": {"steps": 5},
 
 @pytest.mark.parametrize("name", available())
 def test_every_compressor_round_trips_through_a_file_into_a_fresh_model(name, tmp_path):
+    skip_without_its_package(name)
     model = digits_sized_cnn()
     kwargs = FAST.get(name, {"target_ratio": 4.0})
     compressed = big2small.compress(model, name, data=RandomCalibration(), **kwargs)

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from big2small.codec import write_artifact
 from big2small.methods.registry import rebuild
 from big2small.models.small_cnn import SmallCNN
 from big2small.pipeline import rebuild_from_artifact
+
+# Compressors that need an optional package (an extra of pyproject.toml): name -> the package.
+OPTIONAL_PACKAGES = {"nncodec": "nncodec"}
+
+
+def skip_without_its_package(name: str) -> None:
+    """Skip the calling test when compressor `name` needs an optional package that is not installed."""
+    if name in OPTIONAL_PACKAGES:
+        pytest.importorskip(OPTIONAL_PACKAGES[name], reason=f"{name} needs the optional package "
+                                                            f"{OPTIONAL_PACKAGES[name]} (pip install .[nnc])")
 
 
 class RandomCalibration:

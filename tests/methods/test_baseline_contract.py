@@ -11,6 +11,7 @@ from tests.methods.roundtrip import (
     in_memory_model,
     outputs,
     round_trip,
+    skip_without_its_package,
 )
 
 # Every registered method with a target ratio; big2small has its own tests (it needs a Lightning trainer).
@@ -22,6 +23,7 @@ IMAGES = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(1))
 @pytest.mark.parametrize("target", [2.0, 4.0, 8.0])
 @pytest.mark.parametrize("name", BASELINES)
 def test_target_ratio_is_met_within_5_percent_and_rebuild_matches_memory(name, target, tmp_path):
+    skip_without_its_package(name)
     model = digits_sized_cnn()
     compressor = compressor_class(name)(target_ratio=target)
     compressed, rebuilt, ratio = round_trip(compressor, model, tmp_path, data=RandomCalibration())

@@ -16,6 +16,8 @@ from tests.methods.roundtrip import digits_sized_cnn
 
 FIXTURES = PROJECT_ROOT / "tests" / "fixtures" / "format_v1"
 DECLARED = [name for name in available() if compressor_class(name).META_FIELDS is not None]
+# The forgeries below edit the version-1 fixtures; a compressor added since tests its header in its own file.
+WITH_FIXTURE = [name for name in DECLARED if (FIXTURES / f"{name}.safetensors").is_file()]
 
 
 def _artifact(name):
@@ -35,16 +37,16 @@ def _forged(compressed, edit):
 
 
 def test_the_baselines_declare_their_headers():
-    assert set(DECLARED) == {"hyper", "kmeans", "lq_prune", "magnitude", "quant", "svd"}
+    assert set(DECLARED) == {"hyper", "kmeans", "lq_prune", "magnitude", "nncodec", "quant", "svd"}
 
 
-@pytest.mark.parametrize("name", DECLARED)
+@pytest.mark.parametrize("name", WITH_FIXTURE)
 def test_an_unknown_layer_field_is_named(name):
     forged = _forged(_artifact(name), lambda c: c.meta["layers"][0].__setitem__("offset", 3))
     assert "layers[0] has unknown ['offset']" in _refusal(forged)
 
 
-@pytest.mark.parametrize("name", DECLARED)
+@pytest.mark.parametrize("name", WITH_FIXTURE)
 def test_a_missing_layer_field_is_named(name):
     field = next(iter(compressor_class(name).LAYER_FIELDS))
     forged = _forged(_artifact(name), lambda c: c.meta["layers"][1].pop(field))

@@ -13,6 +13,7 @@ from big2small.data.shapes import ShapesDataModule
 from big2small.methods.registry import available, compressor_class
 from big2small.models.smp_models import segmentation_model
 from big2small.pipeline import rebuild_from_artifact
+from tests.methods.roundtrip import skip_without_its_package
 
 # Modest settings per registered name, so the test stays fast. A newly registered compressor must add an entry:
 # the test fails for a name without one rather than skipping it silently.
@@ -25,6 +26,7 @@ SETTINGS: dict[str, dict] = {
     "svd": {"rank_fraction": 0.5},
     "id_prune": {"keep_fraction": 0.5, "calibration_images": 8, "batch_size": 8},
     "hyper": {"bits": 8},
+    "nncodec": {"qp": -32},
     "big2small": {"target_ratio": 4.0, "fit": {"steps": 5}, "input_shape": [3, 32, 32]},
 }
 # Compressors that keep every weight to within 8-bit rounding: their rebuilt U-Net must compute nearly the same.
@@ -53,6 +55,7 @@ def test_every_registered_compressor_has_settings():
 def test_compressor_rebuilds_a_unet(name, tmp_path):
     if name not in available():
         pytest.skip(f"compressor {name!r} is not registered in this checkout")
+    skip_without_its_package(name)
     model = tiny_unet()
     data = ShapesDataModule(image_size=32, train_size=8, val_size=0, test_size=4)
     compressor = compressor_class(name)(**SETTINGS[name])
