@@ -42,6 +42,7 @@ from big2small.methods.big2small.codec_choice import (
     keeps_an_inr,
     kept_groups,
     stored_options,
+    within_budget,
 )
 from big2small.methods.big2small.fit_checkpoints import LastCheckpoint, resumable_checkpoint
 from big2small.methods.big2small.fitting import INRFitModule, INRGroup
@@ -188,7 +189,11 @@ class Big2SmallCompressor(Compressor):
         if self.refinement.enabled and (plan.coded or any(plan.widths.values())):
             if inputs is None:
                 inputs = self._inputs(model, data, trainer_factory, seconds)
+            nearest = plan
             plan = self._refine(model, groups, plan, trainer_factory, inputs, seconds)
+            if self.target_ratio is not None and plan.entropy_coding:
+                plan = within_budget(plan, nearest, int(original_bytes(plan.weights) / self.target_ratio),
+                                     lambda p: len(self._pack(p, [], sizing_only=True).to_bytes()))
         compressed = self._pack(plan, groups)
         report_landing(self.name, original_bytes(plan.weights) / len(compressed.to_bytes()), self.target_ratio,
                        "its most precise storage is 8-bit codes or INRs of inr.max_width, smaller than the target "
