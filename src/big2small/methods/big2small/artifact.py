@@ -76,7 +76,7 @@ def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup
         if width == CODES:
             for segment in target.segments:
                 if sizing_only:
-                    coding, size = plan.stored_codes_size(segment.name, plan.code_bits[target.key])
+                    coding, size = plan.stored_codes_size(segment.name, plan.code_option(target.key))
                     layer_codes.append(torch.zeros(size, dtype=torch.uint8))
                     layer_scales.append(torch.zeros(segment.shape[0], dtype=torch.float16))
                 else:

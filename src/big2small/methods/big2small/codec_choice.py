@@ -22,7 +22,7 @@ from big2small.encodings.dtype_bytes import FP16_BYTES
 from big2small.methods.big2small.allocation import CODES, inr_bytes
 from big2small.methods.big2small.coords import FitTarget
 from big2small.methods.big2small.fitting import INRGroup
-from big2small.methods.big2small.layer_codes import CODE_CHOICES, weight_codes
+from big2small.methods.big2small.layer_codes import CODE_CHOICES, code_option, weight_codes
 from big2small.methods.big2small.plan import Big2SmallPlan
 from big2small.methods.big2small.reconstruct import reconstruct
 from big2small.methods.big2small.settings import INRSettings
@@ -100,8 +100,8 @@ def target_inr_bytes(plan: Big2SmallPlan, inr: INRSettings, bits: int, width: in
     return total
 
 
-def target_code_bytes(plan: Big2SmallPlan, target: FitTarget, code_bits: int) -> int:
-    return sum(plan.stored_code_bytes(segment.name, code_bits) for segment in target.segments)
+def target_code_bytes(plan: Big2SmallPlan, target: FitTarget, option: int) -> int:
+    return sum(plan.stored_code_bytes(segment.name, option) for segment in target.segments)
 
 
 def target_fp16_bytes(target: FitTarget) -> int:
@@ -130,14 +130,16 @@ BUDGET_UNITS = 4000  # the knapsack's resolution: each option's bytes are rounde
 Options = dict[str, dict[int, tuple[int, float]]]  # target key -> {option: (bytes, squared error)}
 
 
-def stored_options(plan: Big2SmallPlan, weight_error: ErrorMeasure) -> Options:
-    """Every target's options other than its INR (codes at every width, fp16), which do not change while the INRs
-    are fitted: computed once per plan."""
+def stored_options(plan: Big2SmallPlan, weight_error: ErrorMeasure, rate_levels: int = 0) -> Options:
+    """Every target's options other than its INR (codes at every width, at each of `rate_levels` rate levels beyond
+    the least-error scales when they are entropy-coded; fp16), which do not change while the INRs are fitted:
+    computed once per plan."""
     options: Options = {}
+    levels = range(rate_levels + 1 if plan.entropy_coding else 1)
     for target in plan.targets:
-        options[target.key] = {b: (target_code_bytes(plan, target, b), sum(
-            weight_error(s.name, weight_codes(plan.weights[s.name], b).values(), plan.weights[s.name])
-            for s in target.segments)) for b in CODE_CHOICES}
+        options[target.key] = {code_option(b, level): (target_code_bytes(plan, target, code_option(b, level)), sum(
+            weight_error(s.name, weight_codes(plan.weights[s.name], b, level).values(), plan.weights[s.name])
+            for s in target.segments)) for b in CODE_CHOICES for level in levels}
         options[target.key][FP16] = (target_fp16_bytes(target), sum(
             weight_error(s.name, plan.weights[s.name].half().float(), plan.weights[s.name])
             for s in target.segments))
@@ -153,8 +155,8 @@ def fixed_options(plan: Big2SmallPlan) -> Options:
         if width is None:
             options[target.key] = {FP16: (target_fp16_bytes(target), 0.0)}
         elif width == CODES:
-            bits = plan.code_bits[target.key]
-            options[target.key] = {bits: (target_code_bytes(plan, target, bits), 0.0)}
+            option = plan.code_option(target.key)
+            options[target.key] = {option: (target_code_bytes(plan, target, option), 0.0)}
         else:
             options[target.key] = {}  # its INRs are added by choose_codecs
     return options
@@ -172,7 +174,7 @@ def choose_codecs(plan: Big2SmallPlan, inr_error: InrErrors, candidates: dict[st
         for bits, width in widths.items():
             options[key][inr_option(bits)] = (target_inr_bytes(plan, inr, bits, width, target_of[key]),
                                               inr_error[key][bits])
-    fitted = {key: FP16 if width is None else plan.code_bits[key] if width == CODES else inr_option(plan.inr_bits[key])
+    fitted = {key: FP16 if width is None else plan.code_option(key) if width == CODES else inr_option(plan.inr_bits[key])
               for key, width in plan.widths.items()}
     fitted_bytes = measure(plan)
     limit = fitted_bytes if limit is None else limit

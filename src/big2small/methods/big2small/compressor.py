@@ -176,7 +176,7 @@ class Big2SmallCompressor(Compressor):
             plan = plan.with_widths(widths, default_bits=sizing_bits, inr_bits=top_bits)
             candidates = bit_candidates(plan.targets, self.inr, widths, self.storage.bit_choices)
         groups = self._groups(plan, candidates)
-        stored = StoredOptions(plan, self._weight_error)
+        stored = StoredOptions(plan, self._weight_error, self.storage.rate_levels)
         if groups:
             with seconds("weight_fitting"):
                 self._fit_weights(groups, plan, candidates, trainer_factory, stored)
@@ -310,12 +310,12 @@ class StoredOptions:
     """The codec choice's options other than the INRs (codes, fp16), made once on first use: by the screening, or
     by the choice after the fit."""
 
-    def __init__(self, plan: Big2SmallPlan, measure: ErrorMeasure) -> None:
-        self.plan, self.measure, self.options = plan, measure, None
+    def __init__(self, plan: Big2SmallPlan, measure: ErrorMeasure, rate_levels: int) -> None:
+        self.plan, self.measure, self.rate_levels, self.options = plan, measure, rate_levels, None
 
     def __call__(self) -> Options:
         if self.options is None:
-            self.options = stored_options(self.plan, self.measure)
+            self.options = stored_options(self.plan, self.measure, self.rate_levels)
         return self.options
 
 

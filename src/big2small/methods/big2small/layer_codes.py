@@ -31,6 +31,10 @@ TERNARY_PER_BYTE = 5
 # The clipping points searched per channel: fractions of its max |w|, evenly spaced from this one up to 1.
 MIN_CLIP_FRACTION, CLIP_POINTS = 0.1, 46
 FP16_TINY = 6e-8  # scales never round to zero in fp16
+# The price of a bit at each rate level, in units of the layer's mean squared weight: near the slope of a Gaussian
+# layer's rate-distortion curve (2 ln 2 D per bit) at about 2.4, 1.6 and 0.8 bits per weight.
+RATE_PRICES = (0.05, 0.15, 0.5)
+RATE_LEVELS = len(RATE_PRICES)
 
 
 @dataclass
@@ -54,6 +58,21 @@ class WeightCodes:
             return PACKED, self.packed()
         limit = code_limit(self.bits)
         return smaller_coding(self.codes + limit, 2 * limit + 1, self.packed())
+
+
+RATE_OPTION_STEP = 100  # a code option is bits + RATE_OPTION_STEP x rate level (codec_choice's option keys)
+
+
+def code_option(bits: int, rate_level: int = 0) -> int:
+    return bits + RATE_OPTION_STEP * rate_level
+
+
+def option_bits(option: int) -> int:
+    return option % RATE_OPTION_STEP
+
+
+def option_rate_level(option: int) -> int:
+    return option // RATE_OPTION_STEP
 
 
 def code_limit(bits: int) -> int:
@@ -80,20 +99,33 @@ def unpack_ternary(packed: torch.Tensor, count: int) -> torch.Tensor:
     return ((packed.long()[:, None] // powers) % 3).reshape(-1)[:count]
 
 
-def weight_codes(weight: torch.Tensor, bits: int) -> WeightCodes:
-    """The nearest b-bit codes of a weight tensor (output channels first), at each channel's least-error scale."""
+def weight_codes(weight: torch.Tensor, bits: int, rate_level: int = 0) -> WeightCodes:
+    """The nearest b-bit codes of a weight tensor (output channels first), at each channel's least-error scale; at
+    `rate_level` k >= 1, the scale of least error + RATE_PRICES[k - 1] x mean squared weight x the channel's bits
+    (its codes' empirical entropy), which for entropy-coded codes trades error for fewer bytes."""
     rows = weight.detach().float().reshape(weight.shape[0], -1)
     limit = code_limit(bits)
     largest = rows.abs().amax(dim=1, keepdim=True)
     best_error = torch.full_like(largest, math.inf)
     best_scale = torch.ones_like(largest)
+    price = RATE_PRICES[rate_level - 1] * float((rows ** 2).mean()) if rate_level else 0.0
     for fraction in torch.linspace(MIN_CLIP_FRACTION, 1.0, CLIP_POINTS).tolist():
         scale = (largest * fraction / limit).half().float().clamp_min(FP16_TINY)
-        error = ((torch.round(rows / scale).clamp(-limit, limit) * scale - rows) ** 2).sum(dim=1, keepdim=True)
+        codes = torch.round(rows / scale).clamp(-limit, limit)
+        error = ((codes * scale - rows) ** 2).sum(dim=1, keepdim=True)
+        if price:
+            error = error + price * channel_bits(codes.long() + limit, 2 * limit + 1)
         better = error < best_error
         best_error, best_scale = torch.where(better, error, best_error), torch.where(better, scale, best_scale)
     codes = torch.round(rows / best_scale).clamp(-limit, limit).long()
     return WeightCodes(codes.reshape(weight.shape), best_scale.reshape(-1).half(), bits)
+
+
+def channel_bits(symbols: torch.Tensor, alphabet: int) -> torch.Tensor:
+    """(channels, 1): each row's empirical entropy in bits, times its length."""
+    counts = torch.zeros(symbols.shape[0], alphabet).scatter_add_(1, symbols, torch.ones_like(symbols, dtype=torch.float))
+    shares = counts / symbols.shape[1]
+    return -(counts * torch.log2(shares.clamp_min(1e-30))).sum(dim=1, keepdim=True)
 
 
 def unpack_weight_codes(packed: torch.Tensor, scale: torch.Tensor, shape: tuple[int, ...], bits: int,

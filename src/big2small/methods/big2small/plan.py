@@ -22,7 +22,15 @@ from big2small.encodings.entropy_codes import PACKED
 from big2small.methods.big2small import outliers as outlier_coding
 from big2small.methods.big2small.allocation import CODES, inr_bytes
 from big2small.methods.big2small.coords import FitTarget, build_targets
-from big2small.methods.big2small.layer_codes import MAX_CODE_BITS, WeightCodes, code_bytes, weight_codes
+from big2small.methods.big2small.layer_codes import (
+    MAX_CODE_BITS,
+    WeightCodes,
+    code_bytes,
+    code_option,
+    option_bits,
+    option_rate_level,
+    weight_codes,
+)
 from big2small.methods.big2small.reconstruct import LayerCode
 from big2small.methods.big2small.settings import INRSettings, OutlierSettings
 
@@ -38,6 +46,7 @@ class Big2SmallPlan:
     orders: list[ChannelOrder] = field(default_factory=list)
     widths: dict[str, int | None] = field(default_factory=dict)  # target key -> INR width, None = fp16, CODES
     code_bits: dict[str, int] = field(default_factory=dict)     # target key -> bits, for targets stored as CODES
+    code_rates: dict[str, int] = field(default_factory=dict)    # target key -> the rate level of its codes' scales
     coded: dict[str, WeightCodes] = field(default_factory=dict)  # their weights' codes, by parameter name
     inr_bits: dict[str, int] = field(default_factory=dict)      # target key -> storage bits, for INR targets
     entropy_coding: bool = False                                # coded layers as rANS streams where smaller
@@ -56,25 +65,34 @@ class Big2SmallPlan:
 
     def with_widths(self, widths: dict[str, int | None], code_bits: dict[str, int] | None = None,
                     default_bits: int = MAX_CODE_BITS, inr_bits: int | dict[str, int] | None = None) -> Big2SmallPlan:
-        """These widths; a target stored as CODES gets its `code_bits` entry, else `default_bits` (codes unset); an
-        INR target gets its `inr_bits` entry (an int: every INR the same; None: the plan's own)."""
-        code_bits = {key: (code_bits or {}).get(key, default_bits) for key, w in widths.items() if w == CODES}
+        """These widths; a target stored as CODES gets its `code_bits` entry (a code option: bits and rate level),
+        else `default_bits` (codes unset); an INR target gets its `inr_bits` entry (an int: every INR the same; None:
+        the plan's own)."""
+        options = {key: (code_bits or {}).get(key, default_bits) for key, w in widths.items() if w == CODES}
         if inr_bits is None:
             inr_bits = self.inr_bits
         inr_bits = {key: inr_bits if isinstance(inr_bits, int) else inr_bits[key] for key, w in widths.items() if w}
-        return dataclasses.replace(self, widths=dict(widths), code_bits=code_bits, coded={}, inr_bits=inr_bits)
+        return dataclasses.replace(self, widths=dict(widths), coded={}, inr_bits=inr_bits,
+                                   code_bits={key: option_bits(o) for key, o in options.items()},
+                                   code_rates={key: option_rate_level(o) for key, o in options.items() if o != option_bits(o)})
+
+    def code_option(self, key: str) -> int:
+        """The code option (bits and rate level) of a target stored as codes."""
+        return code_option(self.code_bits[key], self.code_rates.get(key, 0))
 
     def with_nearest_codes(self) -> Big2SmallPlan:
         """Every coded target's weights as their nearest codes at its bits."""
-        return self.with_codes({s.name: weight_codes(self.weights[s.name], self.code_bits[t.key])
+        return self.with_codes({s.name: weight_codes(self.weights[s.name], self.code_bits[t.key],
+                                                     self.code_rates.get(t.key, 0))
                                 for t in self.targets if self.widths[t.key] == CODES for s in t.segments})
 
     def with_codes(self, coded: dict[str, WeightCodes]) -> Big2SmallPlan:
         return dataclasses.replace(self, coded=dict(coded))
 
-    def stored_codes_size(self, name: str, bits: int) -> tuple[str, int]:
-        """(coding, bytes) of one layer's codes at `bits` in the artifact, scales not included: its chosen codes
-        once set, else its nearest codes."""
+    def stored_codes_size(self, name: str, option: int) -> tuple[str, int]:
+        """(coding, bytes) of one layer's codes at a code option (bits and rate level) in the artifact, scales not
+        included: its chosen codes once set, else its nearest codes."""
+        bits = option_bits(option)
         coded = self.coded.get(name)
         if coded is not None and coded.bits == bits:
             coding, data = coded.stored(self.entropy_coding)
@@ -82,14 +100,14 @@ class Big2SmallPlan:
         shape = self.weights[name].shape
         if not self.entropy_coding:
             return PACKED, code_bytes(shape, bits) - 2 * shape[0]
-        if (name, bits) not in self.nearest_sizes:
-            coding, data = weight_codes(self.weights[name], bits).stored(True)
-            self.nearest_sizes[(name, bits)] = coding, data.numel()
-        return self.nearest_sizes[(name, bits)]
+        if (name, option) not in self.nearest_sizes:
+            coding, data = weight_codes(self.weights[name], bits, option_rate_level(option)).stored(True)
+            self.nearest_sizes[(name, option)] = coding, data.numel()
+        return self.nearest_sizes[(name, option)]
 
-    def stored_code_bytes(self, name: str, bits: int) -> int:
-        """Bytes of one layer's codes at `bits` and its fp16 scales."""
-        return self.stored_codes_size(name, bits)[1] + 2 * self.weights[name].shape[0]
+    def stored_code_bytes(self, name: str, option: int) -> int:
+        """Bytes of one layer's codes at a code option and its fp16 scales."""
+        return self.stored_codes_size(name, option)[1] + 2 * self.weights[name].shape[0]
 
     def layer_codes(self) -> dict[str, LayerCode]:
         """What turns each layer's standardised INR output back into its weights."""
@@ -107,7 +125,8 @@ class Big2SmallPlan:
                 share = segment.count * target.outputs / total
                 stats[segment.name] = {
                     "stored_as": "inr" if width else "codes" if width == CODES else "fp16", "inr_width": width or 0,
-                    "code_bits": self.code_bits.get(target.key, 0), "inr_bits": self.inr_bits.get(target.key, 0),
+                    "code_bits": self.code_bits.get(target.key, 0), "code_rate": self.code_rates.get(target.key, 0),
+                    "inr_bits": self.inr_bits.get(target.key, 0),
                     "inr_bytes": round(family_bytes * share),
                     "outliers": int(p.outlier_index.numel()) if width else 0,
                     "outlier_bytes": (FP16_BYTES * p.outlier_index.numel() + index_codes.encoded_size(

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from big2small.errors import ConfigError
+from big2small.methods.big2small.layer_codes import RATE_LEVELS
 
 STORAGE_BITS = (4, 6, 8, 16)  # what an INR's parameters may be stored as (storage.py)
 
@@ -146,6 +147,9 @@ class StorageSettings:
     # packed at a fixed width, and the budget and the codec choice count the stream's bytes; false: always packed
     # (the artifacts and curves of earlier versions)
     entropy_coding: bool = True
+    # With entropy coding, each code width is also offered at this many rate levels (layer_codes.RATE_PRICES):
+    # scales chosen for least error plus a price per coded bit, fewer bytes for more error; 0: least-error scales only
+    rate_levels: int = 3
 
     def __post_init__(self) -> None:
         choices = list(self.bits) if isinstance(self.bits, (list, tuple)) else [self.bits]
@@ -158,6 +162,9 @@ class StorageSettings:
         self.codes_below = _integer("storage", "codes_below", self.codes_below, 0)
         self.layer_choice = _choice("storage", "layer_choice", self.layer_choice, ("inr", "lower_error"))
         self.entropy_coding = _flag("storage", "entropy_coding", self.entropy_coding)
+        self.rate_levels = _integer("storage", "rate_levels", self.rate_levels, 0)
+        if self.rate_levels > RATE_LEVELS:
+            raise ConfigError(f"big2small.storage.rate_levels must be at most {RATE_LEVELS} (got {self.rate_levels})")
         self.choice_error = _choice("storage", "choice_error", self.choice_error,
                                     ("squared", "layer_relative", "channel_relative", "output"))
 
