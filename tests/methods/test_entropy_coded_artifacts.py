@@ -126,3 +126,25 @@ def test_refined_codes_stay_within_the_budget(tmp_path):
     compressed = method.compress(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
     original = 4 * sum(w.numel() for w in weights(model).values())
     assert original / len(compressed.to_bytes()) >= 8.0
+
+
+@pytest.mark.parametrize("bits", [1, 3])
+def test_rate_levels_trade_error_for_coded_bytes(bits):
+    from big2small.methods.big2small.layer_codes import RATE_LEVELS, weight_codes
+
+    torch.manual_seed(0)
+    weight = torch.distributions.Laplace(0.0, 0.05).sample((32, 16, 3, 3))
+    results = []
+    for level in range(RATE_LEVELS + 1):
+        codes = weight_codes(weight, bits, level)
+        results.append((codes.stored(True)[1].numel(), float(((codes.values() - weight) ** 2).sum())))
+    sizes, errors = zip(*results, strict=True)
+    assert list(sizes) == sorted(sizes, reverse=True) and sizes[-1] < 0.9 * sizes[0]
+    assert list(errors) == sorted(errors)
+
+
+def test_rate_levels_are_checked():
+    from big2small.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="rate_levels"):
+        Big2SmallCompressor(storage={"rate_levels": 9})
