@@ -246,22 +246,3 @@ def _bytes(options: Options, chosen: dict[str, int]) -> int:
 def _error(options: Options, chosen: dict[str, int]) -> float:
     return sum(options[key][option][1] for key, option in chosen.items())
 
-
-def within_budget(refined: Big2SmallPlan, nearest: Big2SmallPlan, limit: int,
-                  measure: Callable[[Big2SmallPlan], int]) -> Big2SmallPlan:
-    """`refined` (a plan whose codes the refinement moved) within `limit` bytes: entropy-coded codes change size
-    when they move, so while the artifact is over the limit, the layers whose refined codes grew the most get back
-    their codes of `nearest` (the same plan before refinement, chosen within the limit), as few as it takes."""
-    over = measure(refined) - limit
-    growth = {name: refined.stored_code_bytes(name, codes.bits) - nearest.stored_code_bytes(name, codes.bits)
-              for name, codes in refined.coded.items()}
-    coded, given_back = dict(refined.coded), 0
-    for name in sorted(growth, key=growth.get, reverse=True):
-        if over <= 0 or growth[name] <= 0:
-            break
-        coded[name] = nearest.coded[name]
-        given_back += growth[name]
-        if given_back >= over:  # enough by the layers' own bytes; the header's digits may still differ
-            over = measure(refined.with_codes(coded)) - limit
-            given_back = 0
-    return refined.with_codes(coded)
