@@ -9,6 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import big2small
+from big2small.codec import read_artifact, write_artifact
 from big2small.models.small_cnn import SmallCNN
 from tests.conftest import PROJECT_ROOT
 
@@ -24,35 +26,60 @@ def _cli(entry, args, root, env=None):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One quant run that stores the uncompressed parameters and exports the rebuilt model."""
+    """One quant run with the default settings (the whole model in its artifact) that exports the rebuilt model."""
     root = tmp_path_factory.mktemp("train")
-    result = _cli(TRAIN, ["compressor=quant", "compressor.bits=4", "logger=none", "store_uncompressed=true",
+    result = _cli(TRAIN, ["compressor=quant", "compressor.bits=4", "logger=none",
                           f"export={root / 'rebuilt.safetensors'}", f"hydra.run.dir={root / 'run'}"], root)
     assert result.returncode == 0, result.stderr[-3000:]
     return root
 
 
-def test_evaluate_reproduces_the_train_runs_metric_and_export(trained, tmp_path):
+def _same_state(path, reference):
+    exported = load_file(str(path))
+    return exported.keys() == reference.keys() and all(torch.equal(exported[k], reference[k]) for k in reference)
+
+
+def test_a_runs_artifact_alone_evaluates_to_the_runs_metric(trained, tmp_path):
     run = json.loads((trained / "run" / "metrics.json").read_text())
-    assert run["artifact_bytes"] == (trained / "run" / "compressed.safetensors").stat().st_size
+    artifact = trained / "run" / "compressed.safetensors"
+    assert run["artifact_bytes"] == artifact.stat().st_size
     assert run["stored_uncompressed"] and run["compressed_bytes"] < run["artifact_bytes"]
-    base = next((trained / "cache" / "base_models").glob("*.safetensors"))
-    result = _cli(EVALUATE, [f"artifact={trained / 'run' / 'compressed.safetensors'}", "logger=wandb",
-                             f"model.checkpoint={base}", f"export={tmp_path / 'again.safetensors'}",
+    result = _cli(EVALUATE, [f"artifact={artifact}", "logger=wandb", f"export={tmp_path / 'again.safetensors'}",
                              f"hydra.run.dir={tmp_path / 'eval'}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["compressed_metric"] == run["compressed_metric"] and metrics["base_metric"] is None
+    assert metrics["compression_ratio"] == run["compression_ratio"]
+    assert metrics["artifact_bytes"] == run["artifact_bytes"]
+    assert list((tmp_path / "eval" / "wandb").glob("offline-run-*")), "evaluate logs a W&B run like train"
+    assert "[evaluate quant]" in result.stdout
+    # The export is plain safetensors: torch and safetensors alone load it into the architecture.
+    reference = load_file(str(trained / "rebuilt.safetensors"))
+    assert _same_state(tmp_path / "again.safetensors", reference)
+    SmallCNN(in_channels=1, num_classes=10, channels=(16, 32, 64)).load_state_dict(reference, strict=True)
+    # The Python API needs nothing but the file either: the artifact names its architecture.
+    alone = big2small.load(artifact)
+    assert all(torch.equal(alone.state_dict()[k], reference[k]) for k in reference)
+
+
+def test_an_artifact_without_the_rest_of_the_model_takes_it_from_the_checkpoint(trained, tmp_path):
+    """Artifacts of earlier runs (or store_uncompressed=false) hold only the compressed part."""
+    compressed_part = tmp_path / "part.safetensors"
+    size = write_artifact(read_artifact(trained / "run" / "compressed.safetensors").without_rest(), compressed_part)
+    run = json.loads((trained / "run" / "metrics.json").read_text())
+    assert size == run["compressed_bytes"]
+    result = _cli(EVALUATE, [f"artifact={compressed_part}", "logger=none", f"hydra.run.dir={tmp_path / 'alone'}"],
+                  tmp_path)
+    _one_line_error(result, "ConfigError", "give the base model as model.checkpoint=")
+    base = next((trained / "cache" / "base_models").glob("*.safetensors"))
+    result = _cli(EVALUATE, [f"artifact={compressed_part}", "logger=none", f"model.checkpoint={base}",
+                             f"export={tmp_path / 'again.safetensors'}", f"hydra.run.dir={tmp_path / 'eval'}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["compressed_metric"] == run["compressed_metric"]
     assert metrics["base_metric"] == run["base_metric"]
     assert metrics["compression_ratio"] == run["compression_ratio"]
-    assert list((tmp_path / "eval" / "wandb").glob("offline-run-*")), "evaluate logs a W&B run like train"
-    assert "[evaluate quant]" in result.stdout
-    # The export is plain safetensors: torch and safetensors alone load it into the architecture.
-    exported = load_file(str(tmp_path / "again.safetensors"))
-    model = SmallCNN(in_channels=1, num_classes=10, channels=(16, 32, 64))
-    model.load_state_dict(exported, strict=True)
-    reference = load_file(str(trained / "rebuilt.safetensors"))
-    assert all(torch.equal(exported[k], reference[k]) for k in reference)
+    assert _same_state(tmp_path / "again.safetensors", load_file(str(trained / "rebuilt.safetensors")))
 
 
 def _one_line_error(result, kind, text):
