@@ -24,6 +24,7 @@ CASES = [
     (["seed=1.5"], "ConfigError: seed must be an integer"),
     (["compressor=quant", "compressor.target_ratio=abc"], "target_ratio must be > 1"),
     (["compressor=quant", "compressor.bits=four"], "bits must be an integer in 2..16"),
+    (["compressor=quant", "compressor.bits=0"], "bits must be an integer in 2..16"),
     (["compressor.foo=1"], "compressor.foo is not a key of this config"),
     (["+compressor.foo=1"], "unexpected keyword argument 'foo'"),
     (["compressor=nope"], "Could not find 'compressor/nope' Available options in 'compressor': big2small"),

@@ -13,15 +13,27 @@ import big2small
 from big2small.codec import read_artifact, write_artifact
 from big2small.models.small_cnn import SmallCNN
 from tests.conftest import PROJECT_ROOT
+from tests.e2e.warm_cli import run_many
 
 TRAIN = [sys.executable, str(PROJECT_ROOT / "src" / "train.py")]
 EVALUATE = [sys.executable, str(PROJECT_ROOT / "src" / "evaluate.py")]
 
 
+# Every test of this module uses the one trained run: on one xdist worker, it is trained once.
+pytestmark = pytest.mark.xdist_group("evaluate")
+
+
+def _env(extra=None):
+    return {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(extra or {})}
+
+
+def _paths(root):
+    return [f"paths.output_root={root}", f"paths.cache_dir={root / 'cache'}", "task.epochs=3"]
+
+
 def _cli(entry, args, root, env=None):
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env or {})}
-    return subprocess.run([*entry, *args, f"paths.output_root={root}", f"paths.cache_dir={root / 'cache'}",
-                           "task.epochs=3"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run([*entry, *args, *_paths(root)], cwd=PROJECT_ROOT, env=_env(env), capture_output=True,
+                          text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +80,6 @@ def test_an_artifact_without_the_rest_of_the_model_takes_it_from_the_checkpoint(
     size = write_artifact(read_artifact(trained / "run" / "compressed.safetensors").without_rest(), compressed_part)
     run = json.loads((trained / "run" / "metrics.json").read_text())
     assert size == run["compressed_bytes"]
-    result = _cli(EVALUATE, [f"artifact={compressed_part}", "logger=none", f"hydra.run.dir={tmp_path / 'alone'}"],
-                  tmp_path)
-    _one_line_error(result, "ConfigError", "give the base model as model.checkpoint=")
     base = next((trained / "cache" / "base_models").glob("*.safetensors"))
     result = _cli(EVALUATE, [f"artifact={compressed_part}", "logger=none", f"model.checkpoint={base}",
                              f"export={tmp_path / 'again.safetensors'}", f"hydra.run.dir={tmp_path / 'eval'}"], tmp_path)
@@ -89,23 +98,41 @@ def _one_line_error(result, kind, text):
     assert "Traceback" not in result.stderr
 
 
-def test_an_artifact_for_another_architecture_is_one_line_naming_the_parameter(trained, tmp_path):
-    result = _cli(EVALUATE, [f"artifact={trained / 'run' / 'compressed.safetensors'}", "logger=none",
-                             "model.net.channels=[16,32,32]", f"hydra.run.dir={tmp_path / 'eval'}"], tmp_path)
-    _one_line_error(result, "ArtifactError", "made for another architecture: features.")
-    assert not (tmp_path / "eval" / "metrics.json").exists()
-
-
-def test_an_altered_artifact_is_one_line(trained, tmp_path):
-    data = bytearray((trained / "run" / "compressed.safetensors").read_bytes())
+@pytest.fixture(scope="module")
+def refused(trained, tmp_path_factory):
+    """The evaluate command lines that must stop with one line, run at once (tests/e2e/warm_cli.py)."""
+    root = tmp_path_factory.mktemp("refused")
+    artifact = trained / "run" / "compressed.safetensors"
+    data = bytearray(artifact.read_bytes())
     data[-10] ^= 0x01
-    (tmp_path / "altered.safetensors").write_bytes(bytes(data))
-    result = _cli(EVALUATE, [f"artifact={tmp_path / 'altered.safetensors'}", "logger=none",
-                             f"hydra.run.dir={tmp_path / 'eval'}"], tmp_path)
-    _one_line_error(result, "ArtifactError", "checksum mismatch")
+    (root / "altered.safetensors").write_bytes(bytes(data))
+    write_artifact(read_artifact(artifact).without_rest(), root / "part.safetensors")
+    cases = {
+        "another architecture": ([f"artifact={artifact}", "model.net.channels=[16,32,32]"], {}),
+        "altered": ([f"artifact={root / 'altered.safetensors'}"], {}),
+        "unsigned": ([f"artifact={artifact}"], {"BIG2SMALL_ARTIFACT_KEY": "secret"}),
+        "compressed part alone": ([f"artifact={root / 'part.safetensors'}"], {}),
+    }
+    command_lines = [[*args, "logger=none", *_paths(root / name), f"hydra.run.dir={root / name / 'eval'}"]
+                     for name, (args, _) in cases.items()]
+    results = run_many(EVALUATE[1], command_lines, root / "logs", cwd=PROJECT_ROOT,
+                       envs=[_env(env) for _, env in cases.values()])
+    return {name: (root / name, result) for name, result in zip(cases, results, strict=True)}
 
 
-def test_with_a_key_set_an_unsigned_artifact_is_refused(trained, tmp_path):
-    result = _cli(EVALUATE, [f"artifact={trained / 'run' / 'compressed.safetensors'}", "logger=none",
-                             f"hydra.run.dir={tmp_path / 'eval'}"], tmp_path, env={"BIG2SMALL_ARTIFACT_KEY": "secret"})
-    _one_line_error(result, "ArtifactError", "not signed with the given key")
+def test_an_artifact_for_another_architecture_is_one_line_naming_the_parameter(refused):
+    folder, result = refused["another architecture"]
+    _one_line_error(result, "ArtifactError", "made for another architecture: features.")
+    assert not (folder / "eval" / "metrics.json").exists()
+
+
+def test_an_altered_artifact_is_one_line(refused):
+    _one_line_error(refused["altered"][1], "ArtifactError", "checksum mismatch")
+
+
+def test_with_a_key_set_an_unsigned_artifact_is_refused(refused):
+    _one_line_error(refused["unsigned"][1], "ArtifactError", "not signed with the given key")
+
+
+def test_without_the_rest_of_the_model_or_a_checkpoint_it_says_to_give_one(refused):
+    _one_line_error(refused["compressed part alone"][1], "ConfigError", "give the base model as model.checkpoint=")
