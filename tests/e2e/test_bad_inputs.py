@@ -11,11 +11,15 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from tests.conftest import PROJECT_ROOT
 from tests.e2e.warm_cli import run_many
 
 TRAIN = [sys.executable, str(PROJECT_ROOT / "src" / "train.py")]
+
+# The tests share one batch of command lines (the `stopped` fixture): on one xdist worker, it runs once.
+pytestmark = pytest.mark.xdist_group("bad_inputs")
 
 NEEDS_NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="asks for a GPU where there is none")
 
@@ -65,8 +69,8 @@ def _case_id(case):
 
 @pytest.fixture(scope="module")
 def stopped(tmp_path_factory):
-    """Every command line of this module that must stop before any work, run at once (tests/e2e/warm_cli.py):
-    name -> (its folder, its result)."""
+    """Every command line of this module that must stop with one line, run at once (tests/e2e/warm_cli.py):
+    results = {name: (its folder, its result)}."""
     root = tmp_path_factory.mktemp("bad")
     blocker = root / "not-a-dir"
     blocker.write_text("a file where a dir should be")
@@ -82,17 +86,28 @@ def stopped(tmp_path_factory):
         "WANDB_MODE": "online", "HOME": str(home), "WANDB_API_KEY": "", "NETRC": str(root / "none")})
     port = _closed_port()
     lines["wandb no network"] = (["compressor=quant", "logger=wandb"], _online_env(home, f"http://127.0.0.1:{port}"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RefusesEveryKey)
+    lines["wandb wrong key"] = (["compressor=quant", "logger=wandb"],
+                                _online_env(home, f"http://127.0.0.1:{server.server_address[1]}"))
     _write_checkpoints(root)
     for name, _ in BAD_CHECKPOINTS:
         lines[name] = (["compressor=quant", "logger=none", f"model.checkpoint={root / name}"], {})
+    # Base weights from a file, so that the artifact's write is reached without training first.
+    lines["artifact"] = (["compressor=quant", "logger=none", f"model.checkpoint={root / 'good.safetensors'}"], {})
     folders = {name: root / f"case{index}" for index, name in enumerate(lines)}
-    results = run_many(TRAIN[1], [_args(args, folders[name]) for name, (args, _) in lines.items()], root / "logs",
-                       cwd=PROJECT_ROOT, envs=[_env(env) for _, env in lines.values()])
+    artifact_blocker = folders["artifact"] / "run" / "compressed.safetensors" / "a file"
+    artifact_blocker.parent.mkdir(parents=True)  # a folder in the artifact's place: the write fails, as on a full disk
+    artifact_blocker.write_text("x")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        results = run_many(TRAIN[1], [_args(args, folders[name]) for name, (args, _) in lines.items()],
+                           root / "logs", cwd=PROJECT_ROOT, envs=[_env(env) for _, env in lines.values()])
+    finally:
+        server.shutdown()
     return SimpleNamespace(results={name: (folders[name], result) for name, result in zip(lines, results, strict=True)},
                            port=port, blocker=blocker)
 
 
-@pytest.mark.xdist_group("bad_inputs")
 @pytest.mark.parametrize("args, text", CASES, ids=[_case_id(case) for case in CASES])
 def test_bad_value_is_one_line_before_any_work(args, text, stopped):
     folder, result = stopped.results[" ".join(args)]
@@ -100,25 +115,21 @@ def test_bad_value_is_one_line_before_any_work(args, text, stopped):
     assert not (folder / "cache").exists(), "nothing may be trained before the config is known to be good"
 
 
-@pytest.mark.xdist_group("bad_inputs")
 def test_an_unwritable_cache_dir_is_named_before_training(stopped):
     _, result = stopped.results["cache dir"]
     _assert_one_line(result, f"OutputError: cannot write the cache dir {stopped.blocker / 'cache' / 'base_models'}")
 
 
-@pytest.mark.xdist_group("bad_inputs")
 def test_an_unwritable_run_dir_is_named(stopped):
     _, result = stopped.results["run dir"]
     _assert_one_line(result, "OutputError: cannot write")
     assert str(stopped.blocker) in result.stderr
 
 
-@pytest.mark.xdist_group("bad_inputs")
 def test_wandb_online_without_a_login_says_how_to_log_offline(stopped):
     _assert_one_line(stopped.results["wandb no login"][1], "W&B online needs a login")
 
 
-@pytest.mark.xdist_group("bad_inputs")
 def test_wandb_online_without_network_is_named_before_any_work(stopped):
     folder, result = stopped.results["wandb no network"]
     _assert_one_line(result, f"W&B online cannot reach 127.0.0.1:{stopped.port}")
@@ -149,9 +160,9 @@ def _write_checkpoints(folder):
     torch.save(as_int, folder / "int.pt")
     (folder / "random.pt").write_bytes(bytes(range(256)) * 4)
     torch.save({"state_dict": state, "payload": _RunsCode()}, folder / "evil.pt")
+    save_file(state, str(folder / "good.safetensors"))
 
 
-@pytest.mark.xdist_group("bad_inputs")
 def test_bad_checkpoints_are_one_line_and_run_no_code(stopped):
     for name, text in BAD_CHECKPOINTS:
         _, result = stopped.results[name]
@@ -159,14 +170,11 @@ def test_bad_checkpoints_are_one_line_and_run_no_code(stopped):
         assert "this must never print" not in result.stdout + result.stderr
 
 
-def test_an_artifact_that_cannot_be_written_is_one_line_and_leaves_nothing_half(tmp_path):
-    blocker = tmp_path / "run" / "compressed.safetensors" / "a file"
-    blocker.parent.mkdir(parents=True)  # a folder in the artifact's place: the write fails, as on a full disk
-    blocker.write_text("x")
-    result = _run(["compressor=quant", "logger=none"], tmp_path)
+def test_an_artifact_that_cannot_be_written_is_one_line_and_leaves_nothing_half(stopped):
+    folder, result = stopped.results["artifact"]
     _assert_one_line(result, "OutputError: cannot write the artifact")
-    assert blocker.parent.is_dir() and not (tmp_path / "run" / "metrics.json").exists()
-    assert not list(tmp_path.rglob("*.tmp")), "no partial file may be left behind"
+    assert (folder / "run" / "compressed.safetensors").is_dir() and not (folder / "run" / "metrics.json").exists()
+    assert not list(folder.rglob("*.tmp")), "no partial file may be left behind"
 
 
 def _online_env(tmp_path, url):
@@ -199,14 +207,8 @@ class _RefusesEveryKey(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_wandb_online_with_a_wrong_key_is_one_line_with_the_offline_fallback(tmp_path):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RefusesEveryKey)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        result = _run(["compressor=quant", "logger=wandb"], tmp_path, env=_online_env(tmp_path, url))
-    finally:
-        server.shutdown()
+def test_wandb_online_with_a_wrong_key_is_one_line_with_the_offline_fallback(stopped):
+    _, result = stopped.results["wandb wrong key"]
     _assert_one_line(result, "W&B could not start an online run (user is not logged in)")
     assert "logger.mode=offline" in result.stderr
 
