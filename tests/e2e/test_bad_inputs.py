@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from tests.conftest import PROJECT_ROOT
-from tests.e2e.warm_cli import run_many
+from tests.warm_cli import run_many
 
 TRAIN = [sys.executable, str(PROJECT_ROOT / "src" / "train.py")]
 
@@ -69,7 +69,7 @@ def _case_id(case):
 
 @pytest.fixture(scope="module")
 def stopped(tmp_path_factory):
-    """Every command line of this module that must stop with one line, run at once (tests/e2e/warm_cli.py):
+    """Every command line of this module that must stop with one line, run at once (tests/warm_cli.py):
     results = {name: (its folder, its result)}."""
     root = tmp_path_factory.mktemp("bad")
     blocker = root / "not-a-dir"

@@ -13,7 +13,7 @@ import big2small
 from big2small.codec import read_artifact, write_artifact
 from big2small.models.small_cnn import SmallCNN
 from tests.conftest import PROJECT_ROOT
-from tests.e2e.warm_cli import run_many
+from tests.warm_cli import run_many
 
 TRAIN = [sys.executable, str(PROJECT_ROOT / "src" / "train.py")]
 EVALUATE = [sys.executable, str(PROJECT_ROOT / "src" / "evaluate.py")]
@@ -100,7 +100,7 @@ def _one_line_error(result, kind, text):
 
 @pytest.fixture(scope="module")
 def refused(trained, tmp_path_factory):
-    """The evaluate command lines that must stop with one line, run at once (tests/e2e/warm_cli.py)."""
+    """The evaluate command lines that must stop with one line, run at once (tests/warm_cli.py)."""
     root = tmp_path_factory.mktemp("refused")
     artifact = trained / "run" / "compressed.safetensors"
     data = bytearray(artifact.read_bytes())
