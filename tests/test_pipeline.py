@@ -16,8 +16,6 @@ REQUIRED_KEYS = {
     "compressed_metric", "metric_drop", "fit_seconds", "decode_seconds", "seed",
 }
 TIMING_KEYS = {"fit_seconds", "decode_seconds", "artifact", "base_model_source"}
-# The tests that share the module's trained digits model run on one xdist worker, so it is trained once.
-SHARES_THE_MODEL = pytest.mark.xdist_group("pipeline")
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +29,6 @@ def _run(tmp_path, cache_dir, overrides, name="job"):
     return run(cfg, tmp_path / name)
 
 
-@SHARES_THE_MODEL
 def test_quant_4_bits_gives_close_to_8x_and_small_drop(tmp_path, cache_dir):
     metrics = _run(tmp_path, cache_dir, ["compressor=quant", "compressor.bits=4"])
     assert REQUIRED_KEYS <= set(metrics)
@@ -49,7 +46,6 @@ def test_quant_4_bits_gives_close_to_8x_and_small_drop(tmp_path, cache_dir):
     assert all(row["relative_error"] < 0.2 for row in on_disk["layers"])
 
 
-@SHARES_THE_MODEL
 def test_a_big2small_run_splits_its_fit_seconds_into_phases(tmp_path, cache_dir):
     metrics = _run(tmp_path, cache_dir, ["compressor=big2small", "compressor.fit.steps=5",
                                          "compressor.refinement.steps=2", "compressor.refinement.num_inputs=8",
@@ -61,7 +57,6 @@ def test_a_big2small_run_splits_its_fit_seconds_into_phases(tmp_path, cache_dir)
     assert metrics["compressor_config"] == "big2small"  # no config name given: the compressor's name
 
 
-@SHARES_THE_MODEL
 def test_accounting_adds_up(tmp_path, cache_dir):
     m = _run(tmp_path, cache_dir, ["compressor=none", "store_uncompressed=false"])
     assert m["compressed_bytes"] == m["artifact_bytes"] == (tmp_path / "job" / ARTIFACT_FILE).stat().st_size
@@ -113,7 +108,6 @@ def test_nan_weights_in_a_checkpoint_stop_the_run_naming_the_tensor(tmp_path, ca
     assert not (tmp_path / "job" / ARTIFACT_FILE).exists()
 
 
-@SHARES_THE_MODEL
 def test_diverging_inr_fit_stops_with_the_layer_named(tmp_path, cache_dir):
     with pytest.raises(FittingError, match=r"diverged.*(features\.\d+\.weight|classifier\.weight)"):
         _run(tmp_path, cache_dir, ["compressor=big2small", "compressor.fit.steps=30", "compressor.fit.lr=1e30"])

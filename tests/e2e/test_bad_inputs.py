@@ -1,5 +1,6 @@
 """Bad command lines and environments: one line on stderr, exit code 2, no traceback, nothing trained."""
 
+import dataclasses
 import http.server
 import os
 import resource
@@ -7,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -14,12 +16,10 @@ import torch
 from safetensors.torch import save_file
 
 from tests.conftest import PROJECT_ROOT
-from tests.warm_cli import run_many
+from tests.once import once_per_run
+from tests.warm_cli import Result, run_many
 
 TRAIN = [sys.executable, str(PROJECT_ROOT / "src" / "train.py")]
-
-# The tests share one batch of command lines (the `stopped` fixture): on one xdist worker, it runs once.
-pytestmark = pytest.mark.xdist_group("bad_inputs")
 
 NEEDS_NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="asks for a GPU where there is none")
 
@@ -69,9 +69,15 @@ def _case_id(case):
 
 @pytest.fixture(scope="module")
 def stopped(tmp_path_factory):
-    """Every command line of this module that must stop with one line, run at once (tests/warm_cli.py):
-    results = {name: (its folder, its result)}."""
-    root = tmp_path_factory.mktemp("bad")
+    """Every command line of this module that must stop with one line, run at once (tests/warm_cli.py) and once
+    per test run (tests/once.py): results = {name: (its folder, its result)}."""
+    made = once_per_run(tmp_path_factory, "bad_inputs", _stop_all)
+    return SimpleNamespace(results={name: (Path(folder), Result(**result))
+                                    for name, (folder, result) in made["results"].items()},
+                           port=made["port"], blocker=Path(made["blocker"]))
+
+
+def _stop_all(root):
     blocker = root / "not-a-dir"
     blocker.write_text("a file where a dir should be")
     skipped = {_case_id(case) for case in CASES
@@ -104,8 +110,9 @@ def stopped(tmp_path_factory):
                            root / "logs", cwd=PROJECT_ROOT, envs=[_env(env) for _, env in lines.values()])
     finally:
         server.shutdown()
-    return SimpleNamespace(results={name: (folders[name], result) for name, result in zip(lines, results, strict=True)},
-                           port=port, blocker=blocker)
+    return {"results": {name: (str(folders[name]), dataclasses.asdict(result))
+                        for name, result in zip(lines, results, strict=True)},
+            "port": port, "blocker": str(blocker)}
 
 
 @pytest.mark.parametrize("args, text", CASES, ids=[_case_id(case) for case in CASES])

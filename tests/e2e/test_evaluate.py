@@ -1,9 +1,11 @@
 """src/evaluate.py in a subprocess: an artifact made by src/train.py, evaluated without fitting anything."""
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,14 +15,11 @@ import big2small
 from big2small.codec import read_artifact, write_artifact
 from big2small.models.small_cnn import SmallCNN
 from tests.conftest import PROJECT_ROOT
-from tests.warm_cli import run_many
+from tests.once import once_per_run
+from tests.warm_cli import Result, run_many
 
 TRAIN = [sys.executable, str(PROJECT_ROOT / "src" / "train.py")]
 EVALUATE = [sys.executable, str(PROJECT_ROOT / "src" / "evaluate.py")]
-
-
-# Every test of this module uses the one trained run: on one xdist worker, it is trained once.
-pytestmark = pytest.mark.xdist_group("evaluate")
 
 
 def _env(extra=None):
@@ -38,12 +37,16 @@ def _cli(entry, args, root, env=None):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One quant run with the default settings (the whole model in its artifact) that exports the rebuilt model."""
-    root = tmp_path_factory.mktemp("train")
+    """One quant run with the default settings (the whole model in its artifact) that exports the rebuilt model;
+    once per test run (tests/once.py)."""
+    return Path(once_per_run(tmp_path_factory, "evaluate_trained", _train))
+
+
+def _train(root):
     result = _cli(TRAIN, ["compressor=quant", "compressor.bits=4", "logger=none",
                           f"export={root / 'rebuilt.safetensors'}", f"hydra.run.dir={root / 'run'}"], root)
     assert result.returncode == 0, result.stderr[-3000:]
-    return root
+    return str(root)
 
 
 def _same_state(path, reference):
@@ -100,8 +103,13 @@ def _one_line_error(result, kind, text):
 
 @pytest.fixture(scope="module")
 def refused(trained, tmp_path_factory):
-    """The evaluate command lines that must stop with one line, run at once (tests/warm_cli.py)."""
-    root = tmp_path_factory.mktemp("refused")
+    """The evaluate command lines that must stop with one line, run at once (tests/warm_cli.py) and once per test
+    run (tests/once.py)."""
+    made = once_per_run(tmp_path_factory, "evaluate_refused", lambda root: _refuse_all(trained, root))
+    return {name: (Path(folder), Result(**result)) for name, (folder, result) in made.items()}
+
+
+def _refuse_all(trained, root):
     artifact = trained / "run" / "compressed.safetensors"
     data = bytearray(artifact.read_bytes())
     data[-10] ^= 0x01
@@ -117,7 +125,7 @@ def refused(trained, tmp_path_factory):
                      for name, (args, _) in cases.items()]
     results = run_many(EVALUATE[1], command_lines, root / "logs", cwd=PROJECT_ROOT,
                        envs=[_env(env) for _, env in cases.values()])
-    return {name: (root / name, result) for name, result in zip(cases, results, strict=True)}
+    return {name: (str(root / name), dataclasses.asdict(result)) for name, result in zip(cases, results, strict=True)}
 
 
 def test_an_artifact_for_another_architecture_is_one_line_naming_the_parameter(refused):

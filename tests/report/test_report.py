@@ -1,7 +1,9 @@
 """make_report and src/report.py: files written into the sweep dir, tables, and clear messages on bad input."""
 
 import csv
+import dataclasses
 import sys
+from pathlib import Path
 
 import matplotlib.image
 import pytest
@@ -10,8 +12,9 @@ from big2small.report import PLOT_FILE, REPORT_FILE, make_report
 from big2small.report.results import ReportError
 from big2small.runs import SUMMARY_FILE
 from tests.conftest import PROJECT_ROOT
+from tests.once import once_per_run
 from tests.report.fake_sweep import rate_sweep, write_job, write_unfinished_job
-from tests.warm_cli import run_many
+from tests.warm_cli import Result, run_many
 
 REPORT_CLI = [sys.executable, str(PROJECT_ROOT / "src" / "report.py")]
 
@@ -82,8 +85,12 @@ def test_bad_options_are_refused(tmp_path):
 @pytest.fixture(scope="module")
 def cli_runs(tmp_path_factory):
     """The report CLI on a partial sweep, on no sweep and on a sweep whose report cannot be written, run at once
-    (tests/warm_cli.py): name -> (sweep dir, result)."""
-    root = tmp_path_factory.mktemp("report_cli")
+    (tests/warm_cli.py) and once per test run (tests/once.py): name -> (sweep dir, result)."""
+    made = once_per_run(tmp_path_factory, "report_cli", _report_all)
+    return {name: (Path(sweep), Result(**result)) for name, (sweep, result) in made.items()}
+
+
+def _report_all(root):
     partial, unwritable = root / "partial", root / "unwritable"
     write_job(partial, "quant/a", compressor="quant", ratio=4.0, metric=0.79, target_ratio=4.0)
     write_unfinished_job(partial, "quant/b", ["compressor=quant"])
@@ -91,10 +98,9 @@ def cli_runs(tmp_path_factory):
     (unwritable / REPORT_FILE).mkdir()  # a folder where the report goes: the write fails as on a full disk
     sweeps = {"partial": partial, "empty": root / "empty", "unwritable": unwritable}
     results = run_many(REPORT_CLI[1], [[str(sweep)] for sweep in sweeps.values()], root / "logs", cwd=PROJECT_ROOT)
-    return {name: (sweeps[name], result) for name, result in zip(sweeps, results, strict=True)}
+    return {name: (str(sweeps[name]), dataclasses.asdict(result)) for name, result in zip(sweeps, results, strict=True)}
 
 
-@pytest.mark.xdist_group("report_cli")
 def test_cli_reports_a_partial_sweep_and_fails_cleanly_on_an_empty_one(cli_runs):
     sweep, done = cli_runs["partial"]
     assert done.returncode == 0, done.stderr
@@ -105,7 +111,6 @@ def test_cli_reports_a_partial_sweep_and_fails_cleanly_on_an_empty_one(cli_runs)
     assert empty.stderr.strip().count("\n") == 0 and "no such directory" in empty.stderr
 
 
-@pytest.mark.xdist_group("report_cli")
 def test_cli_names_a_report_file_it_cannot_write_and_leaves_no_partial_file(cli_runs):
     sweep, result = cli_runs["unwritable"]
     assert result.returncode == 2
