@@ -60,6 +60,9 @@ def test_every_replaced_name_existing_elsewhere_is_still_refused(tmp_path):
     big2small.save(compressed, tmp_path / "a.safetensors", store_uncompressed=False)
     with pytest.raises(ArtifactError, match="another architecture: its model had"):
         big2small.load(tmp_path / "a.safetensors", CifarResNet(depth=32))
+    big2small.save(compressed, tmp_path / "whole.safetensors")  # names its architecture: the message says which
+    with pytest.raises(ArtifactError, match=r"another architecture: .*; it is for cifar_resnet\(depth=20, "):
+        big2small.load(tmp_path / "whole.safetensors", CifarResNet(depth=32))
 
 
 def test_an_altered_file_is_refused(tmp_path):

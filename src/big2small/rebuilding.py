@@ -93,6 +93,21 @@ def _reason(error: Exception) -> str:
 
 
 def _check_architecture(compressed: Compressed, model: nn.Module, replaced: list[str], source: str) -> None:
+    try:
+        _check_same_architecture(compressed, model, replaced, source)
+    except ArtifactError as error:
+        raise ArtifactError(f"{error}{_made_for(compressed.architecture)}") from None
+
+
+def _made_for(recipe: dict | None) -> str:
+    """Which model the artifact names, for the message that refuses another one."""
+    if not isinstance(recipe, dict) or not isinstance(recipe.get("arguments"), dict):
+        return ""
+    arguments = ", ".join(f"{key}={value}" for key, value in recipe["arguments"].items())
+    return f"; it is for {recipe.get('builder')}({arguments})"[:300]
+
+
+def _check_same_architecture(compressed: Compressed, model: nn.Module, replaced: list[str], source: str) -> None:
     state = model.state_dict()
     parameters = dict(model.named_parameters())
     for name in replaced:
