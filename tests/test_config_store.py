@@ -1,5 +1,6 @@
 """Defaults are stated once, in the compressor classes; conf/compressor/*.yaml only chooses them (config_store.py)."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -110,3 +111,5 @@ def test_a_launched_sweep_composes_each_job_from_the_registered_defaults(tmp_pat
     assert configs == [{**compressor_node("quant"), "bits": bits} for bits in (4, 8)]
     ratios = [json.loads((job / "metrics.json").read_text())["compression_ratio"] for job in jobs]
     assert ratios[0] > 1.9 * ratios[1]  # 4-bit codes against 8-bit ones
+    with open(sweep / "summary.csv") as handle:  # a plain -m sweep (no experiment) is summarised too
+        assert len(list(csv.DictReader(handle))) == 2

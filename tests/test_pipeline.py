@@ -5,6 +5,7 @@ import json
 import pytest
 from safetensors.torch import save_file
 
+from big2small.codec import read_artifact
 from big2small.errors import ConfigError, FittingError
 from big2small.pipeline import ARTIFACT_FILE, run
 from tests.conftest import compose_config
@@ -31,7 +32,10 @@ def _run(tmp_path, cache_dir, overrides, name="job"):
 def test_quant_4_bits_gives_close_to_8x_and_small_drop(tmp_path, cache_dir):
     metrics = _run(tmp_path, cache_dir, ["compressor=quant", "compressor.bits=4"])
     assert REQUIRED_KEYS <= set(metrics)
-    assert metrics["compressed_bytes"] == (tmp_path / "job" / ARTIFACT_FILE).stat().st_size
+    # The file holds the whole model (the default store_uncompressed=true); the ratio counts the compressed part.
+    assert metrics["artifact_bytes"] == (tmp_path / "job" / ARTIFACT_FILE).stat().st_size
+    assert metrics["compressed_bytes"] == read_artifact(tmp_path / "job" / ARTIFACT_FILE).compressed_bytes()
+    assert metrics["uncompressed_bytes"] == metrics["artifact_bytes"] - metrics["compressed_bytes"] > 0
     # 4-bit codes are 8x smaller than fp32; fp16 channel ranges and the header cost the rest.
     assert 7.0 < metrics["compression_ratio"] < 8.0
     assert metrics["base_metric"] > 0.9, "the default digits model should train well above 90 %"
@@ -54,7 +58,8 @@ def test_a_big2small_run_splits_its_fit_seconds_into_phases(tmp_path, cache_dir)
 
 
 def test_accounting_adds_up(tmp_path, cache_dir):
-    m = _run(tmp_path, cache_dir, ["compressor=none"])
+    m = _run(tmp_path, cache_dir, ["compressor=none", "store_uncompressed=false"])
+    assert m["compressed_bytes"] == m["artifact_bytes"] == (tmp_path / "job" / ARTIFACT_FILE).stat().st_size
     assert m["original_bytes"] + m["uncompressed_bytes"] == 4 * m["num_parameters"]
     assert m["compression_ratio"] == pytest.approx(m["original_bytes"] / m["compressed_bytes"])
     assert 0.95 < m["compression_ratio"] < 1.0  # fp32 copy plus a header

@@ -38,6 +38,8 @@ def test_experiment_sweep_gives_job_runs_aggregate_run_and_report_then_skips_don
     for ratio, job in jobs.items():
         metrics = json.loads((job / "metrics.json").read_text())
         assert metrics["compressor"] == "quant" and metrics["target_ratio"] == ratio
+        assert metrics["compression_ratio"] == pytest.approx(ratio, rel=0.05)
+        assert metrics["artifact_bytes"] == (job / "compressed.safetensors").stat().st_size
         (run_dir,) = (job / "wandb").glob("offline-run-*")  # one W&B run per job
         record = next(run_dir.glob("run-*.wandb")).read_bytes()
         for label in (b"rate_accuracy_digits", b"quant", b"classification", b"digits", b"small_cnn"):

@@ -1,5 +1,6 @@
 """Every conf/experiment sweep composes, and each job it defines builds its compressor without error."""
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,15 @@ EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 
 def _compose(overrides, hydra_node=False):
+    return _composed(tuple(overrides), hydra_node)
+
+
+@functools.cache
+def _composed(overrides: tuple[str, ...], hydra_node: bool):
+    """Each config composed once for all the tests that read it (none of them changes it)."""
     register_compressor_defaults()
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("config", overrides=overrides, return_hydra_config=hydra_node)
+        return compose("config", overrides=list(overrides), return_hydra_config=hydra_node)
 
 
 def _sweep_params(experiment: str) -> dict[str, list[str]]:

@@ -12,15 +12,17 @@ across runs):
     meta            whatever the compressor needs to decode besides tensors (JSON: shapes, layer names, ...)
     checksum        sha256 over header fields and every tensor's name, dtype, shape and bytes
     hmac            (optional) HMAC-SHA256 of the checksum under a key the writer and the reader share
+    architecture    (optional) how to build the model again: a builder of big2small.models and its arguments
 
 Optionally the file also carries the model state the compressor left alone (BatchNorm, biases, skipped layers),
 each tensor in its own dtype under the name `uncompressed/<state_dict key>`; then the artifact and the
-architecture alone give the whole model.
+architecture alone give the whole model, and with the `architecture` header field the artifact alone does.
 
 The checksum shows damage, not forgery: anyone can edit a file and recompute it. A file written with a key
 carries an HMAC that only holders of the key can make; reading with the key refuses files without a matching
 one. safetensors never executes code on load, so reading an artifact is safe whatever its origin. The file size on
-disk is the `compressed_bytes` every run reports: nothing that the rebuild needs lives anywhere else.
+disk without the stored rest of the model (its state and architecture) is the `compressed_bytes` every run
+reports: nothing that the rebuild of the compressed parameters needs lives anywhere else.
 """
 
 from __future__ import annotations
@@ -70,10 +72,16 @@ class Compressed:
     # The model's other state_dict entries, stored as they are when present (empty: the rebuild takes them from
     # the model it is given).
     uncompressed: dict[str, torch.Tensor] = field(default_factory=dict)
+    # How to build the model's architecture (models/recipe.py), stored with the rest of the model; None: not known.
+    architecture: dict | None = None
 
     def compressed_bytes(self, key: bytes | None = None) -> int:
-        """The artifact's size without any stored uncompressed state: what the compressor itself produced."""
-        return len(dataclasses.replace(self, uncompressed={}).to_bytes(key))
+        """The artifact's size without the stored rest of the model: what the compressor itself produced."""
+        return len(self.without_rest().to_bytes(key))
+
+    def without_rest(self) -> Compressed:
+        """A copy without the model state the compressor left alone and without the architecture."""
+        return dataclasses.replace(self, uncompressed={}, architecture=None)
 
     def to_bytes(self, key: bytes | None = None) -> bytes:
         tensors = {name: t.detach().cpu().contiguous() for name, t in self.tensors.items()}
@@ -88,6 +96,8 @@ class Compressed:
             "config": _canonical_json(self.config),
             "meta": _canonical_json(self.meta),
         }
+        if self.architecture is not None:
+            header["architecture"] = _canonical_json(self.architecture)
         header["checksum"] = _checksum(header, tensors)
         if key is not None:
             header["hmac"] = _hmac(key, header["checksum"])
@@ -125,7 +135,7 @@ class Compressed:
         if not isinstance(config, dict) or not isinstance(meta, dict):
             raise ArtifactError(f"{source}: its header's config and meta must be JSON objects")
         return cls(compressor=fields["compressor"], config=config, tensors=tensors, meta=meta,
-                   uncompressed=uncompressed)
+                   uncompressed=uncompressed, architecture=_architecture(header.get("architecture"), source))
 
 
 def write_artifact(compressed: Compressed, path: str | os.PathLike, key: bytes | None = None) -> int:
@@ -138,6 +148,18 @@ def read_artifact(path: str | os.PathLike, key: bytes | None = None) -> Compress
     if not path.is_file():
         raise ArtifactError(f"artifact not found: {path}")
     return Compressed.from_bytes(path.read_bytes(), source=str(path), key=key)
+
+
+def _architecture(text, source: str) -> dict | None:
+    if text is None:
+        return None
+    try:
+        architecture = _parse_json(text) if isinstance(text, str) else None
+    except ValueError:
+        architecture = None
+    if not isinstance(architecture, dict):
+        raise ArtifactError(f"{source}: its header's architecture is not a JSON object")
+    return architecture
 
 
 def _read_header(data: bytes) -> dict:

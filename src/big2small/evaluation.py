@@ -36,7 +36,7 @@ def evaluate_artifact(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     checkpoint = cfg.model.get("checkpoint")
     if not checkpoint and not compressed.uncompressed:
         raise ConfigError(f"{cfg.artifact}: it does not store the parameters its compressor left alone; give the "
-                          "base model as model.checkpoint=... (or write artifacts with store_uncompressed=true)")
+                          "base model as model.checkpoint=... (runs store it unless store_uncompressed=false)")
     parts = build_parts(cfg)
     model = parts.model
     if checkpoint:
@@ -65,7 +65,7 @@ def _artifact_metrics(cfg, parts: RunParts, compressed: Compressed, model: nn.Mo
     replaced = compressed.meta["replaced"]
     params = dict(model.named_parameters())
     artifact_bytes = Path(cfg.artifact).stat().st_size
-    compressed_bytes = compressed.compressed_bytes(artifact_key()) if compressed.uncompressed else artifact_bytes
+    compressed_bytes = compressed.compressed_bytes(artifact_key())
     original_bytes = fp32_bytes(sum(params[name].numel() for name in replaced if name in params))
     metric = parts.task.metric_name
     metrics = {

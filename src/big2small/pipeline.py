@@ -22,7 +22,7 @@ from big2small.codec import read_artifact, write_artifact
 from big2small.encodings.dtype_bytes import fp32_bytes
 from big2small.files import writable_dir, write_state_dict
 from big2small.parts import RunParts, artifact_key, build_parts, trainer_factory
-from big2small.rebuilding import layer_table, rebuild_model, uncompressed_state
+from big2small.rebuilding import layer_table, rebuild_model, store_rest
 from big2small.runs import finished_job_metrics
 from big2small.tracking import Tracker, write_metrics_json
 
@@ -76,14 +76,14 @@ def _execute(cfg: DictConfig, parts: RunParts, run_dir: Path, config_name: str) 
     )
     fit_seconds = time.perf_counter() - started
 
-    if cfg.get("store_uncompressed"):
-        compressed.uncompressed = uncompressed_state(base_model, compressed.meta["replaced"])
+    if cfg.get("store_uncompressed"):  # the whole model in one file: the rest of its state and its architecture
+        store_rest(compressed, base_model)
     artifact_path = run_dir / ARTIFACT_FILE
     key = artifact_key()
     artifact_bytes = write_artifact(compressed, artifact_path, key=key)
     try:  # no artifact is left without its metrics.json
-        # What the compressor produced, apart from any stored uncompressed state: the artifact without it.
-        compressed_bytes = compressed.compressed_bytes(key) if compressed.uncompressed else artifact_bytes
+        # What the compressor produced, apart from any stored rest of the model: the artifact without it.
+        compressed_bytes = compressed.compressed_bytes(key)
         started = time.perf_counter()
         rebuilt_model = rebuild_from_artifact(artifact_path, base_model)
         decode_seconds = time.perf_counter() - started

@@ -1,6 +1,7 @@
 """A model from an artifact: checked against the architecture it was made for, rebuilt, and checked again.
 
 Used by the pipeline (after every run), `src/evaluate.py` and the Python API, so all three refuse the same files.
+An artifact that stores the rest of the model and its architecture's recipe builds its model itself.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from big2small.codec import Compressed
 from big2small.errors import ArtifactError, FittingError, first_line
 from big2small.graph.weights import architecture_signature
 from big2small.methods.registry import compressor_class, rebuild
+from big2small.models.catalog import build_model
+from big2small.models.recipe import recipe_of
 from big2small.numerics import DENOMINATOR_FLOOR
 
 
@@ -23,6 +26,27 @@ def uncompressed_state(model: nn.Module, replaced: list[str]) -> dict[str, torch
     """Every state_dict entry of `model` that the compressor did not replace, as CPU copies in their own dtype."""
     skipped = set(replaced)
     return {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items() if name not in skipped}
+
+
+def store_rest(compressed: Compressed, model: nn.Module) -> Compressed:
+    """Put the rest of `model` into `compressed`: every state entry its compressor left alone and, when a builder
+    of big2small.models made the model, the recipe that builds its architecture again."""
+    compressed.uncompressed = uncompressed_state(model, compressed.meta["replaced"])
+    compressed.architecture = recipe_of(model)
+    return compressed
+
+
+def model_from_artifact(compressed: Compressed, *, source: str = "artifact", pass_model: str = "the model") -> nn.Module:
+    """A fresh instance of the architecture the artifact names, to rebuild into; ArtifactError naming what to pass
+    (`pass_model`) when the artifact does not name one that big2small can build, or lacks the rest of the model."""
+    if not compressed.uncompressed or compressed.architecture is None:
+        missing = "the rest of the model" if not compressed.uncompressed else "which architecture it is for"
+        raise ArtifactError(f"{source}: does not store {missing} (written by an older version, with "
+                            f"store_uncompressed off, or for a model built elsewhere); pass {pass_model}")
+    try:
+        return build_model(compressed.architecture)
+    except ValueError as error:
+        raise ArtifactError(f"{source}: {first_line(error)}; pass {pass_model}") from None
 
 
 def rebuild_model(compressed: Compressed, model: nn.Module, *, source: str = "artifact") -> nn.Module:
@@ -69,6 +93,21 @@ def _reason(error: Exception) -> str:
 
 
 def _check_architecture(compressed: Compressed, model: nn.Module, replaced: list[str], source: str) -> None:
+    try:
+        _check_same_architecture(compressed, model, replaced, source)
+    except ArtifactError as error:
+        raise ArtifactError(f"{error}{_made_for(compressed.architecture)}") from None
+
+
+def _made_for(recipe: dict | None) -> str:
+    """Which model the artifact names, for the message that refuses another one."""
+    if not isinstance(recipe, dict) or not isinstance(recipe.get("arguments"), dict):
+        return ""
+    arguments = ", ".join(f"{key}={value}" for key, value in recipe["arguments"].items())
+    return f"; it is for {recipe.get('builder')}({arguments})"[:300]
+
+
+def _check_same_architecture(compressed: Compressed, model: nn.Module, replaced: list[str], source: str) -> None:
     state = model.state_dict()
     parameters = dict(model.named_parameters())
     for name in replaced:

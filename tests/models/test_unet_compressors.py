@@ -27,7 +27,8 @@ SETTINGS: dict[str, dict] = {
     "id_prune": {"keep_fraction": 0.5, "calibration_images": 8, "batch_size": 8},
     "hyper": {"bits": 8},
     "nncodec": {"qp": -32},
-    "big2small": {"target_ratio": 4.0, "fit": {"steps": 5}, "input_shape": [3, 32, 32]},
+    "big2small": {"target_ratio": 4.0, "fit": {"steps": 5}, "input_shape": [3, 32, 32],
+                  "refinement": {"steps": 3, "input_steps": 3, "num_inputs": 8, "batch_size": 4}},
 }
 # Compressors that keep every weight to within 8-bit rounding: their rebuilt U-Net must compute nearly the same.
 NEAR_LOSSLESS = {"none", "quant"}

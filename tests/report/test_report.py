@@ -1,8 +1,9 @@
 """make_report and src/report.py: files written into the sweep dir, tables, and clear messages on bad input."""
 
 import csv
-import subprocess
+import dataclasses
 import sys
+from pathlib import Path
 
 import matplotlib.image
 import pytest
@@ -11,7 +12,9 @@ from big2small.report import PLOT_FILE, REPORT_FILE, make_report
 from big2small.report.results import ReportError
 from big2small.runs import SUMMARY_FILE
 from tests.conftest import PROJECT_ROOT
+from tests.once import once_per_run
 from tests.report.fake_sweep import rate_sweep, write_job, write_unfinished_job
+from tests.warm_cli import Result, run_many
 
 REPORT_CLI = [sys.executable, str(PROJECT_ROOT / "src" / "report.py")]
 
@@ -79,24 +82,37 @@ def test_bad_options_are_refused(tmp_path):
         make_report(rate_sweep(tmp_path), ratio_key="bytes")
 
 
-def test_cli_reports_a_partial_sweep_and_fails_cleanly_on_an_empty_one(tmp_path):
-    sweep = tmp_path / "sweep"
-    write_job(sweep, "quant/a", compressor="quant", ratio=4.0, metric=0.79, target_ratio=4.0)
-    write_unfinished_job(sweep, "quant/b", ["compressor=quant"])
-    done = subprocess.run([*REPORT_CLI, str(sweep)], capture_output=True, text=True, timeout=120)
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory):
+    """The report CLI on a partial sweep, on no sweep and on a sweep whose report cannot be written, run at once
+    (tests/warm_cli.py) and once per test run (tests/once.py): name -> (sweep dir, result)."""
+    made = once_per_run(tmp_path_factory, "report_cli", _report_all)
+    return {name: (Path(sweep), Result(**result)) for name, (sweep, result) in made.items()}
+
+
+def _report_all(root):
+    partial, unwritable = root / "partial", root / "unwritable"
+    write_job(partial, "quant/a", compressor="quant", ratio=4.0, metric=0.79, target_ratio=4.0)
+    write_unfinished_job(partial, "quant/b", ["compressor=quant"])
+    write_job(unwritable, "quant/a", compressor="quant", ratio=4.0, metric=0.79, target_ratio=4.0)
+    (unwritable / REPORT_FILE).mkdir()  # a folder where the report goes: the write fails as on a full disk
+    sweeps = {"partial": partial, "empty": root / "empty", "unwritable": unwritable}
+    results = run_many(REPORT_CLI[1], [[str(sweep)] for sweep in sweeps.values()], root / "logs", cwd=PROJECT_ROOT)
+    return {name: (str(sweeps[name]), dataclasses.asdict(result)) for name, result in zip(sweeps, results, strict=True)}
+
+
+def test_cli_reports_a_partial_sweep_and_fails_cleanly_on_an_empty_one(cli_runs):
+    sweep, done = cli_runs["partial"]
     assert done.returncode == 0, done.stderr
     assert "report from 1 finished jobs" in done.stdout and "quant/b" in done.stdout
     assert (sweep / PLOT_FILE).is_file()
-    empty = subprocess.run([*REPORT_CLI, str(tmp_path / "empty")], capture_output=True, text=True, timeout=120)
+    _, empty = cli_runs["empty"]
     assert empty.returncode == 2
     assert empty.stderr.strip().count("\n") == 0 and "no such directory" in empty.stderr
 
 
-def test_cli_names_a_report_file_it_cannot_write_and_leaves_no_partial_file(tmp_path):
-    sweep = tmp_path / "sweep"
-    write_job(sweep, "quant/a", compressor="quant", ratio=4.0, metric=0.79, target_ratio=4.0)
-    (sweep / REPORT_FILE).mkdir()  # a folder where the report goes: the write fails as on a full disk
-    result = subprocess.run([*REPORT_CLI, str(sweep)], capture_output=True, text=True, timeout=120)
+def test_cli_names_a_report_file_it_cannot_write_and_leaves_no_partial_file(cli_runs):
+    sweep, result = cli_runs["unwritable"]
     assert result.returncode == 2
     assert result.stderr.strip() == f"report: cannot write the report {sweep / REPORT_FILE}: Is a directory"
     assert not list(sweep.rglob("*.tmp"))

@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from big2small.errors import ConfigError
+from big2small.models.recipe import remember_recipe
 
 BLOCKS_PER_STAGE = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18}
 STAGE_WIDTHS = (16, 32, 64)
@@ -84,6 +85,8 @@ class CifarResNet(nn.Module):
             setattr(self, f"layer{stage}", nn.Sequential(*layers))
         self.linear = nn.Linear(STAGE_WIDTHS[-1], num_classes)
         self._initialise()
+        remember_recipe(self, "cifar_resnet", {"depth": depth, "num_classes": int(num_classes),
+                                               "in_channels": int(in_channels)})
 
     def _initialise(self) -> None:
         # He initialisation for convs and the head, as in the paper; only matters when training from scratch.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from big2small.errors import ConfigError
+from big2small.models.recipe import remember_recipe
 
 
 class SmallCNN(nn.Module):
@@ -22,6 +23,8 @@ class SmallCNN(nn.Module):
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(previous, num_classes)
+        remember_recipe(self, "small_cnn", {"in_channels": in_channels, "num_classes": num_classes,
+                                            "channels": [int(c) for c in channels]})
 
     def forward(self, x):
         return self.classifier(self.pool(self.features(x)).flatten(1))

@@ -10,6 +10,7 @@ import segmentation_models_pytorch as smp
 from torch import nn
 
 from big2small.errors import ConfigError
+from big2small.models.recipe import remember_recipe
 
 ARCHITECTURES = {"Unet": smp.Unet, "FPN": smp.FPN, "DeepLabV3Plus": smp.DeepLabV3Plus}
 
@@ -35,9 +36,13 @@ def segmentation_model(
     if int(in_channels) < 1 or int(num_classes) < 1:
         raise ConfigError(f"model: need in_channels >= 1 and num_classes >= 1 (got {in_channels}, {num_classes})")
     try:
-        return ARCHITECTURES[architecture](
+        model = ARCHITECTURES[architecture](
             encoder_name=encoder_name, encoder_weights=encoder_weights, in_channels=int(in_channels),
             classes=int(num_classes), **architecture_settings,
         )
     except (TypeError, ValueError, KeyError) as error:
         raise ConfigError(f"model: cannot build {architecture} with encoder {encoder_name}: {error}") from None
+    # Pretrained encoder weights only matter before training; a rebuild takes every weight from the artifact.
+    return remember_recipe(model, "smp", {"architecture": architecture, "encoder_name": encoder_name,
+                                          "encoder_weights": None, "in_channels": int(in_channels),
+                                          "num_classes": int(num_classes), **architecture_settings})

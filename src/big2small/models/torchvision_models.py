@@ -10,6 +10,7 @@ from torch import nn
 from torchvision import models
 
 from big2small.errors import ConfigError
+from big2small.models.recipe import remember_recipe
 
 
 def torchvision_classifier(name: str = "resnet18", num_classes: int = 1000, in_channels: int = 3,
@@ -23,6 +24,8 @@ def torchvision_classifier(name: str = "resnet18", num_classes: int = 1000, in_c
     if int(num_classes) < 2:
         raise ConfigError(f"model: num_classes must be >= 2 (got {num_classes})")
     try:
-        return models.get_model(name, weights=None, num_classes=int(num_classes), **model_settings)
+        model = models.get_model(name, weights=None, num_classes=int(num_classes), **model_settings)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"model: cannot build torchvision {name}: {error}") from None
+    return remember_recipe(model, "torchvision", {"name": name, "num_classes": int(num_classes),
+                                                  "in_channels": int(in_channels), **model_settings})

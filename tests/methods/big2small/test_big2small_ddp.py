@@ -1,4 +1,4 @@
-"""A fit on 2 CPU processes (ddp_spawn, gloo) writes the same artifact as a 1-process fit with the same seed.
+"""A fit on 2 CPU processes (gloo; forked, or spawned as trainer=ddp does) writes the same artifact as a 1-process fit.
 
 Why exact equality can hold: every INR's initial parameters and coordinate draws come from its own seed, the
 loss is a sum over INRs, and each rank scales its share's loss by the world size so that DDP's gradient average
@@ -17,9 +17,11 @@ from big2small.methods.big2small.compressor import Big2SmallCompressor
 from tests.conftest import tiny_cnn
 
 
-def _factory(devices: int, root):
+def _factory(devices: int, root, start: str = "spawn"):
+    """Trainers on `devices` CPU processes. start="fork" forks them (no interpreter start-up, nothing pickled) for
+    the tests of what the ranks compute; "spawn" is what trainer=ddp runs, where everything must pickle."""
     def make(**overrides):
-        settings = dict(accelerator="cpu", devices=devices, strategy="ddp_spawn" if devices > 1 else "auto",
+        settings = dict(accelerator="cpu", devices=devices, strategy=f"ddp_{start}" if devices > 1 else "auto",
                         logger=False, enable_progress_bar=False, enable_model_summary=False, deterministic=True,
                         default_root_dir=str(root))
         settings.update(overrides)
@@ -33,7 +35,8 @@ def test_two_process_fit_equals_one_process_fit(tmp_path):
     settings = dict(target_ratio=3.0, inr={"min_width": 2}, fit={"steps": 15, "lr": 3e-3}, seed=3,
                     refinement={"enabled": False}, storage={"layer_choice": "inr"})
     single = Big2SmallCompressor(**settings).fit(copy.deepcopy(model), trainer_factory=_factory(1, tmp_path / "a"))
-    double = Big2SmallCompressor(**settings).fit(copy.deepcopy(model), trainer_factory=_factory(2, tmp_path / "b"))
+    double = Big2SmallCompressor(**settings).fit(copy.deepcopy(model),
+                                                 trainer_factory=_factory(2, tmp_path / "b", start="fork"))
     assert single.meta == double.meta
     assert single.tensors.keys() == double.tensors.keys()
     for name in single.tensors:
@@ -53,7 +56,8 @@ def test_two_process_refinement_equals_one_process_refinement(tmp_path):
                     refinement={"enabled": True, "num_inputs": 8, "input_steps": 3, "steps": 5, "batch_size": 4,
                                 "lr": 1e-3})
     single = Big2SmallCompressor(**settings).fit(copy.deepcopy(model), trainer_factory=_factory(1, tmp_path / "a"))
-    double = Big2SmallCompressor(**settings).fit(copy.deepcopy(model), trainer_factory=_factory(2, tmp_path / "b"))
+    double = Big2SmallCompressor(**settings).fit(copy.deepcopy(model),
+                                                 trainer_factory=_factory(2, tmp_path / "b", start="fork"))
     for name in single.tensors:
         assert torch.equal(single.tensors[name], double.tensors[name]), name
     unrefined = Big2SmallCompressor(**{**settings, "refinement": {"enabled": False}}).fit(
