@@ -140,6 +140,15 @@ def read_artifact(path: str | os.PathLike, key: bytes | None = None) -> Compress
     return Compressed.from_bytes(path.read_bytes(), source=str(path), key=key)
 
 
+def first_nonfinite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating tensor (by name) holding NaN or inf; None when every value is finite."""
+    for name in sorted(tensors):
+        tensor = tensors[name]
+        if tensor.is_floating_point() and tensor.numel() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
+
+
 def _read_header(data: bytes) -> dict:
     # safetensors layout: 8-byte little-endian header length, then the JSON header.
     length = int.from_bytes(data[:8], "little")
@@ -154,7 +163,8 @@ def _read_header(data: bytes) -> dict:
 
 
 def _parse_json(text: str):
-    """json.loads with a nesting limit checked on the text first; ValueError for anything deeper."""
+    """json.loads with a nesting limit checked on the text first (ValueError for anything deeper), and no NaN or
+    Infinity."""
     depth, deepest, in_string, escaped = 0, 0, False, False
     for char in text:
         if in_string:
@@ -168,7 +178,12 @@ def _parse_json(text: str):
                 raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
         elif char in "]}":
             depth -= 1
-    return json.loads(text)
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str):
+    # NaN and Infinity are not JSON; Python's json would read them, and a forged header value would carry them on.
+    raise ValueError(f"the JSON constant {name} is not a number an artifact holds")
 
 
 def _canonical_json(value) -> str:

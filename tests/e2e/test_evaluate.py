@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from big2small.codec import read_artifact, write_artifact
 from big2small.models.small_cnn import SmallCNN
 from tests.conftest import PROJECT_ROOT
 
@@ -76,6 +77,16 @@ def test_an_altered_artifact_is_one_line(trained, tmp_path):
     result = _cli(EVALUATE, [f"artifact={tmp_path / 'altered.safetensors'}", "logger=none",
                              f"hydra.run.dir={tmp_path / 'eval'}"], tmp_path)
     _one_line_error(result, "ArtifactError", "checksum mismatch")
+
+
+def test_a_nan_payload_with_its_checksum_recomputed_is_one_line_naming_the_tensor(trained, tmp_path):
+    forged = read_artifact(trained / "run" / "compressed.safetensors")
+    forged.tensors["ranges"] = torch.full_like(forged.tensors["ranges"], float("nan"))
+    write_artifact(forged, tmp_path / "nan.safetensors")
+    result = _cli(EVALUATE, [f"artifact={tmp_path / 'nan.safetensors'}", "logger=none",
+                             f"hydra.run.dir={tmp_path / 'eval'}"], tmp_path)
+    _one_line_error(result, "ArtifactError", "tensor 'ranges' holds NaN or inf values")
+    assert not (tmp_path / "eval" / "metrics.json").exists()
 
 
 def test_with_a_key_set_an_unsigned_artifact_is_refused(trained, tmp_path):

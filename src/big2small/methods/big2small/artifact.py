@@ -23,6 +23,7 @@ from big2small.codec import Compressed
 from big2small.encodings import index_codes
 from big2small.encodings.bitpack import pack_uint, unpack_uint
 from big2small.graph.weights import set_parameter
+from big2small.methods.base import require_at_least
 from big2small.methods.big2small.allocation import CODES
 from big2small.methods.big2small.coords import build_targets
 from big2small.methods.big2small.fitting import INRGroup
@@ -190,6 +191,13 @@ def check_meta(meta: dict, model: nn.Module) -> None:
     for index in range(len(spaces)):  # a permuted space is written by some layer and read by another
         if (index, 0) not in roles or (index, 1) not in roles:
             raise ValueError(f"permutation space {index} lacks the layer that writes or the layer that reads it")
+
+
+def check_values(tensors: dict[str, torch.Tensor]) -> None:
+    """Each layer's std and each coded channel's scale are positive, as pack writes them (outliers.py floors the std,
+    layer_codes.py the scales)."""
+    require_at_least(tensors["stats"].reshape(-1, 2)[:, 1], "stats (std)", 0.0, strict=True)
+    require_at_least(tensors.get("layer_scales"), "layer_scales", 0.0, strict=True)
 
 
 def _inr_bits(meta: dict) -> dict[str, int]:
