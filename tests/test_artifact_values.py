@@ -107,3 +107,12 @@ def test_a_fit_that_produces_nan_is_a_fitting_error_naming_the_tensor():
         model.get_parameter("features.4.weight")[0, 0, 0, 0] = float("nan")
     with pytest.raises(FittingError, match="quant: the fit produced NaN or inf values in its tensor 'ranges'"):
         big2small.compress(model, "quant")
+
+
+def test_stored_state_of_another_dtype_is_refused_not_converted(tmp_path):
+    compressed = _fixture("quant")
+    state = uncompressed_state(digits_sized_cnn(), compressed.meta["replaced"])
+    state["features.1.running_mean"] = state["features.1.running_mean"].view(torch.int32)  # same bytes and shape
+    with pytest.raises(ArtifactError, match="features.1.running_mean is torch.int32 in the artifact and "
+                                            "torch.float32 here"):
+        _load(dataclasses.replace(compressed, uncompressed=state), tmp_path)

@@ -28,8 +28,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import itertools
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +50,8 @@ HEADER_KEY = "big2small"
 # otherwise exhaust the parser's recursion before the checksum is even looked at).
 MAX_JSON_DEPTH = 16
 UNCOMPRESSED_PREFIX = "uncompressed/"
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
 
 
 @dataclass
@@ -165,19 +169,11 @@ def _read_header(data: bytes) -> dict:
 def _parse_json(text: str):
     """json.loads with a nesting limit checked on the text first (ValueError for anything deeper), and no NaN or
     Infinity."""
-    depth, deepest, in_string, escaped = 0, 0, False, False
-    for char in text:
-        if in_string:
-            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > MAX_JSON_DEPTH:
-                raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-        elif char in "]}":
-            depth -= 1
+    # Brackets inside strings do not nest. Regular expressions drop the strings and find the brackets, so the loop
+    # in Python runs over the brackets alone, not over every character (a header is parsed on every load).
+    steps = [1 if bracket in "[{" else -1 for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub("", text))]
+    if steps and max(itertools.accumulate(steps)) > MAX_JSON_DEPTH:
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     return json.loads(text, parse_constant=_refuse_constant)
 
 

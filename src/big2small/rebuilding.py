@@ -42,7 +42,6 @@ def rebuild_model(compressed: Compressed, model: nn.Module, *, source: str = "ar
         compressor_class(compressed.compressor)
     except KeyError:
         raise ArtifactError(f"{source}: written by an unknown compressor {compressed.compressor!r}") from None
-    model = copy.deepcopy(model)
     _check_architecture(compressed, model, replaced, source)
     method = compressor_class(compressed.compressor)
     try:
@@ -51,6 +50,7 @@ def rebuild_model(compressed: Compressed, model: nn.Module, *, source: str = "ar
     except Exception as error:  # noqa: BLE001 - whatever a forged header trips over is the file's fault
         raise ArtifactError(f"{source}: not a valid {compressed.compressor} artifact for this model: "
                             f"{_reason(error)}") from None
+    model = copy.deepcopy(model)  # only now: the checks read the model, and refusing costs no copy
     if compressed.uncompressed:
         state = model.state_dict()
         model.load_state_dict({**state, **compressed.uncompressed}, strict=True)
@@ -96,6 +96,9 @@ def _check_architecture(compressed: Compressed, model: nn.Module, replaced: list
             here = f"has shape {tuple(state[name].shape)} here" if name in state else "is not in this model"
             raise ArtifactError(f"{source}: made for another architecture: {name} has shape "
                                 f"{tuple(tensor.shape)} in the artifact and {here}")
+        if tensor.dtype != state[name].dtype:  # stored in the model's own dtype; loading would convert silently
+            raise ArtifactError(f"{source}: made for another architecture: {name} is {tensor.dtype} in the "
+                                f"artifact and {state[name].dtype} here")
     if compressed.uncompressed:
         missing = [name for name in state if name not in compressed.uncompressed and name not in set(replaced)]
         if missing:

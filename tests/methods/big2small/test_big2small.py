@@ -46,6 +46,8 @@ def _round_trip(compressor, model, root):
     (dict(inr={"wdith": 3}), "unknown key"),
     (dict(inr={"kind": "mlp"}), "inr.kind"),
     (dict(inr={"depth": 0}), "inr.depth"),
+    (dict(inr={"omega0": True}), "inr.omega0"),    # float() would take a bool or a numeric string
+    (dict(inr={"omega0": "30"}), "inr.omega0"),
     (dict(outliers={"k": -1}), "outliers.k"),
     (dict(outliers={"rule": "fraction", "fraction": 1.5}), "outliers.fraction"),
     (dict(loss={"frequency_weight": -0.1}), "frequency_weight"),
