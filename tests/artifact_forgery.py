@@ -2,7 +2,8 @@
 benchmarks/artifact_fuzz.py (the long run).
 
 The artifacts are the version-1 fixtures of every compressor, each with the stored state of its model (as
-`big2small.save` writes by default), parsed once. Case `i` of a compressor draws its forgery from
+`big2small.save` writes by default), and a Big2Small artifact of layer codes alone (its default on this model),
+parsed once. Case `i` of a compressor draws its forgery from
 `random.Random(f"{compressor}:{i}")`, so any case can be replayed alone. Every forgery but the damage ones keeps
 the checksum consistent (the artifact is re-serialised after the edit, as a forger would).
 
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
+import big2small
 from big2small.codec import UNCOMPRESSED_PREFIX, Compressed, read_artifact
 from big2small.errors import ArtifactError
 from big2small.rebuilding import rebuild_model, uncompressed_state
@@ -37,6 +39,8 @@ from tests.methods.roundtrip import digits_sized_cnn
 
 FIXTURES = PROJECT_ROOT / "tests" / "fixtures" / "format_v1"
 NAMES = sorted(p.stem for p in FIXTURES.glob("*.safetensors") if p.stem != "rebuilt_logits")
+CODES_ONLY = "big2small-codes"
+ORIGINALS = sorted([*NAMES, CODES_ONLY])
 KINDS = ("damage", "structure", "non-finite", "header value", "tensor value")
 OUTCOMES = ("refused", "same", "other")
 ALLOWED = {"damage": {"refused", "same"}, "structure": {"refused", "same"}, "non-finite": {"refused"},
@@ -57,11 +61,15 @@ class Original:
     state: dict[str, torch.Tensor]
 
 
-def load_originals(names: list[str] = NAMES) -> dict[str, Original]:
+def load_originals(names: list[str] = ORIGINALS) -> dict[str, Original]:
     found = {}
     for name in names:
-        compressed = read_artifact(FIXTURES / f"{name}.safetensors")
-        compressed.uncompressed = uncompressed_state(digits_sized_cnn(), compressed.meta["replaced"])
+        if name == CODES_ONLY:  # Big2Small's default on this model: every layer its own codes (no fixture has them)
+            compressed = big2small.compress(digits_sized_cnn(), "big2small", target_ratio=4,
+                                            storage={"codes_below": 10**9}, refinement={"enabled": False})
+        else:
+            compressed = read_artifact(FIXTURES / f"{name}.safetensors")
+            compressed.uncompressed = uncompressed_state(digits_sized_cnn(), compressed.meta["replaced"])
         data = compressed.to_bytes()
         rebuilt = rebuild_model(Compressed.from_bytes(data), digits_sized_cnn())
         found[name] = Original(compressed, data, {k: v.clone() for k, v in rebuilt.state_dict().items()})

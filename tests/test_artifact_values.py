@@ -116,3 +116,10 @@ def test_stored_state_of_another_dtype_is_refused_not_converted(tmp_path):
     with pytest.raises(ArtifactError, match="features.1.running_mean is torch.int32 in the artifact and "
                                             "torch.float32 here"):
         _load(dataclasses.replace(compressed, uncompressed=state), tmp_path)
+
+
+def test_a_forged_architecture_signature_of_another_type_is_refused():
+    forged = big2small.compress(digits_sized_cnn(), "quant")
+    forged.config["model"] = 3
+    with pytest.raises(ArtifactError, match="made for another architecture: its model had the signature 3"):
+        rebuild_model(Compressed.from_bytes(forged.to_bytes()), digits_sized_cnn())

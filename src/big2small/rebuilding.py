@@ -104,12 +104,12 @@ def _check_architecture(compressed: Compressed, model: nn.Module, replaced: list
         if missing:
             raise ArtifactError(f"{source}: made for another architecture: this model's {missing[0]} is in neither "
                                 "the artifact's replaced nor its stored parameters")
-    stored = compressed.config.get("model")
-    if stored is not None and stored != architecture_signature(model):
-        mine = architecture_signature(model)
-        raise ArtifactError(f"{source}: made for another architecture: its model had {stored.get('entries')} state "
-                            f"entries (signature {stored.get('sha256')}), this one has {mine['entries']} "
-                            f"(signature {mine['sha256']})")
+    stored, mine = compressed.config.get("model"), architecture_signature(model)
+    if stored is not None and stored != mine:
+        theirs = (f"{stored.get('entries')} state entries (signature {stored.get('sha256')})"
+                  if isinstance(stored, dict) else f"the signature {stored!r}"[:80])
+        raise ArtifactError(f"{source}: made for another architecture: its model had {theirs}, this one has "
+                            f"{mine['entries']} (signature {mine['sha256']})")
 
 
 def layer_table(base_model: nn.Module, rebuilt_model: nn.Module, replaced: list[str],
