@@ -16,7 +16,9 @@ well-formed model, which only a key (HMAC) tells apart from the real one):
 - header value: a header value replaced by one of the same type, a nearby integer, a deleted entry: any outcome.
 - tensor value: tensor elements replaced by extreme, zero, negative or random finite values (bytes for integer
   tensors): any outcome.
-Whatever the kind, nothing but ArtifactError may be raised and a rebuilt model never holds NaN or inf.
+Whatever the kind, nothing but ArtifactError may be raised, a rebuilt model never holds NaN or inf, and no case
+allocates more than MEMORY_MARGIN_BYTES (the cases run under that address-space limit, and a refusal that
+ran out of memory fails the case).
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ import copy
 import dataclasses
 import math
 import random
+import resource
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -49,6 +54,9 @@ DTYPES = [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.
           torch.float32, torch.float64, torch.bool]
 ODD_VALUES = [None, True, False, -1, 0, 1, 2, 3, 7, 8, 16, 17, 255, 2**31, 2**62, -(2**40), 0.5, -3.5, 1e300, "",
               "x", "bitmap", "varint", "siren", [], [1], [0, 0], {}, {"a": 1}, [[1, 2], [3]]]
+# A case may allocate this much beyond the process's size; the digits model and its artifacts take a few MB.
+MEMORY_MARGIN_BYTES = 2 << 30
+OUT_OF_MEMORY = ("MemoryError", "can't allocate memory", "out of memory")
 ODD_FLOATS = [0.0, -0.0, 1.0, -1.0, 1e-30, -1e-30, 1e-8, 65504.0, -65504.0, 3e38, -3e38, 1e4, -1e4]
 
 
@@ -90,7 +98,8 @@ def run_case(name: str, index: int, original: Original, model: torch.nn.Module) 
 def outcome_of(data: bytes, reference: dict[str, torch.Tensor], model: torch.nn.Module) -> str:
     try:
         rebuilt = rebuild_model(Compressed.from_bytes(data), model)
-    except ArtifactError:
+    except ArtifactError as error:
+        assert not any(sign in str(error) for sign in OUT_OF_MEMORY), f"an unbounded allocation: {error}"
         return "refused"
     state = rebuilt.state_dict()
     assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point()), "a non-finite model"
@@ -102,7 +111,25 @@ def outcome_of(data: bytes, reference: dict[str, torch.Tensor], model: torch.nn.
 def run_cases(name: str, original: Original, cases: int, start: int = 0) -> Counter:
     """Counts of (kind, outcome) over cases start .. start + cases - 1."""
     model = digits_sized_cnn()
-    return Counter(run_case(name, index, original, model) for index in range(start, start + cases))
+    with bounded_memory():
+        return Counter(run_case(name, index, original, model) for index in range(start, start + cases))
+
+
+@contextmanager
+def bounded_memory(extra_bytes: int = MEMORY_MARGIN_BYTES):
+    """The process may grow by `extra_bytes` at most: a larger allocation fails inside the case, where
+    outcome_of names it, instead of taking the machine's memory (where /proc tells the process's size)."""
+    if not Path("/proc/self/statm").exists():
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    used = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
+    limit = used + extra_bytes if hard == resource.RLIM_INFINITY else min(hard, used + extra_bytes)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def _damaged(clean: bytes, rng: random.Random) -> bytes:

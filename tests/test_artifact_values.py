@@ -123,3 +123,11 @@ def test_a_forged_architecture_signature_of_another_type_is_refused():
     forged.config["model"] = 3
     with pytest.raises(ArtifactError, match="made for another architecture: its model had the signature 3"):
         rebuild_model(Compressed.from_bytes(forged.to_bytes()), digits_sized_cnn())
+
+
+@pytest.mark.parametrize("key", ["depth", "frequencies"])
+def test_an_inr_too_deep_to_build_is_refused_before_anything_is_allocated(key):
+    forged = _fixture("big2small")
+    forged.meta["inr"][key] = 2**31  # a list of 2^31 layers would be built before the payload sizes disagree
+    with pytest.raises(ArtifactError, match=f"inr.{key}"):
+        rebuild_model(Compressed.from_bytes(forged.to_bytes()), digits_sized_cnn())

@@ -48,6 +48,8 @@ from big2small.methods.big2small.storage import unpack as unpack_inr
 
 NAME = "big2small"
 MAX_STORED_WIDTH = 1 << 16  # far above any inr.max_width a budget picks
+MAX_STORED_DEPTH = 64       # far above any inr.depth fitted, as the frequencies below: a forged header's size
+MAX_STORED_FREQUENCIES = 64  # is bounded before anything is built from it
 MAX_ORDER_BITS = 32         # bits per stored channel index
 
 
@@ -148,7 +150,10 @@ def _pack_orders(orders, tensors) -> dict:
 def check_meta(meta: dict, model: nn.Module) -> None:
     """The header fields a rebuild reads have the types, ranges and sizes a packed plan gives them (ValueError
     naming the field otherwise); the layer list itself is checked against the model by the base class."""
-    INRSettings(**{**_dict(meta, "inr"), "width": None})
+    inr = INRSettings(**{**_dict(meta, "inr"), "width": None})
+    if inr.depth > MAX_STORED_DEPTH or inr.frequencies > MAX_STORED_FREQUENCIES:  # the rebuild lists every layer
+        raise ValueError(f"inr.depth {inr.depth} or inr.frequencies {inr.frequencies} is beyond the "
+                         f"{MAX_STORED_DEPTH} or {MAX_STORED_FREQUENCIES} an artifact may hold")
     if meta.get("bits") not in STORAGE_BITS:
         raise ValueError(f"bits is {meta.get('bits')!r}, not one of {list(STORAGE_BITS)}")
     for key, width in _dict(meta, "widths").items():
