@@ -30,8 +30,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import itertools
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +52,8 @@ HEADER_KEY = "big2small"
 # otherwise exhaust the parser's recursion before the checksum is even looked at).
 MAX_JSON_DEPTH = 16
 UNCOMPRESSED_PREFIX = "uncompressed/"
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
 
 
 @dataclass
@@ -162,6 +166,15 @@ def _architecture(text, source: str) -> dict | None:
     return architecture
 
 
+def first_nonfinite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating tensor (by name) holding NaN or inf; None when every value is finite."""
+    for name in sorted(tensors):
+        tensor = tensors[name]
+        if tensor.is_floating_point() and tensor.numel() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
+
+
 def _read_header(data: bytes) -> dict:
     # safetensors layout: 8-byte little-endian header length, then the JSON header.
     length = int.from_bytes(data[:8], "little")
@@ -176,21 +189,19 @@ def _read_header(data: bytes) -> dict:
 
 
 def _parse_json(text: str):
-    """json.loads with a nesting limit checked on the text first; ValueError for anything deeper."""
-    depth, deepest, in_string, escaped = 0, 0, False, False
-    for char in text:
-        if in_string:
-            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > MAX_JSON_DEPTH:
-                raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-        elif char in "]}":
-            depth -= 1
-    return json.loads(text)
+    """json.loads with a nesting limit checked on the text first (ValueError for anything deeper), and no NaN or
+    Infinity."""
+    # Brackets inside strings do not nest. Regular expressions drop the strings and find the brackets, so the loop
+    # in Python runs over the brackets alone, not over every character (a header is parsed on every load).
+    steps = [1 if bracket in "[{" else -1 for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub("", text))]
+    if steps and max(itertools.accumulate(steps)) > MAX_JSON_DEPTH:
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str):
+    # NaN and Infinity are not JSON; Python's json would read them, and a forged header value would carry them on.
+    raise ValueError(f"the JSON constant {name} is not a number an artifact holds")
 
 
 def _canonical_json(value) -> str:

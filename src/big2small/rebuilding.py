@@ -13,9 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from big2small.codec import Compressed
-from big2small.errors import ArtifactError, FittingError, first_line
+from big2small.codec import UNCOMPRESSED_PREFIX, Compressed, first_nonfinite
+from big2small.errors import ArtifactError, first_line
 from big2small.graph.weights import architecture_signature
+from big2small.methods.base import Compressor, require_at_least
 from big2small.methods.registry import compressor_class, rebuild
 from big2small.models.catalog import build_model
 from big2small.models.recipe import recipe_of
@@ -53,8 +54,9 @@ def rebuild_model(compressed: Compressed, model: nn.Module, *, source: str = "ar
     """A copy of `model` (left untouched) whose replaced parameters come from the artifact alone, as do all its
     other state entries when the artifact stores them. Raises ArtifactError for an artifact that does not fit.
 
-    The replaced parameters are first overwritten with NaN, so a rebuild that misses one cannot silently keep
-    the original weights: the finiteness check at the end names it.
+    Every floating value is checked before decoding (NaN, inf, or out of the method's range: ArtifactError naming
+    the tensor). The replaced parameters are then overwritten with NaN, so a rebuild that misses one cannot
+    silently keep the original weights: the finiteness check at the end names it.
     """
     replaced = compressed.meta.get("replaced")
     if not isinstance(replaced, list) or not all(isinstance(name, str) for name in replaced) or \
@@ -64,14 +66,15 @@ def rebuild_model(compressed: Compressed, model: nn.Module, *, source: str = "ar
         compressor_class(compressed.compressor)
     except KeyError:
         raise ArtifactError(f"{source}: written by an unknown compressor {compressed.compressor!r}") from None
-    model = copy.deepcopy(model)
     _check_architecture(compressed, model, replaced, source)
     method = compressor_class(compressed.compressor)
     try:
         method.check_artifact(compressed, model)
+        _check_values(compressed, method)
     except Exception as error:  # noqa: BLE001 - whatever a forged header trips over is the file's fault
         raise ArtifactError(f"{source}: not a valid {compressed.compressor} artifact for this model: "
                             f"{_reason(error)}") from None
+    model = copy.deepcopy(model)  # only now: the checks read the model, and refusing costs no copy
     if compressed.uncompressed:
         state = model.state_dict()
         model.load_state_dict({**state, **compressed.uncompressed}, strict=True)
@@ -83,9 +86,22 @@ def rebuild_model(compressed: Compressed, model: nn.Module, *, source: str = "ar
     except Exception as error:  # noqa: BLE001 - the checks above passed, so what remains is the file's content
         raise ArtifactError(f"{source}: does not decode into this model: {_reason(error)}") from None
     for name, param in model.named_parameters():
-        if not torch.isfinite(param).all():
-            raise FittingError(f"rebuilt parameter {name} has NaN or inf values")
+        if not torch.isfinite(param).all():  # finite values the checks let through, decoded into overflow
+            raise ArtifactError(f"{source}: decodes into NaN or inf values in parameter {name}")
     return model.eval()
+
+
+def _check_values(compressed: Compressed, method: type[Compressor]) -> None:
+    """Values as well as sizes, before anything is decoded: every floating tensor of the artifact, stored state
+    included, is finite; stored BatchNorm variances are not negative; and the method's own ranges hold."""
+    stored = {UNCOMPRESSED_PREFIX + name: tensor for name, tensor in compressed.uncompressed.items()}
+    bad = first_nonfinite({**compressed.tensors, **stored})
+    if bad is not None:
+        raise ValueError(f"tensor {bad!r} holds NaN or inf values")
+    for name in stored:
+        if name.rsplit(".", 1)[-1] == "running_var":  # every torch norm layer's name for it; sqrt'ed in forward
+            require_at_least(stored[name], name, 0.0)
+    method.check_values(compressed.tensors)
 
 
 def _reason(error: Exception) -> str:
@@ -119,17 +135,20 @@ def _check_same_architecture(compressed: Compressed, model: nn.Module, replaced:
             here = f"has shape {tuple(state[name].shape)} here" if name in state else "is not in this model"
             raise ArtifactError(f"{source}: made for another architecture: {name} has shape "
                                 f"{tuple(tensor.shape)} in the artifact and {here}")
+        if tensor.dtype != state[name].dtype:  # stored in the model's own dtype; loading would convert silently
+            raise ArtifactError(f"{source}: made for another architecture: {name} is {tensor.dtype} in the "
+                                f"artifact and {state[name].dtype} here")
     if compressed.uncompressed:
         missing = [name for name in state if name not in compressed.uncompressed and name not in set(replaced)]
         if missing:
             raise ArtifactError(f"{source}: made for another architecture: this model's {missing[0]} is in neither "
                                 "the artifact's replaced nor its stored parameters")
-    stored = compressed.config.get("model")
-    if stored is not None and stored != architecture_signature(model):
-        mine = architecture_signature(model)
-        raise ArtifactError(f"{source}: made for another architecture: its model had {stored.get('entries')} state "
-                            f"entries (signature {stored.get('sha256')}), this one has {mine['entries']} "
-                            f"(signature {mine['sha256']})")
+    stored, mine = compressed.config.get("model"), architecture_signature(model)
+    if stored is not None and stored != mine:
+        theirs = (f"{stored.get('entries')} state entries (signature {stored.get('sha256')})"
+                  if isinstance(stored, dict) else f"the signature {stored!r}"[:80])
+        raise ArtifactError(f"{source}: made for another architecture: its model had {theirs}, this one has "
+                            f"{mine['entries']} (signature {mine['sha256']})")
 
 
 def layer_table(base_model: nn.Module, rebuilt_model: nn.Module, replaced: list[str],

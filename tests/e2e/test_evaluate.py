@@ -115,11 +115,15 @@ def _refuse_all(trained, root):
     data[-10] ^= 0x01
     (root / "altered.safetensors").write_bytes(bytes(data))
     write_artifact(read_artifact(artifact).without_rest(), root / "part.safetensors")
+    forged = read_artifact(artifact)
+    forged.tensors["ranges"] = torch.full_like(forged.tensors["ranges"], float("nan"))
+    write_artifact(forged, root / "nan.safetensors")
     cases = {
         "another architecture": ([f"artifact={artifact}", "model.net.channels=[16,32,32]"], {}),
         "altered": ([f"artifact={root / 'altered.safetensors'}"], {}),
         "unsigned": ([f"artifact={artifact}"], {"BIG2SMALL_ARTIFACT_KEY": "secret"}),
         "compressed part alone": ([f"artifact={root / 'part.safetensors'}"], {}),
+        "nan payload": ([f"artifact={root / 'nan.safetensors'}"], {}),
     }
     command_lines = [[*args, "logger=none", *_paths(root / name), f"hydra.run.dir={root / name / 'eval'}"]
                      for name, (args, _) in cases.items()]
@@ -144,3 +148,9 @@ def test_with_a_key_set_an_unsigned_artifact_is_refused(refused):
 
 def test_without_the_rest_of_the_model_or_a_checkpoint_it_says_to_give_one(refused):
     _one_line_error(refused["compressed part alone"][1], "ConfigError", "give the base model as model.checkpoint=")
+
+
+def test_a_nan_payload_with_its_checksum_recomputed_is_one_line_naming_the_tensor(refused):
+    folder, result = refused["nan payload"]
+    _one_line_error(result, "ArtifactError", "tensor 'ranges' holds NaN or inf values")
+    assert not (folder / "eval" / "metrics.json").exists()

@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from big2small.codec import Compressed
-from big2small.errors import ConfigError
+from big2small.codec import Compressed, first_nonfinite
+from big2small.errors import ConfigError, FittingError
 from big2small.graph.weights import architecture_signature, compressible_weights
 from big2small.methods.header import Field, check_declared_header, check_payload_sizes
 from big2small.values import as_integer, as_number
@@ -104,9 +104,13 @@ class Compressor(ABC):
         bytes, sizing passes included). What the pipeline and the Python API call."""
         self.model_signature = architecture_signature(model)
         try:
-            return self.fit(model, data=data, trainer_factory=trainer_factory)
+            compressed = self.fit(model, data=data, trainer_factory=trainer_factory)
         finally:
             self.model_signature = None
+        bad = first_nonfinite(compressed.tensors)
+        if bad is not None:  # refused here as the fit's fault, before a reader would refuse it as the file's
+            raise FittingError(f"{self.name}: the fit produced NaN or inf values in its tensor {bad!r}")
+        return compressed
 
     @abstractmethod
     def fit(
@@ -130,6 +134,13 @@ class Compressor(ABC):
             check_payload_sizes(compressed.tensors, cls.payload_sizes(compressed.meta))
 
     @classmethod
+    def check_values(cls, tensors: dict[str, torch.Tensor]) -> None:
+        """Raise ValueError naming the tensor when a finite value is still one this method never writes (a negative
+        range, a zero scale). Runs after check_artifact and after every floating tensor was found finite
+        (rebuilding.py), so sizes and dtypes already hold. Most methods accept any finite value."""
+        return None
+
+    @classmethod
     def payload_sizes(cls, meta: dict) -> dict[str, int | range]:
         """Each tensor's element count as the (checked) header implies it; compressors that declare META_FIELDS
         state it."""
@@ -139,6 +150,16 @@ class Compressor(ABC):
     @abstractmethod
     def rebuild(cls, compressed: Compressed, model: nn.Module) -> nn.Module:
         """Write the artifact's parameters into `model` (same architecture as the original) and return it."""
+
+
+def require_at_least(values: torch.Tensor | None, name: str, low: float, strict: bool = False) -> None:
+    """Every one of `values` (an artifact tensor, or part of one; None: absent) is >= low, or > low when strict;
+    ValueError naming the tensor otherwise."""
+    if values is None or not values.numel():
+        return
+    smallest = float(values.min())
+    if smallest < low or (strict and smallest == low):
+        raise ValueError(f"tensor {name!r} holds {smallest:g}, its values must be {'>' if strict else '>='} {low:g}")
 
 
 def check_layer_list(meta: dict, model: nn.Module) -> None:

@@ -132,6 +132,12 @@ class HyperCompression(BitAllocatingCompressor):
                 "ranges": 2 * len(layers)}  # lowest and highest weight per layer
 
     @classmethod
+    def check_values(cls, tensors: dict[str, torch.Tensor]) -> None:
+        lows, highs = tensors["ranges"].reshape(-1, 2).unbind(dim=1)
+        if bool((lows > highs).any()):
+            raise ValueError("tensor 'ranges' holds a layer range whose lowest value lies above its highest")
+
+    @classmethod
     def rebuild(cls, compressed: Compressed, model: nn.Module) -> nn.Module:
         codes, ranges = compressed.tensors["codes"], compressed.tensors["ranges"]
         group_size = int(compressed.meta["group_size"])

@@ -26,6 +26,7 @@ from big2small.codec import Compressed
 from big2small.encodings.bitpack import pack_uint, packed_size, unpack_uint
 from big2small.graph.weights import set_parameter
 from big2small.methods import code_streams
+from big2small.methods.base import require_at_least
 from big2small.methods.bit_allocation import BitAllocatingCompressor
 from big2small.methods.budget import (
     HEADER_SLACK_BYTES,
@@ -124,6 +125,10 @@ class UniformQuantizer(BitAllocatingCompressor):
         return {"codes": sum(code_streams.stored_bytes(layer, packed_size(math.prod(layer["shape"]), layer["bits"]))
                              for layer in layers),
                 "ranges": sum(layer["shape"][0] for layer in layers)}
+
+    @classmethod
+    def check_values(cls, tensors: dict[str, torch.Tensor]) -> None:
+        require_at_least(tensors["ranges"], "ranges", 0.0)  # max |w| of a channel
 
     @classmethod
     def rebuild(cls, compressed: Compressed, model: nn.Module) -> nn.Module:

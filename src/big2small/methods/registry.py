@@ -12,6 +12,7 @@ from big2small.codec import Compressed
 from big2small.methods.base import Compressor
 
 _REGISTRY: dict[str, type[Compressor]] = {}
+_IMPORTED = False
 
 
 def register(cls: type[Compressor]) -> type[Compressor]:
@@ -40,6 +41,11 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
 
 def _import_builtin() -> None:
     # Importing a module registers the compressor it defines (via @register); every module under methods/ is
-    # imported, so adding a compressor is adding one file. Done lazily to keep `import big2small` light.
+    # imported, so adding a compressor is adding one file. Done lazily to keep `import big2small` light, and once:
+    # walking the package costs milliseconds, more than decoding a small artifact.
+    global _IMPORTED
+    if _IMPORTED:
+        return
     for module in pkgutil.walk_packages([str(Path(__file__).parent)], prefix="big2small.methods."):
         importlib.import_module(module.name)
+    _IMPORTED = True

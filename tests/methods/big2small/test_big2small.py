@@ -10,10 +10,11 @@ import torch
 from torch import nn
 
 from big2small.codec import Compressed
-from big2small.errors import ConfigError
+from big2small.errors import ArtifactError, ConfigError
 from big2small.methods.big2small.compressor import Big2SmallCompressor
 from big2small.methods.big2small.layer_codes import CODE_CHOICES, TERNARY, weight_codes
 from big2small.methods.registry import rebuild
+from big2small.rebuilding import rebuild_model
 from tests.conftest import tiny_cnn
 
 # Tests of the weight fit switch the (default) refinement off; those of the default keep it, short.
@@ -45,6 +46,8 @@ def _round_trip(compressor, model, root):
     (dict(inr={"wdith": 3}), "unknown key"),
     (dict(inr={"kind": "mlp"}), "inr.kind"),
     (dict(inr={"depth": 0}), "inr.depth"),
+    (dict(inr={"omega0": True}), "inr.omega0"),    # float() would take a bool or a numeric string
+    (dict(inr={"omega0": "30"}), "inr.omega0"),
     (dict(outliers={"k": -1}), "outliers.k"),
     (dict(outliers={"rule": "fraction", "fraction": 1.5}), "outliers.fraction"),
     (dict(loss={"frequency_weight": -0.1}), "frequency_weight"),
@@ -241,6 +244,10 @@ def test_targets_with_fewer_weights_than_codes_below_are_stored_as_their_own_8_b
     truncated.tensors["layer_codes"] = truncated.tensors["layer_codes"][:-1]
     with pytest.raises(ValueError, match="payload size"):
         rebuild(truncated, copy.deepcopy(model))
+    unscaled = Compressed.from_bytes(compressed.to_bytes())
+    unscaled.tensors["layer_scales"] = torch.zeros_like(unscaled.tensors["layer_scales"])
+    with pytest.raises(ArtifactError, match="tensor 'layer_scales' holds 0, its values must be > 0"):
+        rebuild_model(unscaled, model)
 
 
 def test_an_artifact_with_the_earlier_unpacked_8_bit_layer_codes_still_rebuilds(tmp_path):

@@ -25,6 +25,7 @@ from big2small.encodings import index_codes
 from big2small.encodings.bitpack import pack_uint, unpack_uint
 from big2small.encodings.entropy_codes import PACKED, RANS
 from big2small.graph.weights import set_parameter
+from big2small.methods.base import require_at_least
 from big2small.methods.big2small.allocation import CODES
 from big2small.methods.big2small.coords import build_targets
 from big2small.methods.big2small.fitting import INRGroup
@@ -49,6 +50,8 @@ from big2small.methods.big2small.storage import unpack as unpack_inr
 
 NAME = "big2small"
 MAX_STORED_WIDTH = 1 << 16  # far above any inr.max_width a budget picks
+MAX_STORED_DEPTH = 64       # far above any inr.depth fitted, as the frequencies below: a forged header's size
+MAX_STORED_FREQUENCIES = 64  # is bounded before anything is built from it
 MAX_ORDER_BITS = 32         # bits per stored channel index
 
 
@@ -153,7 +156,10 @@ def _pack_orders(orders, tensors) -> dict:
 def check_meta(meta: dict, model: nn.Module) -> None:
     """The header fields a rebuild reads have the types, ranges and sizes a packed plan gives them (ValueError
     naming the field otherwise); the layer list itself is checked against the model by the base class."""
-    INRSettings(**{**_dict(meta, "inr"), "width": None})
+    inr = INRSettings(**{**_dict(meta, "inr"), "width": None})
+    if inr.depth > MAX_STORED_DEPTH or inr.frequencies > MAX_STORED_FREQUENCIES:  # the rebuild lists every layer
+        raise ValueError(f"inr.depth {inr.depth} or inr.frequencies {inr.frequencies} is beyond the "
+                         f"{MAX_STORED_DEPTH} or {MAX_STORED_FREQUENCIES} an artifact may hold")
     if meta.get("bits") not in STORAGE_BITS:
         raise ValueError(f"bits is {meta.get('bits')!r}, not one of {list(STORAGE_BITS)}")
     for key, width in _dict(meta, "widths").items():
@@ -201,6 +207,13 @@ def check_meta(meta: dict, model: nn.Module) -> None:
     for index in range(len(spaces)):  # a permuted space is written by some layer and read by another
         if (index, 0) not in roles or (index, 1) not in roles:
             raise ValueError(f"permutation space {index} lacks the layer that writes or the layer that reads it")
+
+
+def check_values(tensors: dict[str, torch.Tensor]) -> None:
+    """Each layer's std and each coded channel's scale are positive, as pack writes them (outliers.py floors the std,
+    layer_codes.py the scales)."""
+    require_at_least(tensors["stats"].reshape(-1, 2)[:, 1], "stats (std)", 0.0, strict=True)
+    require_at_least(tensors.get("layer_scales"), "layer_scales", 0.0, strict=True)
 
 
 def _inr_bits(meta: dict) -> dict[str, int]:

@@ -302,6 +302,10 @@ class Big2SmallCompressor(Compressor):
         artifact.check_meta(compressed.meta, model)
 
     @classmethod
+    def check_values(cls, tensors: dict[str, torch.Tensor]) -> None:
+        artifact.check_values(tensors)
+
+    @classmethod
     def rebuild(cls, compressed: Compressed, model: nn.Module) -> nn.Module:
         return artifact.rebuild(compressed, model)
 

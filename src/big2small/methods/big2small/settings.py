@@ -35,8 +35,8 @@ def _integer(group: str, key: str, value, low: int) -> int:
 
 
 def _positive(group: str, key: str, value, allow_zero: bool = False) -> float:
-    try:
-        number = float(value)
+    try:  # a bool or a string is no number, even where float() would take it (True, "30")
+        number = math.nan if isinstance(value, bool | str) else float(value)
     except (TypeError, ValueError):
         number = math.nan
     if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
