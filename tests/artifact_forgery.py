@@ -2,8 +2,9 @@
 benchmarks/artifact_fuzz.py (the long run).
 
 The artifacts are the version-1 fixtures of every compressor, each with the stored state of its model (as
-`big2small.save` writes by default), and a Big2Small artifact of layer codes alone (its default on this model),
-parsed once. Case `i` of a compressor draws its forgery from
+`big2small.save` writes by default), a Big2Small artifact of layer codes alone (its default on this model), and
+entropy-coded quant and Big2Small artifacts of the same architecture with peaked (Laplace) weights, whose codes
+are rANS streams (tables, stream lengths and symbol counts a forger controls), parsed once. Case `i` of a compressor draws its forgery from
 `random.Random(f"{compressor}:{i}")`, so any case can be replayed alone. Every forgery but the damage ones keeps
 the checksum consistent (the artifact is re-serialised after the edit, as a forger would).
 
@@ -45,7 +46,10 @@ from tests.methods.roundtrip import digits_sized_cnn
 FIXTURES = PROJECT_ROOT / "tests" / "fixtures" / "format_v1"
 NAMES = sorted(p.stem for p in FIXTURES.glob("*.safetensors") if p.stem != "rebuilt_logits")
 CODES_ONLY = "big2small-codes"
-ORIGINALS = sorted([*NAMES, CODES_ONLY])
+CODED = {"quant-rans": ("quant", {"bits": 6}),
+         "big2small-rans": ("big2small", {"target_ratio": 6, "storage": {"codes_below": 10**9},
+                                          "refinement": {"enabled": False}})}
+ORIGINALS = sorted([*NAMES, CODES_ONLY, *CODED])
 KINDS = ("damage", "structure", "non-finite", "header value", "tensor value")
 OUTCOMES = ("refused", "same", "other")
 ALLOWED = {"damage": {"refused", "same"}, "structure": {"refused", "same"}, "non-finite": {"refused"},
@@ -75,6 +79,10 @@ def load_originals(names: list[str] = ORIGINALS) -> dict[str, Original]:
         if name == CODES_ONLY:  # Big2Small's default on this model: every layer its own codes (no fixture has them)
             compressed = big2small.compress(digits_sized_cnn(), "big2small", target_ratio=4,
                                             storage={"codes_below": 10**9}, refinement={"enabled": False})
+        elif name in CODED:
+            compressor, settings = CODED[name]
+            compressed = big2small.compress(peaked_digits_cnn(), compressor, **{"target_ratio": None, **settings})
+            assert any("rans" in (layer.get("coding"), layer.get("code_coding")) for layer in compressed.meta["layers"])
         else:
             compressed = read_artifact(FIXTURES / f"{name}.safetensors")
             compressed.uncompressed = uncompressed_state(digits_sized_cnn(), compressed.meta["replaced"])
@@ -82,6 +90,18 @@ def load_originals(names: list[str] = ORIGINALS) -> dict[str, Original]:
         rebuilt = rebuild_model(Compressed.from_bytes(data), digits_sized_cnn())
         found[name] = Original(compressed, data, {k: v.clone() for k, v in rebuilt.state_dict().items()})
     return found
+
+
+def peaked_digits_cnn() -> torch.nn.Module:
+    """The digits-sized CNN with Laplace weights, as trained weights are: codes far from uniform."""
+    model = digits_sized_cnn()
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("weight") and parameter.dim() > 1:
+                uniform = torch.rand(parameter.shape, generator=generator).clamp(1e-6, 1 - 1e-6) - 0.5
+                parameter.copy_(-0.05 * uniform.sign() * torch.log1p(-2 * uniform.abs()))
+    return model
 
 
 def run_case(name: str, index: int, original: Original, model: torch.nn.Module) -> tuple[str, str]:

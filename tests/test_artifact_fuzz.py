@@ -1,4 +1,4 @@
-"""Forged and damaged artifacts, 10,080 seeded cases over every compressor (and Big2Small's layer codes): refused with ArtifactError, the very
+"""Forged and damaged artifacts, 12,096 seeded cases over every compressor (Big2Small's layer codes and rANS-coded streams included): refused with ArtifactError, the very
 same model, or (value forgeries only) another well-formed one, and never a non-finite model or another error.
 
 The forgeries and what each kind may give are in tests/artifact_forgery.py; a failure names its case

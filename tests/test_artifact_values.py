@@ -101,11 +101,11 @@ def test_a_nan_in_the_header_is_refused():
         Compressed.from_bytes(forged.to_bytes())
 
 
-def test_a_fit_that_produces_nan_is_a_fitting_error_naming_the_tensor():
+def test_a_model_with_nan_weights_is_a_fitting_error_naming_the_layer():
     model = digits_sized_cnn()
     with torch.no_grad():
         model.get_parameter("features.4.weight")[0, 0, 0, 0] = float("nan")
-    with pytest.raises(FittingError, match="quant: the fit produced NaN or inf values in its tensor 'ranges'"):
+    with pytest.raises(FittingError, match="quant: layer features.4.weight has NaN or inf weights before fitting"):
         big2small.compress(model, "quant")
 
 

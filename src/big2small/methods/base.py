@@ -87,6 +87,9 @@ class Compressor(ABC):
                 f"{self.name}: the model has no {'/'.join(self.layer_types)} weights with >= {self.min_params} "
                 "parameters to compress"
             )
+        for name, weight in weights.items():
+            if not torch.isfinite(weight).all():
+                raise FittingError(f"{self.name}: layer {name} has NaN or inf weights before fitting")
         return {name: w.detach().float().cpu() for name, w in weights.items()}
 
     def settings(self) -> dict:

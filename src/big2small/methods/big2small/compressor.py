@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from big2small.codec import Compressed
-from big2small.errors import ConfigError, FittingError
+from big2small.errors import ConfigError
 from big2small.graph.weights import set_parameter
 from big2small.methods.base import Compressor
 from big2small.methods.big2small import artifact
@@ -154,9 +154,6 @@ class Big2SmallCompressor(Compressor):
             check_same_function(model, permuted, example, self.permutation.tolerance)
             model = permuted
         weights = self.select(model)
-        for name, weight in weights.items():
-            if not torch.isfinite(weight).all():
-                raise FittingError(f"big2small: layer {name} has NaN or inf weights before fitting")
         seconds = PhaseClock()
         inputs, sensitivity = None, None
         if self.storage.choice_error == "output":  # the synthetic inputs come first: the choice weighs by them
