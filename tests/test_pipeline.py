@@ -36,8 +36,9 @@ def test_quant_4_bits_gives_close_to_8x_and_small_drop(tmp_path, cache_dir):
     assert metrics["artifact_bytes"] == (tmp_path / "job" / ARTIFACT_FILE).stat().st_size
     assert metrics["compressed_bytes"] == read_artifact(tmp_path / "job" / ARTIFACT_FILE).compressed_bytes()
     assert metrics["uncompressed_bytes"] == metrics["artifact_bytes"] - metrics["compressed_bytes"] > 0
-    # 4-bit codes are 8x smaller than fp32; fp16 channel ranges and the header cost the rest.
-    assert 7.0 < metrics["compression_ratio"] < 8.0
+    # 4-bit codes are 8x smaller than fp32 and entropy coding saves a little on trained weights; fp16 channel
+    # ranges and the header cost some of it back.
+    assert 7.0 < metrics["compression_ratio"] < 9.0
     assert metrics["base_metric"] > 0.9, "the default digits model should train well above 90 %"
     assert metrics["metric_drop"] < 0.03
     on_disk = json.loads((tmp_path / "job" / "metrics.json").read_text())

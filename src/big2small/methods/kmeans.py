@@ -13,7 +13,7 @@ centroids), which lands the ratio on the target within a few bytes.
 
 With `entropy_coding` (the default) each layer's indices are stored as an rANS stream wherever that is smaller than
 the packed indices (methods/code_streams.py), and the search counts the coded bytes of each layer's clustering at
-each width; the partial-codebook top-up, a packing-width device, is then not used.
+each width (the top-up then bisects the partial codebook's size on coded bytes).
 """
 
 from __future__ import annotations
@@ -133,15 +133,19 @@ class KMeansSharing(BitAllocatingCompressor):
         centroids = {name: 2**b for name, b in bits.items()}
         spare -= sum(step_bytes(name, MIN_BITS + i) for name, b in bits.items() for i in range(b - MIN_BITS))
         # Top-up: one more index bit for the layer that gains most, with as many extra centroids as fit.
-        candidates = [] if self.entropy_coding else [n for n, b in bits.items() if step_bytes(n, b) is not None
-                      and packed_size(weights[n].numel(), b + 1) - packed_size(weights[n].numel(), b)
-                      + CENTROID_BYTES <= spare]
+        def growth(name, clusters):  # bytes of `clusters` centroids over the layer's 2^bits
+            low = 2 ** bits[name]
+            return (self.coded_bytes(name, weights[name], clusters) - self.coded_bytes(name, weights[name], low)
+                    + CENTROID_BYTES * (clusters - low))
+
+        candidates = [n for n, b in bits.items() if step_bytes(n, b) is not None and growth(n, 2**b + 1) <= spare]
         if candidates:
             name = max(candidates, key=lambda n: priority(n, bits[n]))
-            count = weights[name].numel()
-            index_growth = packed_size(count, bits[name] + 1) - packed_size(count, bits[name])
-            extra = int((spare - index_growth) // CENTROID_BYTES)
-            centroids[name] = min(2 ** (bits[name] + 1) - 1, 2 ** bits[name] + extra)
+            fits, over = 2 ** bits[name] + 1, 2 ** (bits[name] + 1)  # the most centroids that fit lie in [fits, over)
+            while over - fits > 1:  # the coded bytes grow with the centroids, so bisect
+                middle = (fits + over) // 2
+                fits, over = (middle, over) if growth(name, middle) <= spare else (fits, middle)
+            centroids[name] = fits
         return centroids
 
     @classmethod
