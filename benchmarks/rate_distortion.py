@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from big2small_common import trainer_factory
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -86,7 +87,7 @@ def main() -> None:
         for (name, ratio), job_cfg in configs.items():
             compressor = instantiate(job_cfg.compressor, _convert_="all")
             torch.manual_seed(0)
-            compressed = compressor.compress(copy.deepcopy(base), trainer_factory=_trainer_factory(scratch))
+            compressed = compressor.compress(copy.deepcopy(base), trainer_factory=trainer_factory(scratch))
             path = Path(scratch) / f"{name}-{ratio}.safetensors"
             size = write_artifact(compressed, path)
             rebuilt = rebuild_from_artifact(path, base)
@@ -105,16 +106,6 @@ def main() -> None:
                           f"{math.sqrt(error / energy):.4f} | {bound:.3f} |")
             print(f"| {name} | {ratio:g} | **model** | {int(total_weights)} | {8 * size / total_weights:.3f} | "
                   f"{math.sqrt(total_error / total_energy):.4f} | {total_bound / total_weights:.3f} |", flush=True)
-
-
-def _trainer_factory(root: str):
-    import lightning as L
-
-    def make(**overrides):
-        settings = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, enable_checkpointing=False, default_root_dir=root)
-        return L.Trainer(**{**settings, **overrides})
-    return make
 
 
 if __name__ == "__main__":
