@@ -88,11 +88,11 @@ def test_default_fit_meets_the_ratio_and_reports_per_layer_results(tmp_path):
     model = tiny_cnn()
     compressed, ratio, errors, _ = _round_trip(
         Big2SmallCompressor(target_ratio=4, fit={"steps": 10}, refinement=SHORT_REFINEMENT), model, tmp_path)
-    assert compressed.phase_seconds.keys() >= {"weight_fitting", "refinement"}  # refinement is on by default
+    assert compressed.phase_seconds.keys() >= {"inr_prediction", "refinement"}  # refinement is on by default
     assert 4 <= ratio < 4.6
     assert set(compressed.layer_stats) == set(errors)
     row = compressed.layer_stats["features.7.weight"]
-    assert row.keys() >= {"stored_as", "inr_width", "inr_bytes", "code_bits", "outliers"}
+    assert row.keys() >= {"stored_as", "predicted_as", "inr_width", "inr_bytes", "code_bits", "outliers"}
     if row["stored_as"] == "inr":  # an INR unless its weights' own codes at no more bytes have the lower error
         assert row["inr_width"] >= 4 and row["inr_bytes"] > 0 and row["code_bits"] == 0
     else:
@@ -461,3 +461,59 @@ def test_with_one_inr_per_family_the_small_layers_are_still_codes(tmp_path):
         "classifier.weight": "codes"}
     assert sorted(compressed.meta["widths"]) == ["classifier.weight", "features.0.weight", "model/d2k9"]
     assert errors["features.0.weight"] < 0.01 and errors["classifier.weight"] < 0.01
+
+
+def _noise_and_smooth_layers():
+    """A layer of Gaussian noise (no INR holds it better than codes) and a smooth one (an INR holds it in a few
+    parameters)."""
+    model = nn.Sequential(nn.Linear(160, 160), nn.Linear(160, 160))
+    o, i = torch.meshgrid(torch.linspace(0, 1, 160), torch.linspace(0, 1, 160), indexing="ij")
+    with torch.no_grad():
+        model[0].weight.copy_(0.03 * torch.randn(160, 160, generator=torch.Generator().manual_seed(0)))
+        model[1].weight.copy_(0.05 * torch.sin(3 * o + 2 * i))
+    return model.eval()
+
+
+def _recording_factory(tmp_path):
+    trainers, factory = [], trainer_factory(tmp_path)
+
+    def make(**overrides):
+        trainers.append(factory(**overrides))
+        return trainers[-1]
+    return trainers, make
+
+
+def test_inrs_are_fitted_only_for_the_layers_predicted_to_win_and_both_codecs_are_recorded(tmp_path):
+    settings = dict(target_ratio=8, storage={"codes_below": 0}, inr={"unit": "weight"}, refinement=NO_REFINEMENT,
+                    input_shape=[160])
+    trainers, make = _recording_factory(tmp_path / "predicted")
+    predicted = Big2SmallCompressor(fit={"steps": 40, "screen_at": 0.0}, **settings).fit(
+        _noise_and_smooth_layers(), trainer_factory=make)
+    assert {n: row["predicted_as"] for n, row in predicted.layer_stats.items()} == {"0.weight": "codes",
+                                                                                    "1.weight": "inr"}
+    assert predicted.layer_stats["1.weight"]["stored_as"] == "inr"
+    assert predicted.layer_stats["0.weight"]["stored_as"] == "codes"
+    fitted = [module.targets for module in trainers[0].lightning_module.groups]
+    assert [t.key for targets in fitted for t in targets] == ["1.weight"]  # the noise layer's INR is never fitted
+
+    every = Big2SmallCompressor(fit={"steps": 40, "screen_at": 0.0, "inrs": "all"}, **settings).fit(
+        _noise_and_smooth_layers(), trainer_factory=trainer_factory(tmp_path / "all"))
+    assert all("predicted_as" not in row for row in every.layer_stats.values())
+    assert {n: row["stored_as"] for n, row in every.layer_stats.items()} == {"0.weight": "codes", "1.weight": "inr"}
+
+
+def test_the_screening_retires_the_inrs_that_cannot_be_kept_and_fits_the_others_to_the_end(tmp_path):
+    from big2small.methods.big2small.screening import ScreenINRs
+
+    trainers, make = _recording_factory(tmp_path)
+    compressed = Big2SmallCompressor(target_ratio=16, fit={"steps": 40, "screen_at": 0.25, "inrs": "all"},
+                                     storage={"codes_below": 0}, inr={"unit": "weight"}, refinement=NO_REFINEMENT,
+                                     input_shape=[160]).fit(_noise_and_smooth_layers(), trainer_factory=make)
+    trainer = trainers[0]
+    screen = next(c for c in trainer.callbacks if isinstance(c, ScreenINRs))
+    assert screen.retired == {"0.weight"} and trainer.global_step == 40
+    module = trainer.lightning_module
+    still_fitted = [group.targets[g].key for group, owned in zip(module.groups, module.owned, strict=True)
+                    for g in owned]
+    assert still_fitted == ["1.weight"]
+    assert compressed.layer_stats["1.weight"]["stored_as"] == "inr"

@@ -217,3 +217,22 @@ def test_the_progress_bar_names_what_is_refined():
     assert refined_label(False, True, "bn_stats") == "refining codes on synthetic inputs"
     assert refined_label(True, False, "noise") == "refining INRs on synthetic inputs"
     assert refined_label(True, True, "data") == "refining INRs and codes on training images"
+
+
+def test_the_teachers_outputs_kept_once_refine_as_the_teacher_run_on_every_batch(tmp_path, monkeypatch):
+    from big2small.methods.big2small import refinement
+
+    model = _Net().eval()
+
+    def fitted():
+        compressor = Big2SmallCompressor(target_ratio=4, fit={"steps": 5}, input_shape=[1, 6, 6],
+                                         refinement={"inputs": "noise", "steps": 30, "num_inputs": 8, "batch_size": 4,
+                                                     "code_lr": 0.1})
+        return compressor.fit(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
+
+    kept = fitted()
+    monkeypatch.setattr(refinement, "TEACHER_CACHE_BYTES", 0)  # too little memory to keep them: run alongside
+    alongside = fitted()
+    assert kept.tensors.keys() == alongside.tensors.keys()
+    for key, tensor in kept.tensors.items():
+        assert torch.equal(tensor, alongside.tensors[key]), key

@@ -86,10 +86,6 @@ def kept_groups(groups: list[INRGroup], plan: Big2SmallPlan) -> list[INRGroup]:
     return kept
 
 
-def keeps_an_inr(plan: Big2SmallPlan) -> bool:
-    return any(plan.widths.values())
-
-
 def target_inr_bytes(plan: Big2SmallPlan, inr: INRSettings, bits: int, width: int, target: FitTarget) -> int:
     """What an INR-fitted target costs in the artifact: its INR, and per layer its outliers and statistics."""
     total = inr_bytes(inr, target, width, bits)

@@ -31,7 +31,7 @@ from big2small.errors import ConfigError
 from big2small.graph.weights import set_parameter
 from big2small.methods.base import Compressor
 from big2small.methods.big2small import artifact
-from big2small.methods.big2small.allocation import bit_candidates, choose_widths
+from big2small.methods.big2small.allocation import CODES, bit_candidates, choose_widths
 from big2small.methods.big2small.codec_choice import (
     ErrorMeasure,
     InrErrors,
@@ -39,17 +39,17 @@ from big2small.methods.big2small.codec_choice import (
     choose_codecs,
     fixed_options,
     inr_errors,
-    keeps_an_inr,
     kept_groups,
     stored_options,
 )
 from big2small.methods.big2small.fit_checkpoints import LastCheckpoint, resumable_checkpoint
 from big2small.methods.big2small.fitting import INRFitModule, INRGroup
+from big2small.methods.big2small.inr_prediction import predicted_inr_targets
 from big2small.methods.big2small.layer_codes import MAX_CODE_BITS, TERNARY, RoundingOffsets
 from big2small.methods.big2small.networks import build_network
 from big2small.methods.big2small.plan import Big2SmallPlan, stacks_of
 from big2small.methods.big2small.refinement import RefineModule
-from big2small.methods.big2small.screening import ERROR_FALL_BOUND, StopWhenNoINRWins
+from big2small.methods.big2small.screening import ERROR_FALL_BOUND, ScreenINRs
 from big2small.methods.big2small.seeds import input_seed, inr_seed
 from big2small.methods.big2small.sensitivity import output_sensitivity
 from big2small.methods.big2small.settings import (
@@ -174,8 +174,15 @@ class Big2SmallCompressor(Compressor):
                                    self.storage.codes_below)
             plan = plan.with_widths(widths, default_bits=sizing_bits, inr_bits=top_bits)
             candidates = bit_candidates(plan.targets, self.inr, widths, self.storage.bit_choices)
-        groups = self._groups(plan, candidates)
         stored = StoredOptions(plan, self._weight_error, self.storage.rate_levels)
+        predicted = None
+        if self.storage.layer_choice == "lower_error" and self.fit_settings.inrs == "predicted" and candidates:
+            with seconds("inr_prediction"):
+                predicted = predicted_inr_targets(
+                    plan, candidates, self.inr, self._weight_error,
+                    lambda p, errors: self._choose_codecs(p, errors, candidates, stored()))
+            plan, candidates = without_inrs(plan, candidates, predicted, sizing_bits)
+        groups = self._groups(plan, candidates)
         if groups:
             with seconds("weight_fitting"):
                 self._fit_weights(groups, plan, candidates, trainer_factory, stored)
@@ -193,7 +200,7 @@ class Big2SmallCompressor(Compressor):
         report_landing(self.name, original_bytes(plan.weights) / len(compressed.to_bytes()), self.target_ratio,
                        "its most precise storage is 8-bit codes or INRs of inr.max_width, smaller than the target "
                        "allows, and it never stores more than it needs")
-        compressed.layer_stats = plan.layer_stats(self.inr)
+        compressed.layer_stats = plan.layer_stats(self.inr, predicted)
         compressed.phase_seconds = seconds.phases
         return compressed
 
@@ -222,8 +229,8 @@ class Big2SmallCompressor(Compressor):
         module = INRFitModule(groups, settings, self.loss, self.storage, self.seed)
         callbacks, resume_from = [], None
         if self.storage.layer_choice == "lower_error" and settings.screen_at > 0:
-            callbacks.append(StopWhenNoINRWins(max(1, round(settings.screen_at * settings.steps)),
-                                               AnyINRCanWin(self, plan, candidates, stored)))
+            callbacks.append(ScreenINRs(max(1, round(settings.screen_at * settings.steps)),
+                                        KeptAtHopedErrors(self, plan, candidates, stored)))
         if settings.resume:  # only a fit that may be resumed writes checkpoints
             folder = Path(settings.checkpoint_dir) / self._fit_key(plan.weights, plan.widths)
             resume_from = resumable_checkpoint(folder)
@@ -307,6 +314,16 @@ class Big2SmallCompressor(Compressor):
         return artifact.rebuild(compressed, model)
 
 
+def without_inrs(plan: Big2SmallPlan, candidates: dict[str, dict[int, int]], kept: set[str],
+                 code_bits: int) -> tuple[Big2SmallPlan, dict[str, dict[int, int]]]:
+    """The plan and INR candidates with only the targets in `kept` as INRs, every other INR target stored as codes
+    at `code_bits` until the codec choice gives it its own."""
+    widths = {key: CODES if width and key not in kept else width for key, width in plan.widths.items()}
+    codes = {key: plan.code_option(key) for key, width in plan.widths.items() if width == CODES}
+    return (plan.with_widths(widths, codes, default_bits=code_bits),
+            {key: widths_by_bits for key, widths_by_bits in candidates.items() if key in kept})
+
+
 class StoredOptions:
     """The codec choice's options other than the INRs (codes, fp16), made once on first use: by the screening, or
     by the choice after the fit."""
@@ -320,16 +337,17 @@ class StoredOptions:
         return self.options
 
 
-class AnyINRCanWin:
-    """The screening's test on the INRs being fitted (`groups`): would the codec choice keep any of them if every
-    INR's error fell by ERROR_FALL_BOUND? Objects rather than closures, so spawned processes (ddp_spawn) can
+class KeptAtHopedErrors:
+    """The screening's test on the INRs being fitted (`groups`): the targets whose INR the codec choice keeps if
+    every INR's error fell by ERROR_FALL_BOUND. Objects rather than closures, so spawned processes (ddp_spawn) can
     receive them."""
 
     def __init__(self, compressor: Big2SmallCompressor, plan: Big2SmallPlan, candidates: dict[str, dict[int, int]],
                  stored: StoredOptions) -> None:
         self.compressor, self.plan, self.candidates, self.stored = compressor, plan, candidates, stored
 
-    def __call__(self, groups: list[INRGroup]) -> bool:
+    def __call__(self, groups: list[INRGroup]) -> set[str]:
         hoped = {key: {bits: error / ERROR_FALL_BOUND for bits, error in errors.items()}
                  for key, errors in self.compressor._inr_errors(self.plan, groups).items()}
-        return keeps_an_inr(self.compressor._choose_codecs(self.plan, hoped, self.candidates, self.stored()))
+        chosen = self.compressor._choose_codecs(self.plan, hoped, self.candidates, self.stored())
+        return {key for key, width in chosen.widths.items() if width and key in self.candidates}

@@ -106,6 +106,12 @@ class INRFitModule(L.LightningModule):
         self.owned: list[list[int]] = [list(range(len(g.targets))) for g in groups]
         self.owned_index: list[torch.Tensor] = [torch.tensor(owned, dtype=torch.long) for owned in self.owned]
 
+    def retire(self, keys: set[str]) -> None:
+        """The INRs of targets `keys` are no longer fitted: the steps from here on leave them out."""
+        self.owned = [[g for g in owned if group.targets[g].key not in keys]
+                      for group, owned in zip(self.groups, self.owned, strict=True)]
+        self.owned_index = [torch.tensor(owned, dtype=torch.long, device=self.device) for owned in self.owned]
+
     # ------------------------------------------------------------ sharing across ranks
     def setup(self, stage: str) -> None:
         world, rank = self.trainer.world_size, self.trainer.global_rank

@@ -113,8 +113,9 @@ class Big2SmallPlan:
         """What turns each layer's standardised INR output back into its weights."""
         return {name: LayerCode(p.mean, p.std, p.outlier_index, p.outlier_value) for name, p in self.prepared.items()}
 
-    def layer_stats(self, inr: INRSettings) -> dict[str, dict]:
-        """Per replaced weight, for the results table: how it is stored and what that costs."""
+    def layer_stats(self, inr: INRSettings, predicted_inrs: set[str] | None = None) -> dict[str, dict]:
+        """Per replaced weight, for the results table: how it is stored and what that costs; with
+        `predicted_inrs` (the targets the prediction before fitting let fit an INR), also `predicted_as`."""
         stats = {}
         for target in self.targets:
             width = self.widths[target.key]
@@ -127,6 +128,8 @@ class Big2SmallPlan:
                     "stored_as": "inr" if width else "codes" if width == CODES else "fp16", "inr_width": width or 0,
                     "code_bits": self.code_bits.get(target.key, 0), "code_rate": self.code_rates.get(target.key, 0),
                     "inr_bits": self.inr_bits.get(target.key, 0),
+                    **({} if predicted_inrs is None else
+                       {"predicted_as": "inr" if target.key in predicted_inrs else "codes"}),
                     "inr_bytes": round(family_bytes * share),
                     "outliers": int(p.outlier_index.numel()) if width else 0,
                     "outlier_bytes": (FP16_BYTES * p.outlier_index.numel() + index_codes.encoded_size(

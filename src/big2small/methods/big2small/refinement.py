@@ -23,6 +23,10 @@ from big2small.methods.big2small.settings import RefinementSettings
 from big2small.methods.big2small.views import random_views
 from big2small.numerics import DENOMINATOR_FLOOR
 
+# The most memory the teacher's outputs on every refinement input may take to be computed once and kept; beyond it
+# the teacher runs beside the student on every batch (ResNet-20's layer outputs on 256 CIFAR inputs: about 0.2 GB).
+TEACHER_CACHE_BYTES = 1 << 30
+
 
 def refined_label(inrs: bool, codes: bool, inputs: str) -> str:
     """What the refinement's progress bar says it refines, and on what."""
@@ -37,8 +41,9 @@ class RefineModule(L.LightningModule):
     every block holding one (`match`, matched_modules; each term a mean squared error over the teacher's
     variance, so outputs of any scale count alike). Matching every layer gives each INR its own signal instead
     of one shared through the whole network, which on ResNet-20 generalised better from few synthetic images to
-    real ones. The teacher runs alongside, so its activations
-    are never all held in memory at once. With `hard_weight` > 0 each input's terms are weighted by how badly the
+    real ones. The teacher's outputs on the inputs are computed once before the first step where the inputs are
+    seen as they are (`views: none`) and those outputs take at most TEACHER_CACHE_BYTES; else the teacher runs
+    alongside the student on every batch. With `hard_weight` > 0 each input's terms are weighted by how badly the
     student matches it (`hard_sample_mean`).
     """
 
@@ -67,6 +72,13 @@ class RefineModule(L.LightningModule):
         self.observed = matched_modules(teacher, [name.rpartition(".")[0] for name in codes], settings.match,
                                         inputs[:2])
         self.inputs = inputs
+        self.wanted: list[torch.Tensor] | None = None  # the teacher's logits then features per input, once cached
+
+    def on_fit_start(self) -> None:
+        if self.settings.views == "none" and teacher_output_bytes(self.teacher, self.observed, self.inputs) \
+                <= TEACHER_CACHE_BYTES:
+            self.wanted = teacher_outputs(self.teacher, self.observed, self.inputs.to(self.device),
+                                          self.settings.batch_size)
 
     def train(self, mode: bool = True) -> RefineModule:
         super().train(mode)
@@ -89,18 +101,22 @@ class RefineModule(L.LightningModule):
         collate = None
         if self.settings.views == "flip_shift":
             view_generator = torch.Generator().manual_seed(self.seed)
-            collate = lambda items: [random_views(torch.stack([item[0] for item in items]), view_generator)]  # noqa: E731
-        return DataLoader(TensorDataset(self.inputs), batch_size=self.settings.batch_size, sampler=sampler,
-                          collate_fn=collate)
+            collate = lambda items: [random_views(torch.stack([item[0] for item in items]), view_generator),  # noqa: E731
+                                     torch.stack([item[1] for item in items])]
+        return DataLoader(TensorDataset(self.inputs, torch.arange(len(self.inputs))),
+                          batch_size=self.settings.batch_size, sampler=sampler, collate_fn=collate)
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
         for group in self.groups:  # the INRs are seen as they are stored
             group.net.fake_quant = group.quantised_bits()
 
     def training_step(self, batch, batch_idx):
-        (images,) = batch
-        with torch.no_grad(), observing(self.teacher, self.observed) as wanted_features:
-            wanted = self.teacher(images)
+        images, indices = batch
+        if self.wanted is not None:
+            wanted, *wanted_features = (outputs[indices] for outputs in self.wanted)
+        else:
+            with torch.no_grad(), observing(self.teacher, self.observed) as wanted_features:
+                wanted = self.teacher(images)
         with observing(self.student, self.observed) as features:
             weights = {name: w for name, w in reconstruct(self.groups, self.codes()).items() if name in self.inr_layers}
             output = functional_call(self.student, {**weights, **self.rounding()}, (images,), strict=False)
@@ -132,6 +148,24 @@ class PoolByStep(torch.utils.data.Sampler):
     def __iter__(self):
         for i, index in enumerate(self.draws):
             yield index + self.pool_size * ((i // self.batch) * self.pools // self.steps)
+
+
+def teacher_output_bytes(teacher: nn.Module, observed: list[str], inputs: torch.Tensor) -> int:
+    """Bytes of the teacher's logits and `observed` outputs on all of `inputs`, from one input's."""
+    with torch.no_grad(), observing(teacher, observed) as features:
+        logits = teacher(inputs[:1].to(next(teacher.parameters()).device))
+    return len(inputs) * sum(t.numel() * t.element_size() for t in [logits, *features])
+
+
+def teacher_outputs(teacher: nn.Module, observed: list[str], inputs: torch.Tensor, batch: int) -> list[torch.Tensor]:
+    """The teacher's logits and then each `observed` module's output, on every input, computed `batch` at a time."""
+    parts: list[list[torch.Tensor]] = []
+    with torch.no_grad():
+        for chunk in inputs.split(batch):
+            with observing(teacher, observed) as features:
+                logits = teacher(chunk)
+            parts.append([logits, *features])
+    return [torch.cat(outputs) for outputs in zip(*parts, strict=True)]
 
 
 def matched_modules(model: nn.Module, layers: list[str], match: str, example: torch.Tensor) -> list[str]:

@@ -188,12 +188,18 @@ class FitSettings:
     checkpoint_every: int = 200    # steps between checkpoints
     compile: bool = False          # torch.compile each stack's INR: faster steps after a compilation of seconds
                                    # to minutes (docs/results.md, "Fitting at scale")
-    # With storage.layer_choice=lower_error: after this share of the steps the fit stops if the choice would keep
-    # no INR even were every INR's error to fall by screening.ERROR_FALL_BOUND by the end; 0 = every step is run.
+    # With storage.layer_choice=lower_error: after this share of the steps, the INRs the choice would not keep even
+    # were every INR's error to fall by screening.ERROR_FALL_BOUND by the end are no longer fitted, and the fit stops
+    # if that is all of them; 0 = every INR runs every step.
     screen_at: float = 0.2
+    # With storage.layer_choice=lower_error, which targets get an INR fitted: predicted (those whose INR the codec
+    # choice would keep were its error as low as inr_prediction.optimistic_relative_error; the others are stored
+    # without one) | all (every target, the choice made after the fit)
+    inrs: str = "predicted"
 
     def __post_init__(self) -> None:
         self.steps = _integer("fit", "steps", self.steps, 1)
+        self.inrs = _choice("fit", "inrs", self.inrs, ("predicted", "all"))
         self.lr = _positive("fit", "lr", self.lr)
         self.batch_size = None if self.batch_size is None else _integer("fit", "batch_size", self.batch_size, 1)
         self.resume = bool(self.resume)
