@@ -1,17 +1,19 @@
 """Every compressor end to end on ImageNet-size models, on this machine: does it finish, how long, how much memory.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/big_models.py --data-root ../shared/data/cifar10 \
-        [--models resnet18,resnet50,unet_resnet34] [--compressors quant,...] [--fit-steps 2]
+        [--models resnet18,resnet50,unet_resnet34] [--compressors quant,...] [--fit-steps N]
 
 Each (model, compressor) is one real run of `src/train.py` in its own process: the model (seeded random
 weights, saved once as a .safetensors checkpoint and given as `model.checkpoint`) is compressed at
 `compressor.target_ratio=8`, the artifact is written, the model is rebuilt from it and both are evaluated, exactly
 as a user's run. Models: torchvision ResNet-18 and ResNet-50 on CIFAR-10 (32 x 32 images, the whole test split),
 and an smp U-Net with a ResNet-34 encoder (encoder depth 5) on the procedural shapes data at 64 x 64. Big2Small
-runs `--fit-steps` fitting steps (the default 1,000 would take hours per model on a CPU; fit_scale.py projects
-them). Printed per run: seconds, peak resident memory of the run's process against the bound 10 x the model's
-fp32 size + 2 GB, the measured compression ratio and the base and rebuilt metric (random weights: the metrics
-show that the rebuilt model runs, not how good the method is).
+runs its defaults (it fits only the INRs predicted to win; `--fit-steps` sets fit.steps, e.g. for
+`--compressors big2small_paper`, whose 1,000 steps on every layer would take hours per model on a CPU:
+fit_scale.py projects them). Printed per run: seconds, peak resident memory of the run's process against the bound
+10 x the model's fp32 size + 2 GB, the measured compression ratio and the base and rebuilt metric (random weights:
+the metrics show that the rebuilt model runs, not how good the method is); then, for the runs that time their
+phases, the seconds of each phase and the layers predicted and stored as INRs.
 """
 
 from __future__ import annotations
@@ -76,11 +78,15 @@ def main() -> None:
     parser.add_argument("--data-root", default="../shared/data/cifar10")
     parser.add_argument("--models", default="resnet18,resnet50,unet_resnet34")
     parser.add_argument("--compressors", default=",".join(COMPRESSORS))
-    parser.add_argument("--fit-steps", type=int, default=2, help="Big2Small fitting steps")
+    parser.add_argument("--fit-steps", type=int, default=None,
+                        help="Big2Small fitting steps (default: the compressor's; the default fits only the INRs "
+                             "predicted to win)")
     parser.add_argument("--keep", help="keep run folders and logs here instead of a temporary folder")
     args = parser.parse_args()
-    print(f"CPU, {torch.get_num_threads()} thread(s); every compressor at target_ratio 8; Big2Small "
-          f"{args.fit_steps} fitting step(s)", flush=True)
+    steps = "its default fitting steps" if args.fit_steps is None else f"{args.fit_steps} fitting step(s)"
+    print(f"CPU, {torch.get_num_threads()} thread(s); every compressor at target_ratio 8; Big2Small {steps}",
+          flush=True)
+    phase_rows = []
     print("| model | fp32 MB | compressor | exit | s | peak GB | bound GB | within | ratio | base | rebuilt |")
     print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
@@ -93,7 +99,7 @@ def main() -> None:
             bound = BOUND_FACTOR * weight_bytes + BOUND_FIXED_BYTES
             for name in args.compressors.split(","):
                 extra = [f"compressor={name}", "compressor.target_ratio=8", f"model.checkpoint={checkpoint}"]
-                if name.startswith("big2small"):  # big2small and big2small_paper
+                if name.startswith("big2small") and args.fit_steps is not None:  # big2small, big2small_paper
                     extra.append(f"compressor.fit.steps={args.fit_steps}")
                 run_dir = folder / f"{model}-{name}"
                 code, seconds, peak, last = run([*overrides, *extra], run_dir)
@@ -104,9 +110,30 @@ def main() -> None:
                     metrics = json.loads(metrics_file.read_text())
                     row += f" {metrics['compression_ratio']:.2f} | {metrics['base_metric']:.4f} | " \
                            f"{metrics['compressed_metric']:.4f} |"
+                    if metrics.get("phase_seconds"):
+                        phase_rows.append(phase_row(model, name, metrics))
                 else:
                     row += f" failed: {last[:120]} | | |"
                 print(row, flush=True)
+
+    if phase_rows:
+        print("\nWhere the fit's seconds went (phase_seconds of metrics.json; - : the phase did not run), and how "
+              "the layers were predicted and stored:\n")
+        print("| model | compressor | " + " | ".join(PHASES) + " | predicted INR | stored INR / codes |")
+        print("|---|---|" + "---|" * (len(PHASES) + 2))
+        print("\n".join(phase_rows))
+
+
+PHASES = ("allocation", "inr_prediction", "weight_fitting", "codec_choice", "input_synthesis", "refinement")
+
+
+def phase_row(model: str, name: str, metrics: dict) -> str:
+    seconds = metrics["phase_seconds"]
+    layers = metrics.get("layers", [])
+    predicted = sum(row.get("predicted_as") == "inr" for row in layers)
+    stored = [row.get("stored_as") for row in layers]
+    return f"| {model} | {name} | " + " | ".join(f"{seconds[p]:.0f}" if p in seconds else "-" for p in PHASES) + \
+        f" | {predicted}/{len(layers)} | {stored.count('inr')} / {stored.count('codes')} |"
 
 
 if __name__ == "__main__":
