@@ -4,7 +4,7 @@
         [--steps 1000]
 
 For each target ratio, Big2Small's default plan (8-bit INRs, entropy-coded codes at 3 rate levels) is fitted with
-every INR run for all its steps (`fit.inrs=all`, no screening, no refinement: the codec choice is made on the
+every INR run for all its steps (`fit.inrs: all`, no screening, no refinement: the codec choice is made on the
 weights alone, as in the default). Printed per layer: weights, the INR's bits per weight (its parameters,
 outliers and statistics), its error and the error of the best codes of no more bytes (each the squared error over
 the layer's energy), their ratio, and what the codec choice stored. A ratio below 1 is a layer where the INR is
@@ -21,6 +21,7 @@ import time
 from big2small_common import SHARED, setup, trainer_factory
 
 from big2small.checkpoints import load_checkpoint
+from big2small.errors import ConfigError
 from big2small.methods.big2small.codec_choice import is_inr_option
 from big2small.methods.big2small.compressor import Big2SmallCompressor
 from big2small.models.cifar_resnet import CifarResNet
@@ -73,10 +74,14 @@ def main() -> None:
     model = load_checkpoint(CifarResNet(depth=depth), SHARED / "models/cifar10" / file, trusted_pickle=True).eval()
     summary = []
     for ratio in [float(r) for r in args.ratios.split(",")]:
-        compressor = Recording(target_ratio=ratio, fit={"steps": args.steps, "screen_at": 0.0},
+        compressor = Recording(target_ratio=ratio, fit={"steps": args.steps, "inrs": "all", "screen_at": 0.0},
                                refinement={"enabled": False}, input_shape=[3, 32, 32])
         started = time.perf_counter()
-        compressor.fit(model, trainer_factory=trainer_factory())
+        try:
+            compressor.fit(model, trainer_factory=trainer_factory())
+        except ConfigError as error:  # a ratio the model cannot reach
+            print(f"\n{args.model} at {ratio:g}x: {error}")
+            continue
         seconds = time.perf_counter() - started
         rows = layer_rows(compressor)
         print(f"\n{args.model} at {ratio:g}x ({seconds:.0f} s, {args.steps} fitting steps)\n")
