@@ -22,7 +22,7 @@ from big2small.encodings.dtype_bytes import FP16_BYTES
 from big2small.methods.big2small.allocation import CODES, inr_bytes
 from big2small.methods.big2small.coords import FitTarget
 from big2small.methods.big2small.fitting import INRGroup
-from big2small.methods.big2small.layer_codes import CODE_CHOICES, code_option, weight_codes
+from big2small.methods.big2small.layer_codes import CODE_CHOICES, code_option
 from big2small.methods.big2small.plan import Big2SmallPlan
 from big2small.methods.big2small.reconstruct import reconstruct
 from big2small.methods.big2small.settings import INRSettings
@@ -133,9 +133,11 @@ def stored_options(plan: Big2SmallPlan, weight_error: ErrorMeasure, rate_levels:
     options: Options = {}
     levels = range(rate_levels + 1 if plan.entropy_coding else 1)
     for target in plan.targets:
-        options[target.key] = {code_option(b, level): (target_code_bytes(plan, target, code_option(b, level)), sum(
-            weight_error(s.name, weight_codes(plan.weights[s.name], b, level).values(), plan.weights[s.name])
-            for s in target.segments)) for b in CODE_CHOICES for level in levels}
+        options[target.key] = {}
+        for option in (code_option(b, level) for b in CODE_CHOICES for level in levels):
+            error = sum(weight_error(s.name, plan.nearest_codes(s.name, option).values(), plan.weights[s.name])
+                        for s in target.segments)  # before the bytes: they are then known without coding again
+            options[target.key][option] = (target_code_bytes(plan, target, option), error)
         options[target.key][FP16] = (target_fp16_bytes(target), sum(
             weight_error(s.name, plan.weights[s.name].half().float(), plan.weights[s.name])
             for s in target.segments))

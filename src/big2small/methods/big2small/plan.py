@@ -101,9 +101,16 @@ class Big2SmallPlan:
         if not self.entropy_coding:
             return PACKED, code_bytes(shape, bits) - 2 * shape[0]
         if (name, option) not in self.nearest_sizes:
-            coding, data = weight_codes(self.weights[name], bits, option_rate_level(option)).stored(True)
-            self.nearest_sizes[(name, option)] = coding, data.numel()
+            self.nearest_codes(name, option)
         return self.nearest_sizes[(name, option)]
+
+    def nearest_codes(self, name: str, option: int) -> WeightCodes:
+        """One layer's nearest codes at a code option, their stored size kept for `stored_codes_size`."""
+        codes = weight_codes(self.weights[name], option_bits(option), option_rate_level(option))
+        if self.entropy_coding and (name, option) not in self.nearest_sizes:
+            coding, data = codes.stored(True)
+            self.nearest_sizes[(name, option)] = coding, data.numel()
+        return codes
 
     def stored_code_bytes(self, name: str, option: int) -> int:
         """Bytes of one layer's codes at a code option and its fp16 scales."""
