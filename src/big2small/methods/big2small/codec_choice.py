@@ -134,10 +134,14 @@ def stored_options(plan: Big2SmallPlan, weight_error: ErrorMeasure, rate_levels:
     levels = range(rate_levels + 1 if plan.entropy_coding else 1)
     for target in plan.targets:
         options[target.key] = {}
-        for option in (code_option(b, level) for b in CODE_CHOICES for level in levels):
-            error = sum(weight_error(s.name, plan.nearest_codes(s.name, option).values(), plan.weights[s.name])
-                        for s in target.segments)  # before the bytes: they are then known without coding again
-            options[target.key][option] = (target_code_bytes(plan, target, option), error)
+        for bits in CODE_CHOICES:
+            errors = dict.fromkeys(levels, 0.0)
+            for s in target.segments:  # the codes before the bytes: these are then known without coding again
+                for level, codes in plan.nearest_codes(s.name, bits, list(levels)).items():
+                    errors[level] += weight_error(s.name, codes.values(), plan.weights[s.name])
+            for level, error in errors.items():
+                options[target.key][code_option(bits, level)] = (
+                    target_code_bytes(plan, target, code_option(bits, level)), error)
         options[target.key][FP16] = (target_fp16_bytes(target), sum(
             weight_error(s.name, plan.weights[s.name].half().float(), plan.weights[s.name])
             for s in target.segments))

@@ -103,22 +103,30 @@ def weight_codes(weight: torch.Tensor, bits: int, rate_level: int = 0) -> Weight
     """The nearest b-bit codes of a weight tensor (output channels first), at each channel's least-error scale; at
     `rate_level` k >= 1, the scale of least error + RATE_PRICES[k - 1] x mean squared weight x the channel's bits
     (its codes' empirical entropy), which for entropy-coded codes trades error for fewer bytes."""
+    return weight_codes_at_levels(weight, bits, [rate_level])[rate_level]
+
+
+def weight_codes_at_levels(weight: torch.Tensor, bits: int, rate_levels: list[int]) -> dict[int, WeightCodes]:
+    """weight_codes at each of `rate_levels`, searching the clipping points once for all of them."""
     rows = weight.detach().float().reshape(weight.shape[0], -1)
     limit = code_limit(bits)
     largest = rows.abs().amax(dim=1, keepdim=True)
-    best_error = torch.full_like(largest, math.inf)
-    best_scale = torch.ones_like(largest)
-    price = RATE_PRICES[rate_level - 1] * float((rows ** 2).mean()) if rate_level else 0.0
+    mean_square = float((rows ** 2).mean())
+    prices = {level: RATE_PRICES[level - 1] * mean_square if level else 0.0 for level in rate_levels}
+    best_error = {level: torch.full_like(largest, math.inf) for level in rate_levels}
+    best_scale = {level: torch.ones_like(largest) for level in rate_levels}
     for fraction in torch.linspace(MIN_CLIP_FRACTION, 1.0, CLIP_POINTS).tolist():
         scale = (largest * fraction / limit).half().float().clamp_min(FP16_TINY)
         codes = torch.round(rows / scale).clamp(-limit, limit)
-        error = ((codes * scale - rows) ** 2).sum(dim=1, keepdim=True)
-        if price:
-            error = error + price * channel_bits(codes.long() + limit, 2 * limit + 1)
-        better = error < best_error
-        best_error, best_scale = torch.where(better, error, best_error), torch.where(better, scale, best_scale)
-    codes = torch.round(rows / best_scale).clamp(-limit, limit).long()
-    return WeightCodes(codes.reshape(weight.shape), best_scale.reshape(-1).half(), bits)
+        squared = ((codes * scale - rows) ** 2).sum(dim=1, keepdim=True)
+        entropy = channel_bits(codes.long() + limit, 2 * limit + 1) if any(prices.values()) else None
+        for level, price in prices.items():
+            error = squared + price * entropy if price else squared
+            better = error < best_error[level]
+            best_error[level] = torch.where(better, error, best_error[level])
+            best_scale[level] = torch.where(better, scale, best_scale[level])
+    return {level: WeightCodes(torch.round(rows / scale).clamp(-limit, limit).long().reshape(weight.shape),
+                               scale.reshape(-1).half(), bits) for level, scale in best_scale.items()}
 
 
 def channel_bits(symbols: torch.Tensor, alphabet: int) -> torch.Tensor:

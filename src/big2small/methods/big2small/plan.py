@@ -30,6 +30,7 @@ from big2small.methods.big2small.layer_codes import (
     option_bits,
     option_rate_level,
     weight_codes,
+    weight_codes_at_levels,
 )
 from big2small.methods.big2small.reconstruct import LayerCode
 from big2small.methods.big2small.settings import INRSettings, OutlierSettings
@@ -101,15 +102,17 @@ class Big2SmallPlan:
         if not self.entropy_coding:
             return PACKED, code_bytes(shape, bits) - 2 * shape[0]
         if (name, option) not in self.nearest_sizes:
-            self.nearest_codes(name, option)
+            self.nearest_codes(name, bits, [option_rate_level(option)])
         return self.nearest_sizes[(name, option)]
 
-    def nearest_codes(self, name: str, option: int) -> WeightCodes:
-        """One layer's nearest codes at a code option, their stored size kept for `stored_codes_size`."""
-        codes = weight_codes(self.weights[name], option_bits(option), option_rate_level(option))
-        if self.entropy_coding and (name, option) not in self.nearest_sizes:
-            coding, data = codes.stored(True)
-            self.nearest_sizes[(name, option)] = coding, data.numel()
+    def nearest_codes(self, name: str, bits: int, rate_levels: list[int]) -> dict[int, WeightCodes]:
+        """One layer's nearest codes at `bits` and each of `rate_levels`, their stored sizes kept for
+        `stored_codes_size`."""
+        codes = weight_codes_at_levels(self.weights[name], bits, rate_levels)
+        for level, coded in codes.items():
+            if self.entropy_coding and (name, code_option(bits, level)) not in self.nearest_sizes:
+                coding, data = coded.stored(True)
+                self.nearest_sizes[(name, code_option(bits, level))] = coding, data.numel()
         return codes
 
     def stored_code_bytes(self, name: str, option: int) -> int:
