@@ -48,7 +48,7 @@ def test_quant_4_bits_gives_close_to_8x_and_small_drop(tmp_path, cache_dir):
 
 
 def test_a_big2small_run_splits_its_fit_seconds_into_phases(tmp_path, cache_dir):
-    metrics = _run(tmp_path, cache_dir, ["compressor=big2small", "compressor.fit.steps=5",
+    metrics = _run(tmp_path, cache_dir, ["compressor=big2small", "compressor.fit.steps=5", "compressor.fit.inrs=all",
                                          "compressor.refinement.steps=2", "compressor.refinement.num_inputs=8",
                                          "compressor.refinement.input_steps=2"])
     phases = json.loads((tmp_path / "job" / "metrics.json").read_text())["phase_seconds"]
@@ -111,7 +111,8 @@ def test_nan_weights_in_a_checkpoint_stop_the_run_naming_the_tensor(tmp_path, ca
 
 def test_diverging_inr_fit_stops_with_the_layer_named(tmp_path, cache_dir):
     with pytest.raises(FittingError, match=r"diverged.*(features\.\d+\.weight|classifier\.weight)"):
-        _run(tmp_path, cache_dir, ["compressor=big2small", "compressor.fit.steps=30", "compressor.fit.lr=1e30"])
+        _run(tmp_path, cache_dir, ["compressor=big2small", "compressor.fit.steps=30", "compressor.fit.lr=1e30",
+                                   "compressor.fit.inrs=all"])
 
 
 @pytest.mark.parametrize("overrides, shape", [
