@@ -173,7 +173,7 @@ def test_without_resume_a_fit_writes_no_checkpoint(tmp_path):
 
 def test_a_damaged_checkpoint_is_named_removed_and_the_fit_starts_again(tmp_path, caplog):
     model = tiny_cnn()
-    settings = dict(target_ratio=4, fit={"steps": 6, "checkpoint_dir": str(tmp_path / "ckpt"),
+    settings = dict(target_ratio=4, fit={"steps": 6, "checkpoint_dir": str(tmp_path / "ckpt"), "inrs": "all",
                                          "checkpoint_every": 3, "resume": True}, refinement=NO_REFINEMENT)
     fresh = Big2SmallCompressor(**settings).fit(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
     (last,) = (tmp_path / "ckpt").rglob("last.ckpt")
@@ -410,7 +410,7 @@ def test_output_choice_error_gives_the_bits_to_the_layer_the_output_depends_on(t
 
 def test_with_several_storage_bits_each_layer_keeps_its_least_error_inr_and_the_artifact_says_which(tmp_path):
     model = tiny_cnn()
-    settings = dict(target_ratio=4, fit={"steps": 30}, refinement=NO_REFINEMENT,
+    settings = dict(target_ratio=4, fit={"steps": 30, "inrs": "all"}, refinement=NO_REFINEMENT,
                     storage={"layer_choice": "inr", "codes_below": 0})
     eight, ratio8, errors8, _ = _round_trip(Big2SmallCompressor(**settings), model, tmp_path / "a")
     mixed, ratio, errors, rebuilt = _round_trip(

@@ -98,6 +98,6 @@ def test_fitting_on_sampled_bands_evaluates_them_in_chunks(monkeypatch):
     monkeypatch.setattr(fitting, "RETAINED_ACTIVATION_ELEMENTS", 4096)
     monkeypatch.setattr(BatchedINR, "forward",
                         lambda self, coords, which=None: rows_seen.append(coords.shape[1]) or forward(self, coords, which))
-    Big2SmallCompressor(target_ratio=4, fit={"steps": 2, "batch_size": 256}, refinement={"enabled": False}).fit(
+    Big2SmallCompressor(target_ratio=4, fit={"steps": 2, "batch_size": 256, "inrs": "all"}, refinement={"enabled": False}).fit(
         model, trainer_factory=trainer)
     assert rows_seen and max(rows_seen) < 256
