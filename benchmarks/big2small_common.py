@@ -35,6 +35,18 @@ def resnet20() -> torch.nn.Module:
     return load_checkpoint(CifarResNet(depth=20), CHECKPOINT, trusted_pickle=True).eval()
 
 
+CIFAR_CHECKPOINTS = {"resnet20": (20, "resnet20-12fca82f.th"), "resnet32": (32, "resnet32-d509ac18.th")}
+
+
+def cifar_resnet(name: str) -> torch.nn.Module:
+    """A pretrained CIFAR-10 ResNet from ../shared by name (CIFAR_CHECKPOINTS)."""
+    from big2small.checkpoints import load_checkpoint
+    from big2small.models.cifar_resnet import CifarResNet
+
+    depth, file = CIFAR_CHECKPOINTS[name]
+    return load_checkpoint(CifarResNet(depth=depth), SHARED / "models/cifar10" / file, trusted_pickle=True).eval()
+
+
 def cifar10() -> Cifar10DataModule:
     """The shared CIFAR-10 files: training images less 1,000 held out, and the test split."""
     data = Cifar10DataModule(root=str(SHARED / "data/cifar10"), heldout_size=1000, augment=False)

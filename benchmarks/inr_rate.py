@@ -18,15 +18,11 @@ import argparse
 import math
 import time
 
-from big2small_common import SHARED, setup, trainer_factory
+from big2small_common import CIFAR_CHECKPOINTS, cifar_resnet, setup, trainer_factory
 
-from big2small.checkpoints import load_checkpoint
 from big2small.errors import ConfigError
 from big2small.methods.big2small.codec_choice import is_inr_option
 from big2small.methods.big2small.compressor import Big2SmallCompressor
-from big2small.models.cifar_resnet import CifarResNet
-
-CHECKPOINTS = {"resnet20": (20, "resnet20-12fca82f.th"), "resnet32": (32, "resnet32-d509ac18.th")}
 
 
 class Recording(Big2SmallCompressor):
@@ -65,13 +61,12 @@ def layer_rows(compressor: Recording) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="resnet20", choices=sorted(CHECKPOINTS))
+    parser.add_argument("--model", default="resnet20", choices=sorted(CIFAR_CHECKPOINTS))
     parser.add_argument("--ratios", default="8,16,32,64")
     parser.add_argument("--steps", type=int, default=1000)
     args = parser.parse_args()
     setup()
-    depth, file = CHECKPOINTS[args.model]
-    model = load_checkpoint(CifarResNet(depth=depth), SHARED / "models/cifar10" / file, trusted_pickle=True).eval()
+    model = cifar_resnet(args.model)
     summary = []
     for ratio in [float(r) for r in args.ratios.split(",")]:
         compressor = Recording(target_ratio=ratio, fit={"steps": args.steps, "inrs": "all", "screen_at": 0.0},

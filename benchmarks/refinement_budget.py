@@ -13,12 +13,8 @@ from __future__ import annotations
 
 import argparse
 
-from big2small_common import SHARED, fit_and_rebuild, image_sets, setup, top1
+from big2small_common import CIFAR_CHECKPOINTS, cifar_resnet, fit_and_rebuild, image_sets, setup, top1
 
-from big2small.checkpoints import load_checkpoint
-from big2small.models.cifar_resnet import CifarResNet
-
-CHECKPOINTS = {"resnet20": (20, "resnet20-12fca82f.th"), "resnet32": (32, "resnet32-d509ac18.th")}
 PHASES = ("inr_prediction", "weight_fitting", "codec_choice", "input_synthesis", "refinement")
 
 
@@ -27,11 +23,10 @@ def main() -> None:
     parser.add_argument("--ratios", type=float, nargs="+", default=[8, 16])
     parser.add_argument("--budgets", nargs="+", default=["256,100,600", "128,50,300"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model", default="resnet20", choices=sorted(CHECKPOINTS))
+    parser.add_argument("--model", default="resnet20", choices=sorted(CIFAR_CHECKPOINTS))
     args = parser.parse_args()
     setup()
-    depth, file = CHECKPOINTS[args.model]
-    model = load_checkpoint(CifarResNet(depth=depth), SHARED / "models/cifar10" / file, trusted_pickle=True).eval()
+    model = cifar_resnet(args.model)
     images = image_sets()
     print(f"{args.model}: held-out top-1 {top1(model, *images['heldout']):.4f}, test top-1 "
           f"{top1(model, *images['test']):.4f} uncompressed; seed {args.seed}\n")

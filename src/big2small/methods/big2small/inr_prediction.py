@@ -25,7 +25,7 @@ from big2small.methods.big2small.plan import Big2SmallPlan
 from big2small.methods.big2small.settings import INRSettings
 
 # On ResNet-20 at 8x, 16x and 32x (3.8, 1.8 and 0.8 bits per weight; benchmarks/inr_rate.py, docs/results.md "Where
-# an INR earns its bytes") every fitted INR's error lay at least 1.4x above 2^(-bits / FLOOR_BITS) / OPTIMISM, and
+# an INR earns its bytes") every fitted INR's error lay at least 1.3x above 2^(-bits / FLOOR_BITS) / OPTIMISM, and
 # the least ones were those of the last convolution, the most structured layer.
 FLOOR_BITS = 0.8
 OPTIMISM = 2.0
