@@ -26,6 +26,9 @@ def test_npz_layout_normalisation_and_splits(tmp_path):
     raw = np.load(tmp_path / "test.npz")["images"][0]
     expected = (torch.from_numpy(raw).permute(2, 0, 1).float() / 255 - data.mean[0]) / data.std[0]
     assert torch.allclose(data.splits["test"].tensors[0][0], expected)
+    # Each image is normalised as it is read, to the very values of normalising them all at once.
+    assert all(torch.equal(data.splits["test"][i][0], data.splits["test"].tensors[0][i]) for i in range(12))
+    assert data.splits["train"].images.dtype == torch.uint8  # kept at a quarter of their fp32 memory
     assert len(data.val_dataloader().dataset) == 5
     assert data.calibration_images(3).shape == (3, 3, 32, 32)
     images, labels = next(iter(data.train_dataloader()))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset
 
 from big2small.data.in_memory import InMemoryDataModule, check_fixed_classes, check_normalisation
 from big2small.data.splits import split_indices
@@ -52,17 +52,41 @@ def read_torchvision_split(root: Path, train: bool, download: bool) -> tuple[np.
     return np.asarray(dataset.data, dtype=np.uint8), np.asarray(dataset.targets, dtype=np.int64)
 
 
-class AugmentedImages(Dataset):
-    """Training images with the standard CIFAR augmentation: 4-pixel padded random crops and horizontal flips."""
+class NormalisedImages(Dataset):
+    """uint8 images (N x H x W x 3) kept as they are, a quarter of their fp32 memory, each scaled to [0, 1] and
+    normalised with `mean` and `std` (per channel) when it is read: the same values as normalising them all at once."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, padding: int = 4) -> None:
-        self.images, self.labels, self.padding = images, labels, padding
+    def __init__(self, images_uint8_nhwc: np.ndarray, labels: np.ndarray, mean: torch.Tensor,
+                 std: torch.Tensor) -> None:
+        self.images = torch.from_numpy(images_uint8_nhwc).permute(0, 3, 1, 2)
+        self.labels = torch.from_numpy(labels)
+        self.mean, self.std = mean.reshape(-1, 1, 1), std.reshape(-1, 1, 1)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int):
-        image = self.images[index]
+        image = self.images[index].float().div_(255.0)
+        return ((image - self.mean) / self.std).contiguous(), self.labels[index]
+
+    @property
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(every image normalised, labels), as a TensorDataset holds them: for callers that want them all at once."""
+        images = self.images.float().div_(255.0)
+        return ((images - self.mean) / self.std).contiguous(), self.labels
+
+
+class AugmentedImages(Dataset):
+    """Training images with the standard CIFAR augmentation: 4-pixel padded random crops and horizontal flips."""
+
+    def __init__(self, images: Dataset, padding: int = 4) -> None:
+        self.images, self.padding = images, padding
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        image, label = self.images[index]
         if self.padding:
             size = image.shape[-2:]
             padded = torch.nn.functional.pad(image, [self.padding] * 4)
@@ -70,7 +94,7 @@ class AugmentedImages(Dataset):
             image = padded[:, top : top + size[0], left : left + size[1]]
         if torch.rand(()) < 0.5:
             image = image.flip(-1)
-        return image, self.labels[index]
+        return image, label
 
 
 class Cifar10DataModule(InMemoryDataModule):
@@ -139,16 +163,12 @@ class Cifar10DataModule(InMemoryDataModule):
             return read_npz_split(self.root / (self.train_file if train else self.test_file))
         return read_torchvision_split(self.root, train, self.download)
 
-    def normalise(self, images_uint8_nhwc: np.ndarray) -> torch.Tensor:
-        images = torch.from_numpy(images_uint8_nhwc).permute(0, 3, 1, 2).float().div_(255.0)
-        return ((images - self.mean) / self.std).contiguous()
-
     def prepare_data(self) -> None:
         if self.layout == "torchvision" and self.download:
             read_torchvision_split(self.root, True, True)
             read_torchvision_split(self.root, False, True)
 
-    def load_splits(self) -> dict[str, TensorDataset]:
+    def load_splits(self) -> dict[str, NormalisedImages]:
         train_images, train_labels = self._read(train=True)
         test_images, test_labels = self._read(train=False)
         if self.heldout_size >= len(train_labels):
@@ -156,14 +176,15 @@ class Cifar10DataModule(InMemoryDataModule):
                               f"(the training split has {len(train_labels)})")
         heldout_fraction = self.heldout_size / len(train_labels)
         parts = split_indices(len(train_labels), {"heldout": heldout_fraction}, self.split_seed)
-        train_x, train_y = self.normalise(train_images), torch.from_numpy(train_labels)
         return {
-            "train": TensorDataset(train_x[parts["rest"]], train_y[parts["rest"]]),
-            "heldout": TensorDataset(train_x[parts["heldout"]], train_y[parts["heldout"]]),
-            "test": TensorDataset(self.normalise(test_images), torch.from_numpy(test_labels)),
+            "train": self._images(train_images[parts["rest"]], train_labels[parts["rest"]]),
+            "heldout": self._images(train_images[parts["heldout"]], train_labels[parts["heldout"]]),
+            "test": self._images(test_images, test_labels),
         }
 
+    def _images(self, images_uint8_nhwc: np.ndarray, labels: np.ndarray) -> NormalisedImages:
+        return NormalisedImages(images_uint8_nhwc, labels, self.mean, self.std)
+
     def training_set(self) -> Dataset:
-        images, labels = self.splits["train"].tensors
-        return AugmentedImages(images, labels) if self.augment else self.splits["train"]
+        return AugmentedImages(self.splits["train"]) if self.augment else self.splits["train"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset
 
 from big2small.errors import ConfigError
 
@@ -23,9 +23,9 @@ class InMemoryDataModule(L.LightningDataModule):
             raise ConfigError(f"data: batch sizes must be >= 1 (got {batch_size}, {eval_batch_size})")
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.shuffle_seed = int(shuffle_seed)  # the training order depends on this seed alone
-        self.splits: dict[str, TensorDataset] = {}
+        self.splits: dict[str, Dataset] = {}
 
-    def load_splits(self) -> dict[str, TensorDataset]:
+    def load_splits(self) -> dict[str, Dataset]:
         raise NotImplementedError
 
     def input_shape(self) -> list[int] | None:
@@ -61,7 +61,8 @@ class InMemoryDataModule(L.LightningDataModule):
     def calibration_images(self, count: int) -> torch.Tensor:
         """Unlabelled training images for compressors that use data (never the test split)."""
         self.setup()
-        return self.splits["train"].tensors[0][:count]
+        train = self.splits["train"]
+        return torch.stack([train[index][0] for index in range(min(count, len(train)))])
 
 
 def check_fixed_classes(data_name: str, num_classes: int, in_channels: int, fixed: tuple[int, int]) -> None:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from big2small.encodings.bitpack import pack_uint, packed_size, unpack_uint
-from big2small.encodings.entropy_codes import PACKED, RANS, rans_decode, smaller_coding
+from big2small.encodings.entropy_codes import PACKED, RANS, rans_decode, rans_encode, smaller_coding
 from big2small.methods.big2small.storage import levels
 
 TERNARY = 1  # the code_bits value of ternary codes packed five per byte
@@ -58,6 +58,19 @@ class WeightCodes:
             return PACKED, self.packed()
         limit = code_limit(self.bits)
         return smaller_coding(self.codes + limit, 2 * limit + 1, self.packed())
+
+    def packed_size(self) -> int:
+        """Bytes of the codes packed at their fixed width (scales not included)."""
+        count = self.codes.numel()
+        return math.ceil(count / TERNARY_PER_BYTE) if self.bits == TERNARY else packed_size(count, self.bits)
+
+    def stored_size(self, entropy_coding: bool) -> tuple[str, int]:
+        """(coding, byte count) of `stored(entropy_coding)`, without packing the codes to count them."""
+        if not entropy_coding or self.codes.numel() == 0:
+            return PACKED, self.packed_size()
+        limit = code_limit(self.bits)
+        stream_bytes = rans_encode(self.codes + limit, 2 * limit + 1).numel()
+        return (RANS, stream_bytes) if stream_bytes < self.packed_size() else (PACKED, self.packed_size())
 
 
 RATE_OPTION_STEP = 100  # a code option is bits + RATE_OPTION_STEP x rate level (codec_choice's option keys)

@@ -96,8 +96,7 @@ class Big2SmallPlan:
         bits = option_bits(option)
         coded = self.coded.get(name)
         if coded is not None and coded.bits == bits:
-            coding, data = coded.stored(self.entropy_coding)
-            return coding, data.numel()
+            return coded.stored_size(self.entropy_coding)
         shape = self.weights[name].shape
         if not self.entropy_coding:
             return PACKED, code_bytes(shape, bits) - 2 * shape[0]
@@ -111,8 +110,7 @@ class Big2SmallPlan:
         codes = weight_codes_at_levels(self.weights[name], bits, rate_levels)
         for level, coded in codes.items():
             if self.entropy_coding and (name, code_option(bits, level)) not in self.nearest_sizes:
-                coding, data = coded.stored(True)
-                self.nearest_sizes[(name, code_option(bits, level))] = coding, data.numel()
+                self.nearest_sizes[(name, code_option(bits, level))] = coded.stored_size(True)
         return codes
 
     def stored_code_bytes(self, name: str, option: int) -> int:
