@@ -21,9 +21,13 @@ from tests.methods.roundtrip import round_trip
 
 def peaked_model(seed: int = 0) -> torch.nn.Module:
     """A small CNN with Laplace-distributed weights, as trained networks have (codes far from uniform)."""
+    return laplace_cnn(seed, 16, 32)
+
+
+def laplace_cnn(seed: int, first: int, second: int) -> torch.nn.Module:
     torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3), torch.nn.ReLU(), torch.nn.Conv2d(16, 32, 3),
-                                torch.nn.Flatten(), torch.nn.Linear(32 * 4 * 4, 10)).eval()
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, first, 3), torch.nn.ReLU(), torch.nn.Conv2d(first, second, 3),
+                                torch.nn.Flatten(), torch.nn.Linear(second * 4 * 4, 10)).eval()
     with torch.no_grad():
         for module in model:
             if hasattr(module, "weight"):
@@ -147,3 +151,73 @@ def test_rate_levels_are_checked():
 
     with pytest.raises(ConfigError, match="rate_levels"):
         Big2SmallCompressor(storage={"rate_levels": 9})
+
+
+def test_dead_zones_reach_rates_below_nearest_rounding_and_keep_their_codes_through_refinement():
+    from big2small.methods.big2small.layer_codes import (
+        DEAD_ZONES,
+        NEAREST,
+        RATE_LEVELS,
+        TERNARY,
+        RoundingOffsets,
+        weight_codes_at_levels,
+    )
+
+    torch.manual_seed(0)
+    weight = torch.distributions.Laplace(0.0, 0.05).sample((32, 16, 3, 3))
+    levels = list(range(RATE_LEVELS + 1))
+    nearest = weight_codes_at_levels(weight, TERNARY, levels)
+    zoned = weight_codes_at_levels(weight, TERNARY, levels, DEAD_ZONES)
+    fewest = min(codes.stored_size(True)[1] for codes in nearest.values())
+    assert min(codes.stored_size(True)[1] for codes in zoned.values()) < 0.8 * fewest
+    # Level 0 is the least-error codes either way; the dead zone only changes the priced levels.
+    assert torch.equal(zoned[0].codes, nearest[0].codes)
+    assert any(not torch.equal(zoned[level].codes, nearest[level].codes) for level in levels[1:])
+    # A dead-zone code is never larger in magnitude than the nearest code at its scale.
+    deepest = zoned[levels[-1]]
+    ratios = weight.reshape(32, -1) / deepest.scale.float()[:, None]
+    assert (deepest.codes.reshape(32, -1).abs() <= torch.round(ratios).abs().clamp(max=1)).all()
+    # The refinement's roundings start at the stored codes, not at the nearest ones.
+    start = RoundingOffsets({"w": weight}, {"w": deepest}).codes({"w": deepest})["w"]
+    assert torch.equal(start.codes, deepest.codes)
+    assert NEAREST in DEAD_ZONES
+
+
+def test_refined_zeros_stay_zeros_only_in_mostly_zero_layers():
+    from big2small.methods.big2small.layer_codes import TERNARY, RoundingOffsets, WeightCodes
+
+    torch.manual_seed(0)
+    weight = torch.randn(8, 64) * 0.1
+    scale = torch.full((8,), 0.1).half()
+    sparse = WeightCodes(torch.where(torch.rand(8, 64) < 0.8, 0, torch.sign(weight)).long(), scale, TERNARY)
+    dense = WeightCodes(torch.where(torch.rand(8, 64) < 0.2, 0, torch.sign(weight)).long(), scale, TERNARY)
+    for coded, zeros_move in ((sparse, False), (dense, True)):
+        rounding = RoundingOffsets({"w": weight}, {"w": coded}, keep_zeros_above=0.5)
+        with torch.no_grad():
+            rounding.offsets[0].fill_(5.0)  # push every code one level up
+        moved = rounding.codes({"w": coded})["w"].codes
+        zeros = coded.codes == 0
+        assert bool((moved[zeros] != 0).any()) == zeros_move
+        assert (moved[~zeros] >= coded.codes[~zeros]).all()
+    free = RoundingOffsets({"w": weight}, {"w": sparse}, keep_zeros_above=1.0)
+    with torch.no_grad():
+        free.offsets[0].fill_(5.0)
+    assert (free.codes({"w": sparse})["w"].codes[sparse.codes == 0] != 0).any()
+
+
+def test_the_dead_zone_switch_changes_the_codes_and_both_meet_the_target(tmp_path):
+    from big2small.errors import ConfigError
+
+    model = laplace_cnn(0, 32, 64)  # large enough for 24x
+    original = 4 * sum(w.numel() for w in weights(model).values())
+    errors = {}
+    for dead_zone in (True, False):
+        method = Big2SmallCompressor(target_ratio=24.0, fit={"steps": 10}, input_shape=[1, 8, 8],
+                                     storage={"dead_zone": dead_zone}, refinement={"enabled": False})
+        compressed = method.compress(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path / str(dead_zone)))
+        assert original / len(compressed.to_bytes()) >= 24.0
+        rebuilt = weights(rebuild_model(compressed, model))
+        errors[dead_zone] = sum(float(((rebuilt[n] - w) ** 2).sum()) for n, w in weights(model).items())
+    assert errors[True] != errors[False]
+    with pytest.raises(ConfigError, match="dead_zone"):
+        Big2SmallCompressor(storage={"dead_zone": "yes"})

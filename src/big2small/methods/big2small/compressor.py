@@ -166,7 +166,7 @@ class Big2SmallCompressor(Compressor):
         top_bits = self.storage.bit_choices[0]  # the widths are sized at it; lower bits get wider INRs
         with seconds("allocation"):
             plan = Big2SmallPlan.prepare(weights, orders, self.inr, self.outliers, self.storage.codes_below,
-                                         self.storage.entropy_coding)
+                                         self.storage.entropy_coding, self.storage.dead_zone)
             widths = choose_widths(plan.targets, self.inr, top_bits, self.target_ratio,
                                    lambda w: len(self._pack(plan.with_widths(w, default_bits=sizing_bits,
                                                                              inr_bits=top_bits), [],
@@ -186,20 +186,40 @@ class Big2SmallCompressor(Compressor):
         if groups:
             with seconds("weight_fitting"):
                 self._fit_weights(groups, plan, candidates, trainer_factory, stored)
-        if self.storage.layer_choice == "lower_error" or len(self.storage.bit_choices) > 1:
+        choose = self.storage.layer_choice == "lower_error" or len(self.storage.bit_choices) > 1
+        fitted_plan, fitted_groups = plan, groups
+        if choose:
             with seconds("codec_choice"):  # with layer_choice=inr, among each target's INRs only
                 others = stored() if self.storage.layer_choice == "lower_error" else fixed_options(plan)
-                plan = self._choose_codecs(plan, self._inr_errors(plan, groups), candidates, others)
+                inr_error = self._inr_errors(plan, groups)
+                plan = self._choose_codecs(plan, inr_error, candidates, others)
             groups = kept_groups(groups, plan)
         plan = plan.with_nearest_codes()
         if self.refinement.enabled and (plan.coded or any(plan.widths.values())):
             if inputs is None:
                 inputs = self._inputs(model, data, trainer_factory, seconds)
-            plan = self._refine(model, groups, plan, trainer_factory, inputs, seconds)
+            relandable = choose and plan.entropy_coding and self.target_ratio is not None
+            unrefined_groups = copy.deepcopy(fitted_groups) if relandable else None  # refinement trains INRs in place
+            chosen_bytes = len(self._pack(plan, groups, sizing_only=True).to_bytes())
+            refined = self._refine(model, groups, plan, trainer_factory, inputs, seconds)
+            growth = len(self._pack(refined, groups, sizing_only=True).to_bytes()) / chosen_bytes
+            if relandable and growth * chosen_bytes > original_bytes(plan.weights) / self.target_ratio:
+                # The refined codes outgrew the reserve: choose again within the bytes that leave room for this
+                # growth, and refine that choice from the start.
+                log.info("big2small: refined codes took %.1f%% more bytes than chosen; choosing again within "
+                         "them", 100 * (growth - 1))
+                with seconds("codec_choice"):
+                    plan = self._choose_codecs(fitted_plan, inr_error, candidates, others, 1 / growth)
+                groups = kept_groups(unrefined_groups, plan)
+                refined = self._refine(model, groups, plan.with_nearest_codes(), trainer_factory, inputs, seconds)
+            plan = refined
         compressed = self._pack(plan, groups)
-        report_landing(self.name, original_bytes(plan.weights) / len(compressed.to_bytes()), self.target_ratio,
+        ratio = original_bytes(plan.weights) / len(compressed.to_bytes())
+        report_landing(self.name, ratio, self.target_ratio,
                        "its most precise storage is 8-bit codes or INRs of inr.max_width, smaller than the target "
-                       "allows, and it never stores more than it needs")
+                       "allows, and it never stores more than it needs" if ratio > self.target_ratio else
+                       "the refined codes take more coded bytes than the codec choice counted (lower "
+                       "refinement.keep_zeros_above, or refinement.enabled=false)")
         compressed.layer_stats = plan.layer_stats(self.inr, predicted)
         compressed.phase_seconds = seconds.phases
         return compressed
@@ -214,9 +234,9 @@ class Big2SmallCompressor(Compressor):
         return inr_errors(plan, groups, self._weight_error)
 
     def _choose_codecs(self, plan: Big2SmallPlan, inr_error: InrErrors, candidates: dict[str, dict[int, int]],
-                       stored: Options) -> Big2SmallPlan:
-        """Within the bytes target_ratio allows (with inr.width set instead: the fitted plan's)."""
-        limit = None if self.target_ratio is None else int(original_bytes(plan.weights) / self.target_ratio)
+                       stored: Options, share: float = 1.0) -> Big2SmallPlan:
+        """Within `share` of the bytes target_ratio allows (with inr.width set instead: the fitted plan's)."""
+        limit = None if self.target_ratio is None else int(share * original_bytes(plan.weights) / self.target_ratio)
         if limit is not None and plan.entropy_coding and self.refinement.enabled:
             limit = int(limit * (1 - REFINEMENT_RESERVE))
         return choose_codecs(plan, inr_error, candidates, stored, self.inr,
@@ -273,7 +293,8 @@ class Big2SmallCompressor(Compressor):
                     set_parameter(student, segment.name, plan.weights[segment.name].half().float())
         teacher = copy.deepcopy(model)  # the frozen reference
         with seconds("refinement"):
-            rounding = RoundingOffsets(plan.weights, plan.coded, learn_scales=self.refinement.scale_lr > 0)
+            rounding = RoundingOffsets(plan.weights, plan.coded, learn_scales=self.refinement.scale_lr > 0,
+                                       keep_zeros_above=self.refinement.keep_zeros_above)
             module = RefineModule(groups, plan.layer_codes(), student, teacher, inputs, self.refinement,
                                   inr_layers=inr_layers, rounding=rounding, seed=self.seed)
             trainer = trainer_factory(max_steps=self.refinement.steps, max_epochs=-1, use_distributed_sampler=False,

@@ -8,8 +8,9 @@ MIN_CLIP_FRACTION to all of its max |w| (weights beyond the clipping point take 
 2-4 bits clipping the tails costs far less than spreading few levels over the whole range. They are bit-packed
 per layer at b bits (TERNARY: in base 3), or, with entropy coding, as an rANS stream of the codes
 (encodings/entropy_codes.py) wherever that is smaller.
-Refinement may move each code by at most one level from the nearest code of its weight (`RoundingOffsets`), chosen
-for the network's output instead of for the weight.
+At rate levels >= 1 codes of up to DEAD_ZONE_MAX_BITS may round with a dead zone (`dead_zone_round`, chosen per
+channel with its scale): the decoder is the same, q * scale. Refinement may move each code by at most one level from
+its stored code (`RoundingOffsets`), chosen for the network's output instead of for the weight.
 """
 
 from __future__ import annotations
@@ -32,9 +33,14 @@ TERNARY_PER_BYTE = 5
 MIN_CLIP_FRACTION, CLIP_POINTS = 0.1, 46
 FP16_TINY = 6e-8  # scales never round to zero in fp16
 # The price of a bit at each rate level, in units of the layer's mean squared weight: near the slope of a Gaussian
-# layer's rate-distortion curve (2 ln 2 D per bit) at about 2.4, 1.6 and 0.8 bits per weight.
-RATE_PRICES = (0.05, 0.15, 0.5)
+# layer's rate-distortion curve (2 ln 2 D per bit) at about 2.4, 1.6, 0.8 and 0.2 bits per weight.
+RATE_PRICES = (0.05, 0.15, 0.5, 1.0)
 RATE_LEVELS = len(RATE_PRICES)
+# Dead-zone roundings (`dead_zone_round`) searched per channel at rate levels >= 1 for codes of at most
+# DEAD_ZONE_MAX_BITS (where most codes are 0 and +-1 and the zero bin's width sets the rate); NEAREST is plain rounding.
+NEAREST = 0.5
+DEAD_ZONES = (NEAREST, 0.65, 0.8, 1.0)
+DEAD_ZONE_MAX_BITS = 4
 
 
 @dataclass
@@ -112,34 +118,55 @@ def unpack_ternary(packed: torch.Tensor, count: int) -> torch.Tensor:
     return ((packed.long()[:, None] // powers) % 3).reshape(-1)[:count]
 
 
-def weight_codes(weight: torch.Tensor, bits: int, rate_level: int = 0) -> WeightCodes:
+def weight_codes(weight: torch.Tensor, bits: int, rate_level: int = 0,
+                 dead_zones: tuple[float, ...] = (NEAREST,)) -> WeightCodes:
     """The nearest b-bit codes of a weight tensor (output channels first), at each channel's least-error scale; at
     `rate_level` k >= 1, the scale of least error + RATE_PRICES[k - 1] x mean squared weight x the channel's bits
     (its codes' empirical entropy), which for entropy-coded codes trades error for fewer bytes."""
-    return weight_codes_at_levels(weight, bits, [rate_level])[rate_level]
+    return weight_codes_at_levels(weight, bits, [rate_level], dead_zones)[rate_level]
 
 
-def weight_codes_at_levels(weight: torch.Tensor, bits: int, rate_levels: list[int]) -> dict[int, WeightCodes]:
-    """weight_codes at each of `rate_levels`, searching the clipping points once for all of them."""
+def weight_codes_at_levels(weight: torch.Tensor, bits: int, rate_levels: list[int],
+                           dead_zones: tuple[float, ...] = (NEAREST,)) -> dict[int, WeightCodes]:
+    """weight_codes at each of `rate_levels`, searching the clipping points once for all of them; at rate levels
+    >= 1 and bits <= DEAD_ZONE_MAX_BITS, each channel also takes the rounding of `dead_zones` (`dead_zone_round`)
+    that, with its scale, has the least priced error."""
     rows = weight.detach().float().reshape(weight.shape[0], -1)
     limit = code_limit(bits)
     largest = rows.abs().amax(dim=1, keepdim=True)
     mean_square = float((rows ** 2).mean())
     prices = {level: RATE_PRICES[level - 1] * mean_square if level else 0.0 for level in rate_levels}
+    zones = dead_zones if any(prices.values()) and bits <= DEAD_ZONE_MAX_BITS else (NEAREST,)
     best_error = {level: torch.full_like(largest, math.inf) for level in rate_levels}
     best_scale = {level: torch.ones_like(largest) for level in rate_levels}
+    best_zone = {level: torch.full_like(largest, NEAREST) for level in rate_levels}
     for fraction in torch.linspace(MIN_CLIP_FRACTION, 1.0, CLIP_POINTS).tolist():
         scale = (largest * fraction / limit).half().float().clamp_min(FP16_TINY)
-        codes = torch.round(rows / scale).clamp(-limit, limit)
-        squared = ((codes * scale - rows) ** 2).sum(dim=1, keepdim=True)
-        entropy = channel_bits(codes.long() + limit, 2 * limit + 1) if any(prices.values()) else None
-        for level, price in prices.items():
-            error = squared + price * entropy if price else squared
-            better = error < best_error[level]
-            best_error[level] = torch.where(better, error, best_error[level])
-            best_scale[level] = torch.where(better, scale, best_scale[level])
-    return {level: WeightCodes(torch.round(rows / scale).clamp(-limit, limit).long().reshape(weight.shape),
-                               scale.reshape(-1).half(), bits) for level, scale in best_scale.items()}
+        for zone in zones:
+            codes = dead_zone_round(rows / scale, zone).clamp(-limit, limit)
+            squared = ((codes * scale - rows) ** 2).sum(dim=1, keepdim=True)
+            entropy = channel_bits(codes.long() + limit, 2 * limit + 1) if any(prices.values()) else None
+            for level, price in prices.items():
+                if zone != NEAREST and not price:
+                    continue  # at any scale the nearest codes have the least error
+                error = squared + price * entropy if price else squared
+                better = error < best_error[level]
+                best_error[level] = torch.where(better, error, best_error[level])
+                best_scale[level] = torch.where(better, scale, best_scale[level])
+                best_zone[level] = torch.where(better, zone, best_zone[level])
+    return {level: WeightCodes(dead_zone_round(rows / scale, best_zone[level]).clamp(-limit, limit).long()
+                               .reshape(weight.shape), scale.reshape(-1).half(), bits)
+            for level, scale in best_scale.items()}
+
+
+def dead_zone_round(ratios: torch.Tensor, zone: float | torch.Tensor) -> torch.Tensor:
+    """sign(x) floor(|x| + 1 - zone): a value rounds up in magnitude only past `zone` of a step, so zone 0.5 is the
+    nearest code and a larger zone widens the zero bin and pulls every code towards zero (fewer bits once entropy
+    coded). `zone` is a number or one per row."""
+    nearest = torch.round(ratios)
+    if isinstance(zone, float):
+        return nearest if zone == NEAREST else torch.sign(ratios) * torch.floor(ratios.abs() + 1 - zone)
+    return torch.where(zone == NEAREST, nearest, torch.sign(ratios) * torch.floor(ratios.abs() + 1 - zone))
 
 
 def channel_bits(symbols: torch.Tensor, alphabet: int) -> torch.Tensor:
@@ -169,15 +196,18 @@ def code_bytes(shape: tuple[int, ...] | torch.Size, bits: int) -> int:
 
 
 class RoundingOffsets(nn.Module):
-    """Trainable roundings of coded layers: code = round(w / scale + tanh(v)), v starting at 0 (the nearest code),
-    so each code moves at most one level from the nearest; straight-through rounding in the forward pass.
+    """Trainable roundings of coded layers: code = round(w / scale + s + tanh(v)), v starting at 0, where the whole
+    shift s makes that the stored code (0 for nearest codes), so each code moves at most one level from the stored
+    one; straight-through rounding in the forward pass.
+
+    In a layer where more than `keep_zeros_above` of the stored codes are 0, those codes stay 0.
 
     With `learn_scales`, each output channel's scale is also trained, as scale * exp(g) with g starting at 0 (the
     codes stay rounded against the initial scale); the stored fp16 scale is then the trained one.
     """
 
     def __init__(self, weights: dict[str, torch.Tensor], coded: dict[str, WeightCodes],
-                 learn_scales: bool = False) -> None:
+                 learn_scales: bool = False, keep_zeros_above: float = 1.0) -> None:
         super().__init__()
         self.names = list(coded)
         self.bits = [coded[name].bits for name in self.names]
@@ -187,11 +217,21 @@ class RoundingOffsets(nn.Module):
                          requires_grad=learn_scales) for name in self.names)
         for index, name in enumerate(self.names):
             scale = coded[name].scale.float().reshape(-1, *[1] * (weights[name].dim() - 1))
+            ratios = weights[name].detach() / scale
+            # Offsets start at the stored codes: where one is not its weight's nearest (a dead zone rounded it),
+            # at that code plus the weight's fraction of a step.
+            nearest = torch.round(ratios).clamp(-code_limit(self.bits[index]), code_limit(self.bits[index]))
+            stored = coded[name].codes.float()
             self.register_buffer(f"scale_{index}", scale, persistent=False)
-            self.register_buffer(f"unrounded_{index}", weights[name].detach() / scale, persistent=False)
+            self.register_buffer(f"unrounded_{index}", torch.where(stored == nearest, ratios,
+                                                                   stored + ratios - torch.round(ratios)),
+                                 persistent=False)
+            zeros = coded[name].codes == 0
+            frozen = zeros if float(zeros.float().mean()) > keep_zeros_above else torch.zeros_like(zeros)
+            self.register_buffer(f"movable_{index}", (~frozen).float(), persistent=False)
 
     def _codes(self, index: int, straight_through: bool) -> torch.Tensor:
-        unrounded = getattr(self, f"unrounded_{index}") + torch.tanh(self.offsets[index])
+        unrounded = getattr(self, f"unrounded_{index}") + torch.tanh(self.offsets[index]) * getattr(self, f"movable_{index}")
         limit = code_limit(self.bits[index])
         rounded = torch.round(unrounded).clamp(-limit, limit)
         return unrounded + (rounded - unrounded).detach() if straight_through else rounded

@@ -23,7 +23,9 @@ from big2small.methods.big2small import outliers as outlier_coding
 from big2small.methods.big2small.allocation import CODES, inr_bytes
 from big2small.methods.big2small.coords import FitTarget, build_targets
 from big2small.methods.big2small.layer_codes import (
+    DEAD_ZONES,
     MAX_CODE_BITS,
+    NEAREST,
     WeightCodes,
     code_bytes,
     code_option,
@@ -51,18 +53,20 @@ class Big2SmallPlan:
     coded: dict[str, WeightCodes] = field(default_factory=dict)  # their weights' codes, by parameter name
     inr_bits: dict[str, int] = field(default_factory=dict)      # target key -> storage bits, for INR targets
     entropy_coding: bool = False                                # coded layers as rANS streams where smaller
+    dead_zone: bool = False                       # codes at rate levels >= 1 may round with a dead zone
     # (parameter name, bits) -> (coding, bytes) of its nearest codes, shared by every plan derived from this one
     nearest_sizes: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def prepare(cls, weights: dict[str, torch.Tensor], orders: list[ChannelOrder], inr: INRSettings,
-                outliers: OutlierSettings, codes_below: int = 0, entropy_coding: bool = False) -> Big2SmallPlan:
+                outliers: OutlierSettings, codes_below: int = 0, entropy_coding: bool = False,
+                dead_zone: bool = False) -> Big2SmallPlan:
         """The plan before the budget; layers under `codes_below` weights (stored as codes) are never part of a
         family INR (scope `model`)."""
         prepared = {name: outlier_coding.preprocess(w, outliers) for name, w in weights.items()}
         alone = {name for name, w in weights.items() if w.numel() < codes_below}
         targets = build_targets({n: p.target for n, p in prepared.items()}, inr.unit, inr.scope, alone)
-        return cls(weights, prepared, targets, orders, entropy_coding=entropy_coding)
+        return cls(weights, prepared, targets, orders, entropy_coding=entropy_coding, dead_zone=dead_zone)
 
     def with_widths(self, widths: dict[str, int | None], code_bits: dict[str, int] | None = None,
                     default_bits: int = MAX_CODE_BITS, inr_bits: int | dict[str, int] | None = None) -> Big2SmallPlan:
@@ -84,8 +88,13 @@ class Big2SmallPlan:
     def with_nearest_codes(self) -> Big2SmallPlan:
         """Every coded target's weights as their nearest codes at its bits."""
         return self.with_codes({s.name: weight_codes(self.weights[s.name], self.code_bits[t.key],
-                                                     self.code_rates.get(t.key, 0))
+                                                     self.code_rates.get(t.key, 0), self.dead_zones)
                                 for t in self.targets if self.widths[t.key] == CODES for s in t.segments})
+
+    @property
+    def dead_zones(self) -> tuple[float, ...]:
+        """The roundings the codes' search may take (layer_codes.dead_zone_round)."""
+        return DEAD_ZONES if self.dead_zone else (NEAREST,)
 
     def with_codes(self, coded: dict[str, WeightCodes]) -> Big2SmallPlan:
         return dataclasses.replace(self, coded=dict(coded))
@@ -107,7 +116,7 @@ class Big2SmallPlan:
     def nearest_codes(self, name: str, bits: int, rate_levels: list[int]) -> dict[int, WeightCodes]:
         """One layer's nearest codes at `bits` and each of `rate_levels`, their stored sizes kept for
         `stored_codes_size`."""
-        codes = weight_codes_at_levels(self.weights[name], bits, rate_levels)
+        codes = weight_codes_at_levels(self.weights[name], bits, rate_levels, self.dead_zones)
         for level, coded in codes.items():
             if self.entropy_coding and (name, code_option(bits, level)) not in self.nearest_sizes:
                 self.nearest_sizes[(name, code_option(bits, level))] = coded.stored_size(True)

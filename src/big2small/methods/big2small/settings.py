@@ -149,7 +149,11 @@ class StorageSettings:
     entropy_coding: bool = True
     # With entropy coding, each code width is also offered at this many rate levels (layer_codes.RATE_PRICES):
     # scales chosen for least error plus a price per coded bit, fewer bytes for more error; 0: least-error scales only
-    rate_levels: int = 3
+    rate_levels: int = 4
+    # At rate levels >= 1, codes of up to 4 bits also round with a dead zone chosen per output channel
+    # (layer_codes.dead_zone_round: a wider zero bin, every code pulled towards zero), which reaches rates below
+    # 1 bit per weight; false: nearest rounding only (the artifacts of earlier versions)
+    dead_zone: bool = True
 
     def __post_init__(self) -> None:
         choices = list(self.bits) if isinstance(self.bits, (list, tuple)) else [self.bits]
@@ -163,6 +167,7 @@ class StorageSettings:
         self.layer_choice = _choice("storage", "layer_choice", self.layer_choice, ("inr", "lower_error"))
         self.entropy_coding = _flag("storage", "entropy_coding", self.entropy_coding)
         self.rate_levels = _integer("storage", "rate_levels", self.rate_levels, 0)
+        self.dead_zone = _flag("storage", "dead_zone", self.dead_zone)
         if self.rate_levels > RATE_LEVELS:
             raise ConfigError(f"big2small.storage.rate_levels must be at most {RATE_LEVELS} (got {self.rate_levels})")
         self.choice_error = _choice("storage", "choice_error", self.choice_error,
@@ -247,6 +252,10 @@ class RefinementSettings:
     code_lr: float = 1e-2
     # Adam's step on the log of each coded channel's scale; 0 = the scales stay those of least weight error
     scale_lr: float = 0.0
+    # In a coded layer where more than this share of the stored codes are 0, those zeros stay 0 (every other code
+    # still moves by one level): there a zero that becomes +-1 costs many more coded bits than the codec choice
+    # counted. 1 = every code moves (the refined codes' growth is then met by choosing again: compressor.py).
+    keep_zeros_above: float = 1.0
     batch_size: int = 32
     feature_weight: float = 1.0    # weight of matching intermediate outputs (see `match`); 0 = logits only
     # Which intermediate outputs are matched: every compressed layer's (layers), or every block's (blocks: the
@@ -270,6 +279,9 @@ class RefinementSettings:
         self.lr = _positive(g, "lr", self.lr)
         self.code_lr = _positive(g, "code_lr", self.code_lr)
         self.scale_lr = _positive(g, "scale_lr", self.scale_lr, allow_zero=True)
+        self.keep_zeros_above = _positive(g, "keep_zeros_above", self.keep_zeros_above, allow_zero=True)
+        if self.keep_zeros_above > 1:
+            raise ConfigError(f"big2small.refinement.keep_zeros_above is a share in [0, 1] (got {self.keep_zeros_above})")
         self.feature_weight = _positive(g, "feature_weight", self.feature_weight, allow_zero=True)
         self.class_weight = _positive(g, "class_weight", self.class_weight, allow_zero=True)
 
