@@ -203,6 +203,8 @@ def least_error_within(options: Options, budget: float) -> dict[str, int] | None
     A knapsack by dynamic programming over the budget in BUDGET_UNITS steps, each option's bytes rounded up to
     whole steps (so the choice always fits), then what the rounding left is spent on the upgrades that remove
     the most error per byte."""
+    if budget < 0:
+        return None
     keys = list(options)
     unit = max(budget / BUDGET_UNITS, 1.0)
     capacity = int(budget // unit)

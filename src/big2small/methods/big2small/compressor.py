@@ -71,6 +71,14 @@ log = logging.getLogger(__name__)
 # The share of the byte budget the codec choice leaves for the refinement: refined codes have another histogram, so
 # entropy-coded ones take other bytes (1.2 % more at 16x on ResNet-20, docs/results.md "Entropy-coded artifacts").
 REFINEMENT_RESERVE = 0.02
+# At most this many times a refined artifact over its budget is chosen again and refined anew (_refine_on_target).
+LANDING_ROUNDS = 2
+
+
+def coded_bytes(plan: Big2SmallPlan) -> int:
+    """Bytes of the plan's coded layers' codes as stored (scales not included)."""
+    return sum(plan.stored_codes_size(segment.name, plan.code_option(target.key))[1]
+               for target in plan.targets if plan.widths[target.key] == CODES for segment in target.segments)
 
 
 class PhaseClock:
@@ -187,7 +195,7 @@ class Big2SmallCompressor(Compressor):
             with seconds("weight_fitting"):
                 self._fit_weights(groups, plan, candidates, trainer_factory, stored)
         choose = self.storage.layer_choice == "lower_error" or len(self.storage.bit_choices) > 1
-        fitted_plan, fitted_groups = plan, groups
+        fitted_plan, fitted_groups = plan, copy.deepcopy(groups)  # refinement trains INRs in place
         if choose:
             with seconds("codec_choice"):  # with layer_choice=inr, among each target's INRs only
                 others = stored() if self.storage.layer_choice == "lower_error" else fixed_options(plan)
@@ -198,21 +206,11 @@ class Big2SmallCompressor(Compressor):
         if self.refinement.enabled and (plan.coded or any(plan.widths.values())):
             if inputs is None:
                 inputs = self._inputs(model, data, trainer_factory, seconds)
-            relandable = choose and plan.entropy_coding and self.target_ratio is not None
-            unrefined_groups = copy.deepcopy(fitted_groups) if relandable else None  # refinement trains INRs in place
-            chosen_bytes = len(self._pack(plan, groups, sizing_only=True).to_bytes())
-            refined = self._refine(model, groups, plan, trainer_factory, inputs, seconds)
-            growth = len(self._pack(refined, groups, sizing_only=True).to_bytes()) / chosen_bytes
-            if relandable and growth * chosen_bytes > original_bytes(plan.weights) / self.target_ratio:
-                # The refined codes outgrew the reserve: choose again within the bytes that leave room for this
-                # growth, and refine that choice from the start.
-                log.info("big2small: refined codes took %.1f%% more bytes than chosen; choosing again within "
-                         "them", 100 * (growth - 1))
-                with seconds("codec_choice"):
-                    plan = self._choose_codecs(fitted_plan, inr_error, candidates, others, 1 / growth)
-                groups = kept_groups(unrefined_groups, plan)
-                refined = self._refine(model, groups, plan.with_nearest_codes(), trainer_factory, inputs, seconds)
-            plan = refined
+            if choose and plan.entropy_coding and self.target_ratio is not None:
+                again = (fitted_plan, fitted_groups, inr_error, candidates, others)
+                plan, groups = self._refine_on_target(model, groups, plan, again, trainer_factory, inputs, seconds)
+            else:
+                plan = self._refine(model, groups, plan, trainer_factory, inputs, seconds)
         compressed = self._pack(plan, groups)
         ratio = original_bytes(plan.weights) / len(compressed.to_bytes())
         report_landing(self.name, ratio, self.target_ratio,
@@ -223,6 +221,33 @@ class Big2SmallCompressor(Compressor):
         compressed.layer_stats = plan.layer_stats(self.inr, predicted)
         compressed.phase_seconds = seconds.phases
         return compressed
+
+    def _refine_on_target(self, model, groups: list[INRGroup], plan: Big2SmallPlan, again: tuple, trainer_factory,
+                          inputs: torch.Tensor, seconds: PhaseClock) -> tuple[Big2SmallPlan, list[INRGroup]]:
+        """Refines the chosen plan. While the refined codes take the artifact over target_ratio's bytes (at most
+        LANDING_ROUNDS times), chooses again (`again`: the fitted plan and INRs, their errors, the INR candidates and
+        the other options) so that codes grown as these grew fit beside the rest of the artifact, and refines that
+        choice from the start."""
+        fitted_plan, fitted_groups, inr_error, candidates, others = again
+        aim = original_bytes(plan.weights) / self.target_ratio * (1 - REFINEMENT_RESERVE)  # the choice's budget
+        refined = self._refine(model, groups, plan, trainer_factory, inputs, seconds)
+        for _ in range(LANDING_ROUNDS):
+            size = len(self._pack(refined, groups, sizing_only=True).to_bytes())
+            if size <= aim / (1 - REFINEMENT_RESERVE) or not coded_bytes(plan):
+                break
+            growth = coded_bytes(refined) / coded_bytes(plan)
+            rest = len(self._pack(plan, groups, sizing_only=True).to_bytes()) - coded_bytes(plan)
+            share = (rest + (aim - rest) / growth) / aim
+            log.info("big2small: refined codes took %.1f%% more bytes than chosen; choosing again within %.1f%% of "
+                     "the bytes", 100 * (growth - 1), 100 * share)
+            with seconds("codec_choice"):
+                rechosen = self._choose_codecs(fitted_plan, inr_error, candidates, others, share)
+            if rechosen is fitted_plan:  # no choice fits those bytes: the last one stays
+                break
+            groups = kept_groups(copy.deepcopy(fitted_groups), rechosen)
+            plan = rechosen.with_nearest_codes()
+            refined = self._refine(model, groups, plan, trainer_factory, inputs, seconds)
+        return refined, groups
 
     def _groups(self, plan: Big2SmallPlan, candidates: dict[str, dict[int, int]]) -> list[INRGroup]:
         """One group per stack of the INRs to fit (`candidates`: {target key: {bits: width}})."""
