@@ -224,13 +224,14 @@ def test_the_dead_zone_switch_changes_the_codes_and_both_meet_the_target(tmp_pat
 
 
 def test_refined_codes_that_outgrow_the_budget_are_chosen_again_within_it(tmp_path, caplog):
-    """Refinement that moves many zero codes makes them cost more coded bytes than chosen; the choice is then made
-    again within the bytes that growth leaves, so the artifact still lands at its target."""
+    """Refinement that moves many zero codes (here a large code_lr) makes them cost more coded bytes than chosen;
+    the choice is made again for that growth and, when that is over too, within the budget with the zeros of
+    mostly-zero layers kept, so the artifact still lands at its target."""
     model = laplace_cnn(0, 32, 64)
     original = 4 * sum(w.numel() for w in weights(model).values())
     method = Big2SmallCompressor(target_ratio=24.0, fit={"steps": 10}, input_shape=[1, 8, 8],
-                                 refinement={**SHORT_REFINEMENT, "steps": 30, "code_lr": 0.03})
+                                 refinement={**SHORT_REFINEMENT, "steps": 30, "code_lr": 0.1})
     with caplog.at_level("INFO", logger="big2small.methods.big2small.compressor"):
         compressed = method.compress(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
-    assert "choosing again" in caplog.text
+    assert "choosing again" in caplog.text and "keeping mostly-zero layers' zeros" in caplog.text
     assert original / len(compressed.to_bytes()) >= 24.0 * 0.95

@@ -71,8 +71,9 @@ log = logging.getLogger(__name__)
 # The share of the byte budget the codec choice leaves for the refinement: refined codes have another histogram, so
 # entropy-coded ones take other bytes (1.2 % more at 16x on ResNet-20, docs/results.md "Entropy-coded artifacts").
 REFINEMENT_RESERVE = 0.02
-# At most this many times a refined artifact over its budget is chosen again and refined anew (_refine_on_target).
-LANDING_ROUNDS = 2
+# How a refined artifact over its budget lands (_refine_on_target): chosen again once for the growth its codes took,
+# then, if still over, chosen within the budget again and refined with the zeros of mostly-zero layers kept.
+LAST_ROUND_KEEP_ZEROS_ABOVE = 0.5
 
 
 def coded_bytes(plan: Big2SmallPlan) -> int:
@@ -224,29 +225,31 @@ class Big2SmallCompressor(Compressor):
 
     def _refine_on_target(self, model, groups: list[INRGroup], plan: Big2SmallPlan, again: tuple, trainer_factory,
                           inputs: torch.Tensor, seconds: PhaseClock) -> tuple[Big2SmallPlan, list[INRGroup]]:
-        """Refines the chosen plan. While the refined codes take the artifact over target_ratio's bytes (at most
-        LANDING_ROUNDS times), chooses again (`again`: the fitted plan and INRs, their errors, the INR candidates and
-        the other options) so that codes grown as these grew fit beside the rest of the artifact, and refines that
-        choice from the start."""
+        """Refines the chosen plan. When the refined codes take the artifact over target_ratio's bytes, chooses again
+        (`again`: the fitted plan and INRs, their errors, the INR candidates and the other options) so that codes
+        grown as these grew fit beside the rest of the artifact, and refines that choice from the start; when that
+        is over too, chooses within the budget once more and refines keeping the zeros of layers whose codes are
+        mostly zeros (a zero moved to +-1 is what costs most bits there)."""
         fitted_plan, fitted_groups, inr_error, candidates, others = again
-        aim = original_bytes(plan.weights) / self.target_ratio * (1 - REFINEMENT_RESERVE)  # the choice's budget
+        target_bytes = original_bytes(plan.weights) / self.target_ratio
+        aim = target_bytes * (1 - REFINEMENT_RESERVE)  # the choice's budget
         refined = self._refine(model, groups, plan, trainer_factory, inputs, seconds)
-        for _ in range(LANDING_ROUNDS):
-            size = len(self._pack(refined, groups, sizing_only=True).to_bytes())
-            if size <= aim / (1 - REFINEMENT_RESERVE) or not coded_bytes(plan):
+        for last in (False, True):
+            if len(self._pack(refined, groups, sizing_only=True).to_bytes()) <= target_bytes or not coded_bytes(plan):
                 break
             growth = coded_bytes(refined) / coded_bytes(plan)
             rest = len(self._pack(plan, groups, sizing_only=True).to_bytes()) - coded_bytes(plan)
-            share = (rest + (aim - rest) / growth) / aim
+            share = 1.0 if last else (rest + (aim - rest) / growth) / aim
             log.info("big2small: refined codes took %.1f%% more bytes than chosen; choosing again within %.1f%% of "
-                     "the bytes", 100 * (growth - 1), 100 * share)
+                     "the bytes%s", 100 * (growth - 1), 100 * share, ", keeping mostly-zero layers' zeros" * last)
             with seconds("codec_choice"):
                 rechosen = self._choose_codecs(fitted_plan, inr_error, candidates, others, share)
-            if rechosen is fitted_plan:  # no choice fits those bytes: the last one stays
-                break
+            if rechosen is fitted_plan:  # no choice fits those bytes
+                continue
             groups = kept_groups(copy.deepcopy(fitted_groups), rechosen)
             plan = rechosen.with_nearest_codes()
-            refined = self._refine(model, groups, plan, trainer_factory, inputs, seconds)
+            keep = min(self.refinement.keep_zeros_above, LAST_ROUND_KEEP_ZEROS_ABOVE) if last else None
+            refined = self._refine(model, groups, plan, trainer_factory, inputs, seconds, keep)
         return refined, groups
 
     def _groups(self, plan: Big2SmallPlan, candidates: dict[str, dict[int, int]]) -> list[INRGroup]:
@@ -306,8 +309,11 @@ class Big2SmallCompressor(Compressor):
                               for pool in range(self.refinement.refresh)])
 
     def _refine(self, model, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory, inputs: torch.Tensor,
-                seconds: PhaseClock) -> Big2SmallPlan:
-        """Refines the INRs in place; returns the plan with its coded layers' refined codes."""
+                seconds: PhaseClock, keep_zeros_above: float | None = None) -> Big2SmallPlan:
+        """Refines the INRs in place; returns the plan with its coded layers' refined codes (`keep_zeros_above`:
+        the refinement setting's unless given)."""
+        if keep_zeros_above is None:
+            keep_zeros_above = self.refinement.keep_zeros_above
         student = copy.deepcopy(model)
         inr_layers = set()
         for target in plan.targets:  # layers stored in fp16 take their stored values during refinement too
@@ -319,7 +325,7 @@ class Big2SmallCompressor(Compressor):
         teacher = copy.deepcopy(model)  # the frozen reference
         with seconds("refinement"):
             rounding = RoundingOffsets(plan.weights, plan.coded, learn_scales=self.refinement.scale_lr > 0,
-                                       keep_zeros_above=self.refinement.keep_zeros_above)
+                                       keep_zeros_above=keep_zeros_above)
             module = RefineModule(groups, plan.layer_codes(), student, teacher, inputs, self.refinement,
                                   inr_layers=inr_layers, rounding=rounding, seed=self.seed)
             trainer = trainer_factory(max_steps=self.refinement.steps, max_epochs=-1, use_distributed_sampler=False,
