@@ -80,6 +80,21 @@ def test_nothing_to_report_is_a_clear_error(tmp_path, make_dir, message):
 def test_bad_options_are_refused(tmp_path):
     with pytest.raises(ReportError, match="ratio must be one of"):
         make_report(rate_sweep(tmp_path), ratio_key="bytes")
+    with pytest.raises(ReportError, match="x axis must be one of"):
+        make_report(rate_sweep(tmp_path), x_axis="bytes")
+
+
+def test_the_plot_can_show_bits_per_weight(tmp_path):
+    from big2small.report.plot import x_values
+
+    by_ratio = matplotlib.image.imread(make_report(rate_sweep(tmp_path / "ratio")).plot_png)
+    report = make_report(rate_sweep(tmp_path / "bits"), x_axis="bits")
+    assert matplotlib.image.imread(report.plot_png).shape == by_ratio.shape
+    assert (matplotlib.image.imread(report.plot_png) != by_ratio).any()
+    points = report.panels[0].points
+    bits, _ = x_values(points, bits_axis=True)
+    assert bits == pytest.approx([32 / p.ratio for p in points])
+    assert x_values(points, bits_axis=False)[0] == [p.ratio for p in points]
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """The rate-accuracy figure: one panel per (task, data, model), compression ratio (log scale) against the metric,
-one line per compressor with seed error bars, the uncompressed model dashed, Pareto-optimal points ringed."""
+one line per compressor with seed error bars, the uncompressed model dashed, Pareto-optimal points ringed. With
+`bits_axis`, the x axis is bits per weight instead: 32 / ratio, since every ratio is over fp32 bytes."""
 
 from __future__ import annotations
 
@@ -24,10 +25,14 @@ def is_fraction_metric(panel: Panel) -> bool:
     return all(0.0 <= v <= 1.0 for v in values)
 
 
-def plot_rate_accuracy(panels: list[Panel], path: Path, ratio_label: str = "compression ratio") -> Path:
+FP32_BITS = 32
+
+
+def plot_rate_accuracy(panels: list[Panel], path: Path, ratio_label: str = "compression ratio",
+                       bits_axis: bool = False) -> Path:
     fig, axes = plt.subplots(1, len(panels), figsize=(9.5 * len(panels), 5.2), squeeze=False)
     for ax, panel in zip(axes[0], panels, strict=True):
-        _draw_panel(ax, panel, ratio_label)
+        _draw_panel(ax, panel, ratio_label, bits_axis)
     fig.tight_layout()
     image = io.BytesIO()
     fig.savefig(image, format="png", dpi=130)
@@ -35,20 +40,28 @@ def plot_rate_accuracy(panels: list[Panel], path: Path, ratio_label: str = "comp
     return write_atomically(path, image.getvalue(), "the plot")
 
 
-def _draw_panel(ax, panel: Panel, ratio_label: str) -> None:
+def x_values(points, bits_axis: bool) -> tuple[list[float], list[float]]:
+    """Each point's x and its error: the ratio, or bits per weight 32 / ratio (its spread to first order)."""
+    if not bits_axis:
+        return [p.ratio for p in points], [p.ratio_std for p in points]
+    return [FP32_BITS / p.ratio for p in points], [FP32_BITS * p.ratio_std / p.ratio ** 2 for p in points]
+
+
+def _draw_panel(ax, panel: Panel, ratio_label: str, bits_axis: bool) -> None:
     scale = 100.0 if is_fraction_metric(panel) else 1.0
     unit = " (%)" if scale == 100.0 else ""
     colors = plt.get_cmap("tab10").colors
     for index, (name, points) in enumerate(series_of(panel).items()):
         data_note = " [uses data]" if points[0].uses_data else ""
+        x, x_error = x_values(points, bits_axis)
         ax.errorbar(
-            [p.ratio for p in points], [scale * p.metric for p in points],
-            yerr=[scale * p.metric_std for p in points], xerr=[p.ratio_std for p in points],
+            x, [scale * p.metric for p in points],
+            yerr=[scale * p.metric_std for p in points], xerr=x_error,
             color=colors[index % len(colors)], marker=MARKERS[index % len(MARKERS)], markersize=5,
             capsize=3, linewidth=1.5, label=name + data_note,
         )
     pareto = [p for p in panel.points if p.pareto]
-    ax.scatter([p.ratio for p in pareto], [scale * p.metric for p in pareto], s=170, facecolors="none",
+    ax.scatter(x_values(pareto, bits_axis)[0], [scale * p.metric for p in pareto], s=170, facecolors="none",
                edgecolors="black", linewidths=1.3, zorder=5, label="Pareto-optimal")
     base = scale * panel.base_metric
     ax.axhline(base, color="black", linestyle="--", linewidth=1.2,
@@ -59,9 +72,12 @@ def _draw_panel(ax, panel: Panel, ratio_label: str) -> None:
 
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_locator(LogLocator(base=2))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}×"))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}" if bits_axis else f"{x:g}×"))
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel(f"{ratio_label} (original bytes / compressed bytes, log scale)")
+    if bits_axis:
+        ax.set_xlabel(f"bits per weight (32 / {ratio_label}, log scale)")
+    else:
+        ax.set_xlabel(f"{ratio_label} (original bytes / compressed bytes, log scale)")
     ax.set_ylabel(f"{panel.metric_name}{unit}")
     ax.set_title(panel.name)
     ax.grid(True, which="major", alpha=0.3)
