@@ -235,3 +235,21 @@ def test_refined_codes_that_outgrow_the_budget_are_chosen_again_within_it(tmp_pa
         compressed = method.compress(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
     assert "choosing again" in caplog.text and "keeping mostly-zero layers' zeros" in caplog.text
     assert original / len(compressed.to_bytes()) >= 24.0 * 0.95
+
+
+def test_a_ratio_no_inr_reaches_is_reached_by_codes_or_refused_before_refinement(tmp_path):
+    from big2small.errors import ConfigError
+
+    model = laplace_cnn(0, 64, 128)
+    original = 4 * sum(w.numel() for w in weights(model).values())
+    settings = {"fit": {"steps": 5}, "input_shape": [1, 8, 8], "refinement": NO_REFINEMENT}
+    with pytest.raises(ConfigError, match="out of reach"):  # the INRs alone: outliers and stats take too much
+        Big2SmallCompressor(target_ratio=64.0, storage={"layer_choice": "inr"}, **settings).compress(
+            copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path / "inr"))
+    compressed = Big2SmallCompressor(target_ratio=64.0, **settings).compress(
+        copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path / "codes"))
+    assert original / len(compressed.to_bytes()) >= 64.0
+    assert {row["stored_as"] for row in compressed.layer_stats.values()} == {"codes"}
+    with pytest.raises(ConfigError, match="fewest-byte codes gives"):
+        Big2SmallCompressor(target_ratio=200.0, **settings).compress(
+            copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path / "far"))

@@ -58,8 +58,11 @@ def widest_within(settings: INRSettings, target: FitTarget, bits: int, budget: f
 
 
 def choose_widths(targets: list[FitTarget], settings: INRSettings, bits: int, target_ratio: float | None,
-                  measure: Callable[[dict[str, int | None]], int], codes_below: int = 0) -> dict[str, int | None]:
-    """{target key: width, None (fp16) or CODES}; `measure(widths)` is the artifact size in bytes for those widths."""
+                  measure: Callable[[dict[str, int | None]], int], codes_below: int = 0,
+                  codes_when_out_of_reach: bool = False) -> dict[str, int | None]:
+    """{target key: width, None (fp16) or CODES}; `measure(widths)` is the artifact size in bytes for those widths.
+    A target_ratio that no INR widths reach is a ConfigError, or with `codes_when_out_of_reach` every target as
+    CODES (a codec choice then looks for codes within the target)."""
     coded = {t.key for t in targets if t.values.numel() < codes_below}
     if settings.width is not None:
         return {t.key: CODES if t.key in coded else
@@ -85,6 +88,8 @@ def choose_widths(targets: list[FitTarget], settings: INRSettings, bits: int, ta
         failing = scale
         scale *= SHRINK_MARGIN * (original / size) / target_ratio
     else:
+        if codes_when_out_of_reach:
+            return {t.key: CODES for t in targets}
         raise ConfigError(
             f"big2small: target_ratio {target_ratio} is out of reach for this model (best reached "
             f"{original / size:.2f}x: outliers, fp16 layers and the header alone take too much); lower it, lower "

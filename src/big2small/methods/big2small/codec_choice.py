@@ -183,7 +183,7 @@ def choose_codecs(plan: Big2SmallPlan, inr_error: InrErrors, candidates: dict[st
     budget = _bytes(options, fitted) + limit - fitted_bytes
     for _ in range(SIZING_ROUNDS):
         chosen = least_error_within(options, budget)
-        if chosen is None or _error(options, chosen) >= _error(options, fitted):
+        if chosen is None or (fitted_bytes <= limit and _error(options, chosen) >= _error(options, fitted)):
             break
         inr_bits = {key: inr_option_bits(option) for key, option in chosen.items() if is_inr_option(option)}
         widths = {key: candidates[key][inr_bits[key]] if key in inr_bits else None if option == FP16 else CODES

@@ -33,6 +33,7 @@ from big2small.methods.base import Compressor
 from big2small.methods.big2small import artifact
 from big2small.methods.big2small.allocation import CODES, bit_candidates, choose_widths
 from big2small.methods.big2small.codec_choice import (
+    FP16,
     ErrorMeasure,
     InrErrors,
     Options,
@@ -180,7 +181,8 @@ class Big2SmallCompressor(Compressor):
                                    lambda w: len(self._pack(plan.with_widths(w, default_bits=sizing_bits,
                                                                              inr_bits=top_bits), [],
                                                             sizing_only=True).to_bytes()),
-                                   self.storage.codes_below)
+                                   self.storage.codes_below,
+                                   codes_when_out_of_reach=self.storage.layer_choice == "lower_error")
             plan = plan.with_widths(widths, default_bits=sizing_bits, inr_bits=top_bits)
             candidates = bit_candidates(plan.targets, self.inr, widths, self.storage.bit_choices)
         stored = StoredOptions(plan, self._weight_error, self.storage.rate_levels)
@@ -202,6 +204,7 @@ class Big2SmallCompressor(Compressor):
                 others = stored() if self.storage.layer_choice == "lower_error" else fixed_options(plan)
                 inr_error = self._inr_errors(plan, groups)
                 plan = self._choose_codecs(plan, inr_error, candidates, others)
+            self._check_reached(plan, others)
             groups = kept_groups(groups, plan)
         plan = plan.with_nearest_codes()
         if self.refinement.enabled and (plan.coded or any(plan.widths.values())):
@@ -222,6 +225,21 @@ class Big2SmallCompressor(Compressor):
         compressed.layer_stats = plan.layer_stats(self.inr, predicted)
         compressed.phase_seconds = seconds.phases
         return compressed
+
+    def _check_reached(self, plan: Big2SmallPlan, others: Options) -> None:
+        """ConfigError, before any refinement, when the chosen plan is over target_ratio's bytes: neither INRs (the
+        allocation) nor any set of the `others` options (the choice) reach it."""
+        if self.target_ratio is None:
+            return
+        original = original_bytes(plan.weights)
+        if original / len(self._pack(plan, [], sizing_only=True).to_bytes()) >= self.target_ratio:
+            return
+        smallest = {key: min(choices, key=lambda option: choices[option][0]) for key, choices in others.items()}
+        fewest = plan.with_widths({key: None if option == FP16 else CODES for key, option in smallest.items()},
+                                  {key: option for key, option in smallest.items() if option != FP16})
+        best = original / len(self._pack(fewest, [], sizing_only=True).to_bytes())
+        raise ConfigError(f"big2small: target_ratio {self.target_ratio:g} is out of reach for this model: no INR "
+                          f"fits, and every layer at its fewest-byte codes gives {best:.2f}x; lower target_ratio")
 
     def _refine_on_target(self, model, groups: list[INRGroup], plan: Big2SmallPlan, again: tuple, trainer_factory,
                           inputs: torch.Tensor, seconds: PhaseClock) -> tuple[Big2SmallPlan, list[INRGroup]]:
