@@ -50,6 +50,16 @@ def test_table_gives_best_metric_per_ratio_and_largest_ratio_within_one_point(tm
     assert magnitude[6].startswith("1.9×")  # 0.7-point drop at 1.9x; 37.5 points at 3x
 
 
+def test_columns_for_32_and_64x_appear_only_where_a_point_reaches_them(tmp_path):
+    sweep = rate_sweep(tmp_path)
+    write_job(sweep, "quant_33", compressor="quant", ratio=33.0, metric=0.30, target_ratio=32)
+    make_report(sweep)
+    markdown = (tmp_path / REPORT_FILE).read_text()
+    assert "best at ≥ 32×" in markdown and "best at ≥ 64×" not in markdown
+    quant, magnitude = _table_row(markdown, "quant"), _table_row(markdown, "magnitude")
+    assert quant[6].startswith("30.0 %") and "(33.0×)" in quant[6] and magnitude[6] == "–"
+
+
 def test_tolerance_changes_what_counts_as_lossless(tmp_path):
     make_report(rate_sweep(tmp_path), tolerance=0.001)
     assert _table_row((tmp_path / REPORT_FILE).read_text(), "quant")[6] == "–"

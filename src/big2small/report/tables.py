@@ -1,5 +1,6 @@
-"""report.md: per panel (task, data, model), one row per curve: the best metric reached at ratio >= 2, 4, 8, 16,
-and the largest ratio whose metric stays within `tolerance` of the uncompressed model."""
+"""report.md: per panel (task, data, model), one row per curve: the best metric reached at ratio >= 2, 4, 8, 16
+(and 32, 64 where some point of the panel reaches them), and the largest ratio whose metric stays within
+`tolerance` of the uncompressed model."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ from big2small.report.plot import is_fraction_metric
 from big2small.report.points import Panel, Point, series_of
 
 RATIO_THRESHOLDS = (2, 4, 8, 16)
+HIGH_RATIO_THRESHOLDS = (32, 64)  # columns shown only where some point of the panel reaches them
+
+
+def thresholds_of(panel: Panel) -> tuple[int, ...]:
+    return RATIO_THRESHOLDS + tuple(t for t in HIGH_RATIO_THRESHOLDS if any(p.ratio >= t for p in panel.points))
 
 
 def best_metric_at(points: list[Point], min_ratio: float) -> Point | None:
@@ -34,19 +40,20 @@ def panel_table(panel: Panel, tolerance: float | None = None) -> str:
     percent = is_fraction_metric(panel)
     fmt = (lambda v: f"{100 * v:.1f} %") if percent else (lambda v: f"{v:.4g}")
     tol_text = f"{100 * tolerance:g} point" if percent else f"{tolerance:g}"
+    thresholds = thresholds_of(panel)
     lines = [
         f"### {panel.name}",
         "",
         f"Uncompressed {panel.metric_name}: {fmt(panel.base_metric)}"
         + (f" ± {fmt(panel.base_metric_std)}" if panel.base_metric_std > 0 else ""),
         "",
-        "| compressor | uses data | " + " | ".join(f"best at ≥ {r}×" for r in RATIO_THRESHOLDS)
+        "| compressor | uses data | " + " | ".join(f"best at ≥ {r}×" for r in thresholds)
         + f" | largest ratio within {tol_text} | points × seeds |",
-        "|---|---|" + "---|" * len(RATIO_THRESHOLDS) + "---|---|",
+        "|---|---|" + "---|" * len(thresholds) + "---|---|",
     ]
     for name, points in series_of(panel).items():
         cells = []
-        for threshold in RATIO_THRESHOLDS:
+        for threshold in thresholds:
             best = best_metric_at(points, threshold)
             cells.append("–" if best is None else f"{fmt(best.metric)}{_spread(best, fmt)} ({best.ratio:.1f}×)")
         within = largest_ratio_within(points, tolerance)
