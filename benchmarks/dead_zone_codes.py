@@ -36,7 +36,7 @@ def main() -> None:
     setup()
     weights = Big2SmallCompressor().select(cifar_resnet(args.model))
     levels = list(range(RATE_LEVELS + 1))
-    widths = [bits for bits in (TERNARY, *range(3, DEAD_ZONE_MAX_BITS + 1))]
+    widths = (TERNARY, *range(3, DEAD_ZONE_MAX_BITS + 1))
     print(f"{args.model}: bits per weight / relative squared error at rate levels {levels}; dead zones {DEAD_ZONES}\n")
     print("| layer | weights | codes | rounding | " + " | ".join(f"level {level}" for level in levels)
           + " | fewest bits/weight |")

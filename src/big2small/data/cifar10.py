@@ -65,15 +65,15 @@ class NormalisedImages(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int):
-        image = self.images[index].float().div_(255.0)
-        return ((image - self.mean) / self.std).contiguous(), self.labels[index]
+    def __getitem__(self, index: int | slice):
+        """(image, label), or with a slice (images, labels) normalised in one batched op, as a TensorDataset gives."""
+        images = self.images[index].float().div_(255.0)
+        return ((images - self.mean) / self.std).contiguous(), self.labels[index]
 
     @property
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(every image normalised, labels), as a TensorDataset holds them: for callers that want them all at once."""
-        images = self.images.float().div_(255.0)
-        return ((images - self.mean) / self.std).contiguous(), self.labels
+        return self[:]
 
 
 class AugmentedImages(Dataset):

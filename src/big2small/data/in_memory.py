@@ -61,8 +61,7 @@ class InMemoryDataModule(L.LightningDataModule):
     def calibration_images(self, count: int) -> torch.Tensor:
         """Unlabelled training images for compressors that use data (never the test split)."""
         self.setup()
-        train = self.splits["train"]
-        return torch.stack([train[index][0] for index in range(min(count, len(train)))])
+        return self.splits["train"][:count][0]  # every split is sliceable (TensorDataset, NormalisedImages)
 
 
 def check_fixed_classes(data_name: str, num_classes: int, in_channels: int, fixed: tuple[int, int]) -> None:

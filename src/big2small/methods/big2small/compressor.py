@@ -253,10 +253,11 @@ class Big2SmallCompressor(Compressor):
         aim = target_bytes * (1 - REFINEMENT_RESERVE)  # the choice's budget
         refined = self._refine(model, groups, plan, trainer_factory, inputs, seconds)
         for last in (False, True):
-            if len(self._pack(refined, groups, sizing_only=True).to_bytes()) <= target_bytes or not coded_bytes(plan):
+            chosen_codes = coded_bytes(plan)
+            if len(self._pack(refined, groups, sizing_only=True).to_bytes()) <= target_bytes or not chosen_codes:
                 break
-            growth = coded_bytes(refined) / coded_bytes(plan)
-            rest = len(self._pack(plan, groups, sizing_only=True).to_bytes()) - coded_bytes(plan)
+            growth = coded_bytes(refined) / chosen_codes
+            rest = len(self._pack(plan, groups, sizing_only=True).to_bytes()) - chosen_codes
             share = 1.0 if last else (rest + (aim - rest) / growth) / aim
             log.info("big2small: refined codes took %.1f%% more bytes than chosen; choosing again within %.1f%% of "
                      "the bytes%s", 100 * (growth - 1), 100 * share, ", keeping mostly-zero layers' zeros" * last)

@@ -67,8 +67,7 @@ class WeightCodes:
 
     def packed_size(self) -> int:
         """Bytes of the codes packed at their fixed width (scales not included)."""
-        count = self.codes.numel()
-        return math.ceil(count / TERNARY_PER_BYTE) if self.bits == TERNARY else packed_size(count, self.bits)
+        return packed_codes_size(self.codes.numel(), self.bits)
 
     def stored_size(self, entropy_coding: bool) -> tuple[str, int]:
         """(coding, byte count) of `stored(entropy_coding)`, without packing the codes to count them."""
@@ -163,10 +162,10 @@ def dead_zone_round(ratios: torch.Tensor, zone: float | torch.Tensor) -> torch.T
     """sign(x) floor(|x| + 1 - zone): a value rounds up in magnitude only past `zone` of a step, so zone 0.5 is the
     nearest code and a larger zone widens the zero bin and pulls every code towards zero (fewer bits once entropy
     coded). `zone` is a number or one per row."""
-    nearest = torch.round(ratios)
-    if isinstance(zone, float):
-        return nearest if zone == NEAREST else torch.sign(ratios) * torch.floor(ratios.abs() + 1 - zone)
-    return torch.where(zone == NEAREST, nearest, torch.sign(ratios) * torch.floor(ratios.abs() + 1 - zone))
+    if isinstance(zone, float) and zone == NEAREST:
+        return torch.round(ratios)
+    zoned = torch.sign(ratios) * torch.floor(ratios.abs() + 1 - zone)
+    return zoned if isinstance(zone, float) else torch.where(zone == NEAREST, torch.round(ratios), zoned)
 
 
 def channel_bits(symbols: torch.Tensor, alphabet: int) -> torch.Tensor:
@@ -190,9 +189,12 @@ def unpack_weight_codes(packed: torch.Tensor, scale: torch.Tensor, shape: tuple[
 
 def code_bytes(shape: tuple[int, ...] | torch.Size, bits: int) -> int:
     """Bytes of one layer's codes, packed at a fixed width, and scales."""
-    count = math.prod(shape)
-    packed = math.ceil(count / TERNARY_PER_BYTE) if bits == TERNARY else packed_size(count, bits)
-    return packed + 2 * shape[0]
+    return packed_codes_size(math.prod(shape), bits) + 2 * shape[0]
+
+
+def packed_codes_size(count: int, bits: int) -> int:
+    """Bytes of `count` codes packed at `bits` (TERNARY: five per byte)."""
+    return math.ceil(count / TERNARY_PER_BYTE) if bits == TERNARY else packed_size(count, bits)
 
 
 class RoundingOffsets(nn.Module):
