@@ -230,11 +230,24 @@ def test_refined_codes_that_outgrow_the_budget_are_chosen_again_within_it(tmp_pa
     model = laplace_cnn(0, 32, 64)
     original = 4 * sum(w.numel() for w in weights(model).values())
     method = Big2SmallCompressor(target_ratio=24.0, fit={"steps": 10}, input_shape=[1, 8, 8],
-                                 refinement={**SHORT_REFINEMENT, "steps": 30, "code_lr": 0.1})
+                                 refinement={**SHORT_REFINEMENT, "steps": 30, "code_lr": 0.1, "rate_aware": False})
     with caplog.at_level("INFO", logger="big2small.methods.big2small.compressor"):
         compressed = method.compress(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
     assert "choosing again" in caplog.text and "keeping mostly-zero layers' zeros" in caplog.text
     assert original / len(compressed.to_bytes()) >= 24.0 * 0.95
+
+
+def test_a_rate_aware_refinement_lands_on_the_target_without_choosing_again(tmp_path, caplog):
+    """The same refinement as above, each code move paid for in coded bits: the refined codes stay within the bytes
+    the target leaves them, so the first refinement is the last, and the artifact meets the target."""
+    model = laplace_cnn(0, 32, 64)
+    original = 4 * sum(w.numel() for w in weights(model).values())
+    method = Big2SmallCompressor(target_ratio=24.0, fit={"steps": 10}, input_shape=[1, 8, 8],
+                                 refinement={**SHORT_REFINEMENT, "steps": 30, "code_lr": 0.1})
+    with caplog.at_level("INFO", logger="big2small.methods.big2small.compressor"):
+        compressed = method.compress(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
+    assert "choosing again" not in caplog.text
+    assert original / len(compressed.to_bytes()) >= 24.0
 
 
 def test_a_ratio_no_inr_reaches_is_reached_by_codes_or_refused_before_refinement(tmp_path):

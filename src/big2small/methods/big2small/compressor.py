@@ -32,6 +32,7 @@ from big2small.graph.weights import set_parameter
 from big2small.methods.base import Compressor
 from big2small.methods.big2small import artifact
 from big2small.methods.big2small.allocation import CODES, bit_candidates, choose_widths
+from big2small.methods.big2small.code_rate import CodeRate, hold_within
 from big2small.methods.big2small.codec_choice import (
     FP16,
     ErrorMeasure,
@@ -69,12 +70,16 @@ from big2small.methods.budget import original_bytes, report_landing
 from big2small.methods.registry import register
 
 log = logging.getLogger(__name__)
-# The share of the byte budget the codec choice leaves for the refinement: refined codes have another histogram, so
-# entropy-coded ones take other bytes (1.2 % more at 16x on ResNet-20, docs/results.md "Entropy-coded artifacts").
+# The share of the byte budget the codec choice leaves for the refinement when that is not rate-aware: refined codes
+# have another histogram, so entropy-coded ones take other bytes (1.2 % more at 16x on ResNet-20, docs/results.md
+# "Entropy-coded artifacts"). A rate-aware refinement holds its codes within RATE_AWARE_AIM of the target's bytes.
 REFINEMENT_RESERVE = 0.02
 # How a refined artifact over its budget lands (_refine_on_target): chosen again once for the growth its codes took,
 # then, if still over, chosen within the budget again and refined with the zeros of mostly-zero layers kept.
 LAST_ROUND_KEEP_ZEROS_ABOVE = 0.5
+# The share of target_ratio's bytes a rate-aware refinement (refinement.rate_aware) lets the artifact reach: the rest
+# is room for the coder's tables and stream padding beyond the codes' entropy, which the refinement measures.
+RATE_AWARE_AIM = 0.995
 
 
 def coded_bytes(plan: Big2SmallPlan) -> int:
@@ -250,14 +255,24 @@ class Big2SmallCompressor(Compressor):
         mostly zeros (a zero moved to +-1 is what costs most bits there)."""
         fitted_plan, fitted_groups, inr_error, candidates, others = again
         target_bytes = original_bytes(plan.weights) / self.target_ratio
-        aim = target_bytes * (1 - REFINEMENT_RESERVE)  # the choice's budget
-        refined = self._refine(model, groups, plan, trainer_factory, inputs, seconds)
+        aim = target_bytes * (1 - self._reserve())  # the choice's budget
+
+        def rest_of(plan: Big2SmallPlan, groups: list[INRGroup]) -> int:  # the artifact's bytes other than codes
+            return len(self._pack(plan, groups, sizing_only=True).to_bytes()) - coded_bytes(plan)
+
+        def bit_growth(plan: Big2SmallPlan, groups: list[INRGroup]) -> float | None:  # what codes may grow by
+            if not self.refinement.rate_aware or not coded_bytes(plan):
+                return None
+            return (RATE_AWARE_AIM * target_bytes - rest_of(plan, groups)) / coded_bytes(plan)
+
+        refined = self._refine(model, groups, plan, trainer_factory, inputs, seconds,
+                               bit_growth=bit_growth(plan, groups))
         for last in (False, True):
             chosen_codes = coded_bytes(plan)
             if len(self._pack(refined, groups, sizing_only=True).to_bytes()) <= target_bytes or not chosen_codes:
                 break
             growth = coded_bytes(refined) / chosen_codes
-            rest = len(self._pack(plan, groups, sizing_only=True).to_bytes()) - chosen_codes
+            rest = rest_of(plan, groups)
             share = 1.0 if last else (rest + (aim - rest) / growth) / aim
             log.info("big2small: refined codes took %.1f%% more bytes than chosen; choosing again within %.1f%% of "
                      "the bytes%s", 100 * (growth - 1), 100 * share, ", keeping mostly-zero layers' zeros" * last)
@@ -268,7 +283,8 @@ class Big2SmallCompressor(Compressor):
             groups = kept_groups(copy.deepcopy(fitted_groups), rechosen)
             plan = rechosen.with_nearest_codes()
             keep = min(self.refinement.keep_zeros_above, LAST_ROUND_KEEP_ZEROS_ABOVE) if last else None
-            refined = self._refine(model, groups, plan, trainer_factory, inputs, seconds, keep)
+            refined = self._refine(model, groups, plan, trainer_factory, inputs, seconds, keep,
+                                   bit_growth(plan, groups))
         return refined, groups
 
     def _groups(self, plan: Big2SmallPlan, candidates: dict[str, dict[int, int]]) -> list[INRGroup]:
@@ -280,12 +296,16 @@ class Big2SmallCompressor(Compressor):
     def _inr_errors(self, plan: Big2SmallPlan, groups: list[INRGroup]) -> InrErrors:
         return inr_errors(plan, groups, self._weight_error)
 
+    def _reserve(self) -> float:
+        """The share of the target's bytes the codec choice leaves free for the refined codes' growth."""
+        return 1 - RATE_AWARE_AIM if self.refinement.rate_aware else REFINEMENT_RESERVE
+
     def _choose_codecs(self, plan: Big2SmallPlan, inr_error: InrErrors, candidates: dict[str, dict[int, int]],
                        stored: Options, share: float = 1.0) -> Big2SmallPlan:
         """Within `share` of the bytes target_ratio allows (with inr.width set instead: the fitted plan's)."""
         limit = None if self.target_ratio is None else int(share * original_bytes(plan.weights) / self.target_ratio)
         if limit is not None and plan.entropy_coding and self.refinement.enabled:
-            limit = int(limit * (1 - REFINEMENT_RESERVE))
+            limit = int(limit * (1 - self._reserve()))
         return choose_codecs(plan, inr_error, candidates, stored, self.inr,
                              lambda p: len(self._pack(p, [], sizing_only=True).to_bytes()), limit)
 
@@ -328,9 +348,11 @@ class Big2SmallCompressor(Compressor):
                               for pool in range(self.refinement.refresh)])
 
     def _refine(self, model, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory, inputs: torch.Tensor,
-                seconds: PhaseClock, keep_zeros_above: float | None = None) -> Big2SmallPlan:
+                seconds: PhaseClock, keep_zeros_above: float | None = None,
+                bit_growth: float | None = None) -> Big2SmallPlan:
         """Refines the INRs in place; returns the plan with its coded layers' refined codes (`keep_zeros_above`:
-        the refinement setting's unless given)."""
+        the refinement setting's unless given; `bit_growth`: the codes' entropy bits are held within this factor
+        of the stored codes', code_rate.py)."""
         if keep_zeros_above is None:
             keep_zeros_above = self.refinement.keep_zeros_above
         student = copy.deepcopy(model)
@@ -345,11 +367,17 @@ class Big2SmallCompressor(Compressor):
         with seconds("refinement"):
             rounding = RoundingOffsets(plan.weights, plan.coded, learn_scales=self.refinement.scale_lr > 0,
                                        keep_zeros_above=keep_zeros_above)
+            rate = None if bit_growth is None else CodeRate(plan.coded)
+            bit_limit = 0.0 if rate is None else bit_growth * rate.bits([c.codes for c in plan.coded.values()])
             module = RefineModule(groups, plan.layer_codes(), student, teacher, inputs, self.refinement,
-                                  inr_layers=inr_layers, rounding=rounding, seed=self.seed)
+                                  inr_layers=inr_layers, rounding=rounding, seed=self.seed, rate=rate,
+                                  bit_limit=bit_limit)
             trainer = trainer_factory(max_steps=self.refinement.steps, max_epochs=-1, use_distributed_sampler=False,
                                       enable_checkpointing=False)
             trainer.fit(module)
+            if rate is not None and (held := hold_within(rounding, rate.cpu(), bit_limit)):
+                log.info("big2small: %d refined codes held at their stored codes to keep the codes' bits within "
+                         "the target's", held)
         return plan.with_codes(rounding.codes(plan.coded))
 
     def accept_input_shape(self, shape: list[int] | None) -> None:

@@ -232,8 +232,12 @@ class RoundingOffsets(nn.Module):
             frozen = zeros if float(zeros.float().mean()) > keep_zeros_above else torch.zeros_like(zeros)
             self.register_buffer(f"movable_{index}", (~frozen).float(), persistent=False)
 
+    def unrounded(self, index: int) -> torch.Tensor:
+        """Layer `index`'s codes before rounding, differentiable in its offsets."""
+        return getattr(self, f"unrounded_{index}") + torch.tanh(self.offsets[index]) * getattr(self, f"movable_{index}")
+
     def _codes(self, index: int, straight_through: bool) -> torch.Tensor:
-        unrounded = getattr(self, f"unrounded_{index}") + torch.tanh(self.offsets[index]) * getattr(self, f"movable_{index}")
+        unrounded = self.unrounded(index)
         limit = code_limit(self.bits[index])
         rounded = torch.round(unrounded).clamp(-limit, limit)
         return unrounded + (rounded - unrounded).detach() if straight_through else rounded
@@ -244,6 +248,21 @@ class RoundingOffsets(nn.Module):
     def forward(self) -> dict[str, torch.Tensor]:
         """The coded layers' weights, differentiable in the offsets (and the scales' gains)."""
         return {name: self._codes(i, True) * self._scale(i) for i, name in enumerate(self.names)}
+
+    def stored(self, index: int) -> torch.Tensor:
+        """Layer `index`'s stored codes (float): where its codes start, and where a held code stays."""
+        return torch.round(getattr(self, f"unrounded_{index}")).clamp(-code_limit(self.bits[index]),
+                                                                        code_limit(self.bits[index]))
+
+    def hold(self, index: int, mask: torch.Tensor) -> None:
+        """From now on the codes of layer `index` where `mask` is true are its stored codes."""
+        movable = getattr(self, f"movable_{index}")
+        movable.masked_fill_(mask.to(movable.device), 0.0)
+
+    def rounded(self) -> list[torch.Tensor]:
+        """Every layer's integer codes as they stand (float, no gradient), in `names` order."""
+        with torch.no_grad():
+            return [self._codes(i, False) for i in range(len(self.names))]
 
     def codes(self, coded: dict[str, WeightCodes]) -> dict[str, WeightCodes]:
         """`coded` with the codes (and scales) the refinement now chooses, on the CPU."""

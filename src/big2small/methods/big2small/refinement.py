@@ -16,12 +16,17 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.data import DataLoader, TensorDataset
 
+from big2small.methods.big2small.code_rate import CodeRate
 from big2small.methods.big2small.fitting import INRGroup, adam_with_cosine_decay
 from big2small.methods.big2small.layer_codes import RoundingOffsets
 from big2small.methods.big2small.reconstruct import LayerCode, reconstruct
 from big2small.methods.big2small.settings import RefinementSettings
 from big2small.methods.big2small.views import random_views
 from big2small.numerics import DENOMINATOR_FLOOR
+
+# How fast the weight of the codes' bits in the loss follows their excess over the limit: each step it grows by this
+# times (bits / limit - 1), and never falls below 0 (a Lagrange multiplier by dual ascent).
+RATE_WEIGHT_STEP = 3.0
 
 # The most memory the teacher's outputs on every refinement input may take to be computed once and kept; beyond it
 # the teacher runs beside the student on every batch (ResNet-20's layer outputs on 256 CIFAR inputs: about 0.2 GB).
@@ -45,15 +50,21 @@ class RefineModule(L.LightningModule):
     seen as they are (`views: none`) and those outputs take at most TEACHER_CACHE_BYTES; else the teacher runs
     alongside the student on every batch. With `hard_weight` > 0 each input's terms are weighted by how badly the
     student matches it (`hard_sample_mean`).
+
+    With a `rate` (code_rate.CodeRate of the coded layers) and `bit_limit`, the codes' bits are held near the limit:
+    the loss adds w x (its own value, held constant) x soft bits / bit_limit, where the weight w rises while the
+    codes' measured bits exceed the limit and falls back towards 0 while they are under it (RATE_WEIGHT_STEP), so
+    code moves are paid for in bits only as far as the bytes require.
     """
 
 
     def __init__(self, groups: list[INRGroup], codes: dict[str, LayerCode], student: nn.Module, teacher: nn.Module,
                  inputs: torch.Tensor, settings: RefinementSettings, inr_layers: set[str], rounding: RoundingOffsets,
-                 seed: int) -> None:
+                 seed: int, rate: CodeRate | None = None, bit_limit: float = 0.0) -> None:
         super().__init__()
         self.seed = seed
         self.settings, self.inr_layers, self.rounding = settings, inr_layers, rounding
+        self.rate, self.bit_limit, self.rate_weight = rate, bit_limit, 0.0
         self.progress_label = refined_label(bool(groups), bool(rounding.names), settings.inputs)  # logs.PhaseProgressBar shows it
         # Submodules and buffers, so that all of it is on the trainer's device from setup on: the INRs with their
         # coordinate tables, each layer's outlier code, and the two frozen networks (never trained: their
@@ -126,6 +137,12 @@ class RefineModule(L.LightningModule):
             per_input = per_input + self.settings.feature_weight * torch.stack(gaps).mean(dim=0)
         loss = hard_sample_mean(per_input, self.settings.hard_weight)
         self.log("refine_loss", per_input.mean(), prog_bar=True)
+        if self.rate is not None:
+            soft = self.rate.soft_bits([self.rounding.unrounded(i) for i in range(len(self.rounding.names))])
+            loss = loss + self.rate_weight * loss.detach() * soft / self.bit_limit
+            used = self.rate.bits(self.rounding.rounded()) / self.bit_limit
+            self.rate_weight = max(0.0, self.rate_weight + RATE_WEIGHT_STEP * (used - 1))
+            self.log("bits_over_limit", used, prog_bar=True)
         return loss
 
     def configure_optimizers(self):

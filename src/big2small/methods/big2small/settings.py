@@ -256,6 +256,11 @@ class RefinementSettings:
     # still moves by one level): there a zero that becomes +-1 costs many more coded bits than the codec choice
     # counted. 1 = every code moves (the refined codes' growth is then met by choosing again: compressor.py).
     keep_zeros_above: float = 1.0
+    # With entropy coding and a target_ratio: each code move is paid for in the bits it adds under its layer's code
+    # histogram (code_rate.py), at a price that rises while the refined codes are over the bytes the target leaves
+    # them, so the refined artifact lands on the target; false: codes move for the output alone, and refined codes
+    # over the target are met by choosing again (compressor.py)
+    rate_aware: bool = True
     batch_size: int = 32
     feature_weight: float = 1.0    # weight of matching intermediate outputs (see `match`); 0 = logits only
     # Which intermediate outputs are matched: every compressed layer's (layers), or every block's (blocks: the
@@ -280,6 +285,7 @@ class RefinementSettings:
         self.code_lr = _positive(g, "code_lr", self.code_lr)
         self.scale_lr = _positive(g, "scale_lr", self.scale_lr, allow_zero=True)
         self.keep_zeros_above = _positive(g, "keep_zeros_above", self.keep_zeros_above, allow_zero=True)
+        self.rate_aware = _flag(g, "rate_aware", self.rate_aware)
         if self.keep_zeros_above > 1:
             raise ConfigError(f"big2small.refinement.keep_zeros_above is a share in [0, 1] (got {self.keep_zeros_above})")
         self.feature_weight = _positive(g, "feature_weight", self.feature_weight, allow_zero=True)

@@ -1,0 +1,99 @@
+"""The coded bits of codes under refinement, so that the refinement weighs what a code move costs in bits against
+the output error it saves.
+
+An entropy-coded layer's codes are stored under their own histogram (encodings/entropy_codes.py), so a code q costs
+about -log2 p(q) bits, p(q) the share of q among the layer's codes. `CodeRate` holds each layer's costs fixed at its
+stored codes' histogram (a level no stored code takes counts as UNSEEN_COUNT codes), counts a code lying between two
+levels as the linear mix of their costs (so a move towards a cheaper level has a gradient), and measures refined
+codes' bits exactly, as n times the empirical entropy of each layer's codes (what the coder's stream approaches).
+`hold_within` then returns the moves that cost most bits for least conviction to their stored codes until the
+refined codes' bits are within a limit.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from big2small.methods.big2small.layer_codes import RoundingOffsets, WeightCodes, code_limit
+
+UNSEEN_COUNT = 0.5  # a level no stored code takes is priced as if this many codes took it
+# hold_within: how many times it measures the bits again and holds more moves, and the least rounding margin a
+# move counts with (a move whose value lies on the rounding boundary is held first among equal savings).
+HOLD_ROUNDS, MARGIN_FLOOR = 20, 0.01
+
+
+def level_costs(codes: torch.Tensor, limit: int) -> torch.Tensor:
+    """-log2 of each level's share among `codes` (levels -limit..limit), a level none takes at UNSEEN_COUNT codes."""
+    counts = torch.bincount((codes.detach().long() + limit).reshape(-1), minlength=2 * limit + 1).double()
+    return -torch.log2(counts.clamp_min(UNSEEN_COUNT) / counts.clamp_min(UNSEEN_COUNT).sum())
+
+
+class CodeRate(nn.Module):
+    """Bit costs of the codes of `coded` layers (in that order), from the histograms of their stored codes."""
+
+    def __init__(self, coded: dict[str, WeightCodes]) -> None:
+        super().__init__()
+        self.limits = [code_limit(codes.bits) for codes in coded.values()]
+        for index, (codes, limit) in enumerate(zip(coded.values(), self.limits, strict=True)):
+            self.register_buffer(f"costs_{index}", level_costs(codes.codes, limit).float(), persistent=False)
+
+    def soft_bits(self, unrounded: list[torch.Tensor]) -> torch.Tensor:
+        """The summed bits of every layer's codes, each code at the mix of its two nearest levels' costs."""
+        total = 0.0
+        for index, (values, limit) in enumerate(zip(unrounded, self.limits, strict=True)):
+            costs = getattr(self, f"costs_{index}")
+            values = values.clamp(-limit, limit)
+            below = torch.floor(values).clamp(-limit, limit - 1).detach()
+            low = costs[(below + limit).long()]
+            high = costs[(below + limit + 1).long()]
+            total = total + (low + (values - below) * (high - low)).sum()
+        return total
+
+    def bits(self, codes: list[torch.Tensor]) -> float:
+        """The summed empirical-entropy bits of every layer's integer codes."""
+        total = 0.0
+        for values, limit in zip(codes, self.limits, strict=True):
+            counts = torch.bincount((values.detach().long() + limit).reshape(-1), minlength=2 * limit + 1).double()
+            shares = counts[counts > 0] / counts.sum()
+            total += float(-(counts[counts > 0] * torch.log2(shares)).sum())
+        return total
+
+
+def hold_within(rounding: RoundingOffsets, rate: CodeRate, bit_limit: float) -> int:
+    """Holds moved codes of `rounding` at their stored codes until its codes' bits are within `bit_limit` (or no
+    move is left); returns how many were held. Each round prices every move in the bits of `rate`'s tables (the
+    stored codes' histograms, as the refinement did) and holds, among the moves whose return saves bits, those of most bits saved per rounding margin (how far
+    the code's value lies past the boundary it crossed) until their savings cover the excess."""
+    held = 0
+    for _ in range(HOLD_ROUNDS):
+        codes = rounding.rounded()
+        excess = rate.bits(codes) - bit_limit
+        if excess <= 0:
+            break
+        savings, priorities, layers, places = [], [], [], []
+        for index, (now, limit) in enumerate(zip(codes, rate.limits, strict=True)):
+            stored = rounding.stored(index).reshape(-1)
+            moved = (now.reshape(-1) != stored).nonzero().reshape(-1)
+            costs = getattr(rate, f"costs_{index}").double()
+            saving = costs[now.reshape(-1)[moved].long() + limit] - costs[stored[moved].long() + limit]
+            value = rounding.unrounded(index).detach().reshape(-1)[moved]
+            margin = (0.5 - (value - torch.round(value)).abs()).clamp_min(MARGIN_FLOOR).double()
+            savings.append(saving)
+            priorities.append(saving / margin)
+            layers.append(torch.full_like(moved, index))
+            places.append(moved)
+        saving, layer, place = torch.cat(savings), torch.cat(layers), torch.cat(places)
+        order = torch.argsort(torch.cat(priorities), descending=True)
+        order = order[saving[order] > 0]
+        if not len(order):
+            break
+        enough = int(torch.searchsorted(saving[order].cumsum(0), torch.tensor([excess], dtype=torch.float64)))
+        chosen = order[: enough + 1]
+        for index in layer[chosen].unique().tolist():
+            shape = rounding.stored(index).shape
+            mask = torch.zeros(shape.numel(), dtype=torch.bool)
+            mask[place[chosen][layer[chosen] == index]] = True
+            rounding.hold(index, mask.reshape(shape))
+        held += len(chosen)
+    return held
