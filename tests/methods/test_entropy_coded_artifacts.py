@@ -11,7 +11,8 @@ import torch
 
 from big2small.codec import Compressed
 from big2small.errors import ArtifactError
-from big2small.methods.big2small.compressor import REFINEMENT_RESERVE, Big2SmallCompressor
+from big2small.methods.big2small.compressor import Big2SmallCompressor
+from big2small.methods.big2small.settings import RefinementSettings
 from big2small.methods.kmeans import KMeansSharing
 from big2small.methods.quant import UniformQuantizer
 from big2small.rebuilding import rebuild_model
@@ -121,14 +122,14 @@ def test_big2small_codes_are_coded_and_count_as_coded_bytes_in_the_budget(tmp_pa
 
 
 def test_the_choice_leaves_room_for_refined_codes(tmp_path):
-    """Refinement moves codes, which changes their coded size: the codec choice keeps REFINEMENT_RESERVE of the
+    """Refinement moves codes, which changes their coded size: the codec choice keeps refinement.code_reserve of the
     budget for it, so an artifact refined as by default still meets the target."""
     model = peaked_model(1)
     method = Big2SmallCompressor(target_ratio=8.0, fit={"steps": 10}, input_shape=[1, 8, 8],
                                  refinement={**SHORT_REFINEMENT, "steps": 40})
     compressed = method.compress(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
     original = 4 * sum(w.numel() for w in weights(model).values())
-    assert 8.0 <= original / len(compressed.to_bytes()) <= 8.0 / (1 - 2 * REFINEMENT_RESERVE)
+    assert 8.0 <= original / len(compressed.to_bytes()) <= 8.0 / (1 - 2 * RefinementSettings().code_reserve)
 
 
 @pytest.mark.parametrize("bits", [1, 3])

@@ -77,6 +77,9 @@ def _round_trip(compressor, model, root):
     (dict(refinement={"refresh": 0}), "refinement.refresh"),
     (dict(refinement={"hard_weight": -1}), "refinement.hard_weight"),
     (dict(refinement={"scale_lr": -1e-3}), "refinement.scale_lr"),
+    (dict(refinement={"rate_aware": "yes"}), "refinement.rate_aware"),
+    (dict(refinement={"code_reserve": 0.5}), "refinement.code_reserve"),
+    (dict(refinement={"code_reserve": -0.1}), "refinement.code_reserve"),
     (dict(refinement={"hard_weight": "abc"}), "refinement.hard_weight must be a non-negative number .got 'abc'"),
 ])
 def test_bad_settings_fail_at_construction(settings, message):

@@ -70,10 +70,6 @@ from big2small.methods.budget import original_bytes, report_landing
 from big2small.methods.registry import register
 
 log = logging.getLogger(__name__)
-# The share of the byte budget the codec choice leaves for the refinement when that is not rate-aware: refined codes
-# have another histogram, so entropy-coded ones take other bytes (1.2 % more at 16x on ResNet-20, docs/results.md
-# "Entropy-coded artifacts"). A rate-aware refinement holds its codes within RATE_AWARE_AIM of the target's bytes.
-REFINEMENT_RESERVE = 0.02
 # How a refined artifact over its budget lands (_refine_on_target): chosen again once for the growth its codes took,
 # then, if still over, chosen within the budget again and refined with the zeros of mostly-zero layers kept.
 LAST_ROUND_KEEP_ZEROS_ABOVE = 0.5
@@ -222,14 +218,22 @@ class Big2SmallCompressor(Compressor):
                 plan = self._refine(model, groups, plan, trainer_factory, inputs, seconds)
         compressed = self._pack(plan, groups)
         ratio = original_bytes(plan.weights) / len(compressed.to_bytes())
-        report_landing(self.name, ratio, self.target_ratio,
-                       "its most precise storage is 8-bit codes or INRs of inr.max_width, smaller than the target "
-                       "allows, and it never stores more than it needs" if ratio > self.target_ratio else
-                       "the refined codes take more coded bytes than the codec choice counted (lower "
-                       "refinement.keep_zeros_above, or refinement.enabled=false)")
+        report_landing(self.name, ratio, self.target_ratio, self._landing_reason(ratio, plan))
         compressed.layer_stats = plan.layer_stats(self.inr, predicted)
         compressed.phase_seconds = seconds.phases
         return compressed
+
+    def _landing_reason(self, ratio: float, plan: Big2SmallPlan) -> str:
+        """Why a run may land away from target_ratio (budget.report_landing says it when it is more than 5 % away)."""
+        if ratio <= self.target_ratio:
+            return ("the refined codes take more coded bytes than the codec choice counted (lower "
+                    "refinement.keep_zeros_above, or refinement.enabled=false)")
+        if self.refinement.enabled and plan.entropy_coding and any(
+                codes.bits < MAX_CODE_BITS for codes in plan.coded.values()):
+            return (f"the refinement moved fewer codes than the {self.refinement.code_reserve:g} of the bytes the "
+                    "codec choice left it (refinement.code_reserve) would have paid for")
+        return ("its most precise storage is 8-bit codes or INRs of inr.max_width, smaller than the target allows, "
+                "and it never stores more than it needs")
 
     def _check_reached(self, plan: Big2SmallPlan, others: Options) -> None:
         """ConfigError, before any refinement, when the chosen plan is over target_ratio's bytes: neither INRs (the
@@ -298,7 +302,7 @@ class Big2SmallCompressor(Compressor):
 
     def _reserve(self) -> float:
         """The share of the target's bytes the codec choice leaves free for the refined codes' growth."""
-        return 1 - RATE_AWARE_AIM if self.refinement.rate_aware else REFINEMENT_RESERVE
+        return max(self.refinement.code_reserve, 1 - RATE_AWARE_AIM if self.refinement.rate_aware else 0.0)
 
     def _choose_codecs(self, plan: Big2SmallPlan, inr_error: InrErrors, candidates: dict[str, dict[int, int]],
                        stored: Options, share: float = 1.0) -> Big2SmallPlan:

@@ -261,6 +261,9 @@ class RefinementSettings:
     # them, so the refined artifact lands on the target; false: codes move for the output alone, and refined codes
     # over the target are met by choosing again (compressor.py)
     rate_aware: bool = True
+    # With entropy coding and a target_ratio: the share of the target's bytes the codec choice leaves free for the
+    # refined codes (moved codes have another histogram and take other bytes)
+    code_reserve: float = 0.1
     batch_size: int = 32
     feature_weight: float = 1.0    # weight of matching intermediate outputs (see `match`); 0 = logits only
     # Which intermediate outputs are matched: every compressed layer's (layers), or every block's (blocks: the
@@ -286,6 +289,9 @@ class RefinementSettings:
         self.scale_lr = _positive(g, "scale_lr", self.scale_lr, allow_zero=True)
         self.keep_zeros_above = _positive(g, "keep_zeros_above", self.keep_zeros_above, allow_zero=True)
         self.rate_aware = _flag(g, "rate_aware", self.rate_aware)
+        self.code_reserve = _positive(g, "code_reserve", self.code_reserve, allow_zero=True)
+        if self.code_reserve >= 0.5:
+            raise ConfigError(f"big2small.refinement.code_reserve is a share below 0.5 (got {self.code_reserve})")
         if self.keep_zeros_above > 1:
             raise ConfigError(f"big2small.refinement.keep_zeros_above is a share in [0, 1] (got {self.keep_zeros_above})")
         self.feature_weight = _positive(g, "feature_weight", self.feature_weight, allow_zero=True)
