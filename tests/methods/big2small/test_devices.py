@@ -15,7 +15,7 @@ from big2small.methods.registry import rebuild
 from tests.methods.big2small.test_big2small import trainer_factory
 from tests.methods.big2small.test_refinement import _smooth_mlp
 
-SETTINGS = dict(target_ratio=3, fit={"steps": 20}, input_shape=[48],
+SETTINGS = dict(target_ratio=3, fit={"steps": 20, "inrs": "all"}, input_shape=[48],
                 refinement={"enabled": True, "steps": 5, "num_inputs": 16, "input_steps": 3})
 
 
