@@ -106,6 +106,20 @@ def fit_and_rebuild(model: torch.nn.Module, data=None, **settings) -> dict:
             "decode_seconds": decode_seconds, "rebuilt": rebuilt, "compressed": compressed}
 
 
+def harness(parser) -> tuple:
+    """Adds --seed and --model to `parser`, parses it, sets up, and prints the chosen ResNet's uncompressed top-1;
+    returns (args, model, image sets)."""
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default="resnet20", choices=sorted(CIFAR_CHECKPOINTS))
+    args = parser.parse_args()
+    setup()
+    model = cifar_resnet(args.model)
+    images = image_sets()
+    print(f"{args.model}: held-out top-1 {top1(model, *images['heldout']):.4f}, test top-1 "
+          f"{top1(model, *images['test']):.4f} uncompressed; seed {args.seed}\n")
+    return args, model, images
+
+
 def setup() -> None:
     if not CHECKPOINT.is_file():
         sys.exit(f"needs {CHECKPOINT} (the shared ResNet-20 checkpoint)")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from big2small_common import CIFAR_CHECKPOINTS, cifar_resnet, fit_and_rebuild, image_sets, setup, top1
+from big2small_common import fit_and_rebuild, harness, top1
 
 
 class Counter(logging.Handler):
@@ -34,16 +34,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ratios", type=float, nargs="+", default=[16, 32])
     parser.add_argument("--variants", nargs="+", default=["false,0.02", "true,0.005"])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model", default="resnet20", choices=sorted(CIFAR_CHECKPOINTS))
-    args = parser.parse_args()
-    setup()
-    model = cifar_resnet(args.model)
-    images = image_sets()
+    args, model, images = harness(parser)
     logger = logging.getLogger("big2small.methods.big2small.compressor")
     logger.setLevel(logging.INFO)
-    print(f"{args.model}: held-out top-1 {top1(model, *images['heldout']):.4f}, test top-1 "
-          f"{top1(model, *images['test']):.4f} uncompressed; seed {args.seed}\n")
     print("| ratio | rate_aware | code_reserve | measured ratio | refinements | fit s | refinement s | held-out top-1 | test top-1 |")
     print("|---|---|---|---|---|---|---|---|---|", flush=True)
     for ratio in args.ratios:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from big2small_common import CIFAR_CHECKPOINTS, cifar_resnet, fit_and_rebuild, image_sets, setup, top1
+from big2small_common import fit_and_rebuild, harness, top1
 
 PHASES = ("inr_prediction", "weight_fitting", "codec_choice", "input_synthesis", "refinement")
 
@@ -22,14 +22,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ratios", type=float, nargs="+", default=[8, 16])
     parser.add_argument("--budgets", nargs="+", default=["256,100,600", "128,50,300"])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model", default="resnet20", choices=sorted(CIFAR_CHECKPOINTS))
-    args = parser.parse_args()
-    setup()
-    model = cifar_resnet(args.model)
-    images = image_sets()
-    print(f"{args.model}: held-out top-1 {top1(model, *images['heldout']):.4f}, test top-1 "
-          f"{top1(model, *images['test']):.4f} uncompressed; seed {args.seed}\n")
+    args, model, images = harness(parser)
     print("| ratio | inputs, input steps, refinement steps | measured ratio | fit s | " + " | ".join(PHASES) +
           " | held-out top-1 | test top-1 |")
     print("|---|---|---|---|" + "---|" * len(PHASES) + "---|---|", flush=True)

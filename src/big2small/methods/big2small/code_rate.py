@@ -23,10 +23,15 @@ UNSEEN_COUNT = 0.5  # a level no stored code takes is priced as if this many cod
 HOLD_ROUNDS, MARGIN_FLOOR = 20, 0.01
 
 
+def level_counts(codes: torch.Tensor, limit: int) -> torch.Tensor:
+    """How many of `codes` take each level -limit..limit (float64)."""
+    return torch.bincount((codes.detach().long() + limit).reshape(-1), minlength=2 * limit + 1).double()
+
+
 def level_costs(codes: torch.Tensor, limit: int) -> torch.Tensor:
     """-log2 of each level's share among `codes` (levels -limit..limit), a level none takes at UNSEEN_COUNT codes."""
-    counts = torch.bincount((codes.detach().long() + limit).reshape(-1), minlength=2 * limit + 1).double()
-    return -torch.log2(counts.clamp_min(UNSEEN_COUNT) / counts.clamp_min(UNSEEN_COUNT).sum())
+    counts = level_counts(codes, limit).clamp_min(UNSEEN_COUNT)
+    return -torch.log2(counts / counts.sum())
 
 
 class CodeRate(nn.Module):
@@ -54,17 +59,18 @@ class CodeRate(nn.Module):
         """The summed empirical-entropy bits of every layer's integer codes."""
         total = 0.0
         for values, limit in zip(codes, self.limits, strict=True):
-            counts = torch.bincount((values.detach().long() + limit).reshape(-1), minlength=2 * limit + 1).double()
-            shares = counts[counts > 0] / counts.sum()
-            total += float(-(counts[counts > 0] * torch.log2(shares)).sum())
+            counts = level_counts(values, limit)
+            taken = counts[counts > 0]
+            total += float(-(taken * torch.log2(taken / counts.sum())).sum())
         return total
 
 
 def hold_within(rounding: RoundingOffsets, rate: CodeRate, bit_limit: float) -> int:
     """Holds moved codes of `rounding` at their stored codes until its codes' bits are within `bit_limit` (or no
     move is left); returns how many were held. Each round prices every move in the bits of `rate`'s tables (the
-    stored codes' histograms, as the refinement did) and holds, among the moves whose return saves bits, those of most bits saved per rounding margin (how far
-    the code's value lies past the boundary it crossed) until their savings cover the excess."""
+    stored codes' histograms, as the refinement did) and holds, among the moves whose return saves bits, those of
+    most bits saved per rounding margin (how far the code's value lies past the boundary it crossed) until their
+    savings cover the excess."""
     held = 0
     for _ in range(HOLD_ROUNDS):
         codes = rounding.rounded()
@@ -73,10 +79,10 @@ def hold_within(rounding: RoundingOffsets, rate: CodeRate, bit_limit: float) -> 
             break
         savings, priorities, layers, places = [], [], [], []
         for index, (now, limit) in enumerate(zip(codes, rate.limits, strict=True)):
-            stored = rounding.stored(index).reshape(-1)
-            moved = (now.reshape(-1) != stored).nonzero().reshape(-1)
+            now, stored = now.reshape(-1), rounding.stored(index).reshape(-1)
+            moved = (now != stored).nonzero().reshape(-1)
             costs = getattr(rate, f"costs_{index}").double()
-            saving = costs[now.reshape(-1)[moved].long() + limit] - costs[stored[moved].long() + limit]
+            saving = costs[now[moved].long() + limit] - costs[stored[moved].long() + limit]
             value = rounding.unrounded(index).detach().reshape(-1)[moved]
             margin = (0.5 - (value - torch.round(value)).abs()).clamp_min(MARGIN_FLOOR).double()
             savings.append(saving)
@@ -88,11 +94,11 @@ def hold_within(rounding: RoundingOffsets, rate: CodeRate, bit_limit: float) -> 
         order = order[saving[order] > 0]
         if not len(order):
             break
-        enough = int(torch.searchsorted(saving[order].cumsum(0), torch.tensor([excess], dtype=torch.float64)))
+        enough = int(torch.searchsorted(saving[order].cumsum(0), saving.new_tensor([excess])))
         chosen = order[: enough + 1]
         for index in layer[chosen].unique().tolist():
-            shape = rounding.stored(index).shape
-            mask = torch.zeros(shape.numel(), dtype=torch.bool)
+            shape = codes[index].shape
+            mask = torch.zeros(shape.numel(), dtype=torch.bool, device=place.device)
             mask[place[chosen][layer[chosen] == index]] = True
             rounding.hold(index, mask.reshape(shape))
         held += len(chosen)

@@ -379,7 +379,7 @@ class Big2SmallCompressor(Compressor):
             trainer = trainer_factory(max_steps=self.refinement.steps, max_epochs=-1, use_distributed_sampler=False,
                                       enable_checkpointing=False)
             trainer.fit(module)
-            if rate is not None and (held := hold_within(rounding, rate.cpu(), bit_limit)):
+            if rate is not None and (held := hold_within(rounding, rate, bit_limit)):
                 log.info("big2small: %d refined codes held at their stored codes to keep the codes' bits within "
                          "the target's", held)
         return plan.with_codes(rounding.codes(plan.coded))
