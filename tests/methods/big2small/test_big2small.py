@@ -19,7 +19,7 @@ from tests.conftest import tiny_cnn
 
 # Tests of the weight fit switch the (default) refinement off; those of the default keep it, short.
 NO_REFINEMENT = {"enabled": False}
-SHORT_REFINEMENT = {"steps": 3, "input_steps": 3, "num_inputs": 8, "batch_size": 4}
+SHORT_REFINEMENT = {"steps": 3, "input_steps": 3, "num_inputs": 8, "batch_size": 4, "light_above_bits": None}
 
 
 def trainer_factory(root, **fixed):
@@ -80,6 +80,8 @@ def _round_trip(compressor, model, root):
     (dict(refinement={"rate_aware": "yes"}), "refinement.rate_aware"),
     (dict(refinement={"code_reserve": 0.5}), "refinement.code_reserve"),
     (dict(refinement={"code_reserve": -0.1}), "refinement.code_reserve"),
+    (dict(refinement={"light_above_bits": 0}), "refinement.light_above_bits"),
+    (dict(refinement={"light_above_bits": "3"}), "refinement.light_above_bits"),
     (dict(refinement={"hard_weight": "abc"}), "refinement.hard_weight must be a non-negative number .got 'abc'"),
 ])
 def test_bad_settings_fail_at_construction(settings, message):
@@ -322,14 +324,16 @@ def test_a_fit_whose_inrs_cannot_be_kept_stops_at_screen_at_with_the_same_weight
 def test_refined_codes_stay_within_one_level_of_the_nearest_code(tmp_path):
     model = tiny_cnn()
     compressor = Big2SmallCompressor(target_ratio=4, fit={"steps": 3}, input_shape=[1, 8, 8],
-                                     storage={"codes_below": 1000}, refinement={**SHORT_REFINEMENT, "code_lr": 1.0})
+                                     storage={"codes_below": 1000, "dead_zone": False},  # codes rounded to nearest
+                                     refinement={**SHORT_REFINEMENT, "code_lr": 1.0})
     compressed, _, _, rebuilt = _round_trip(compressor, model, tmp_path)
     coded = [name for name, row in compressed.layer_stats.items() if row["stored_as"] == "codes"]
     assert coded
     moved = 0
     for name in coded:
         weight, stored = model.get_parameter(name).detach(), rebuilt.get_parameter(name).detach()
-        nearest = weight_codes(weight, compressed.layer_stats[name]["code_bits"])
+        row = compressed.layer_stats[name]
+        nearest = weight_codes(weight, row["code_bits"], row["code_rate"])
         scale = nearest.scale.float().reshape(-1, *[1] * (weight.dim() - 1))
         assert ((stored - nearest.values()).abs() <= 1.01 * scale).all()  # at most one level from the nearest code
         moved += int(((stored - nearest.values()).abs() > 0.01 * scale).sum())  # not the nearest code

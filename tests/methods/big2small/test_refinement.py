@@ -1,4 +1,5 @@
 import copy
+import logging
 
 import pytest
 import torch
@@ -107,7 +108,8 @@ def test_refinement_on_real_images_marks_the_compressor_as_using_data(tmp_path):
             return torch.randn(count, 48, generator=torch.Generator().manual_seed(4))
 
     settings = dict(target_ratio=3, fit={"steps": 5}, input_shape=[48],
-                    refinement={"enabled": True, "inputs": "data", "steps": 3, "num_inputs": 16})
+                    refinement={"enabled": True, "inputs": "data", "steps": 3, "num_inputs": 16,
+                                "light_above_bits": None})
     assert Big2SmallCompressor(**settings).uses_data
     assert not Big2SmallCompressor(**{**settings, "refinement": {"enabled": True}}).uses_data
     assert not Big2SmallCompressor(**{**settings, "refinement": {"enabled": False, "inputs": "data"}}).uses_data
@@ -204,7 +206,7 @@ def test_refreshed_inputs_are_fresh_pools_and_the_fit_round_trips(tmp_path, monk
     model = tiny_cnn()
     compressor = Big2SmallCompressor(target_ratio=4, fit={"steps": 5}, input_shape=[1, 8, 8],
                                      refinement={"steps": 4, "input_steps": 2, "num_inputs": 8, "batch_size": 4,
-                                                 "refresh": 2})
+                                                 "refresh": 2, "light_above_bits": None})
     compressed = compressor.fit(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
     assert len(made) == 2 and all(len(pool) == 8 for pool in made)
     assert not torch.allclose(made[0], made[1])  # each pool from its own seed
@@ -236,3 +238,31 @@ def test_the_teachers_outputs_kept_once_refine_as_the_teacher_run_on_every_batch
     assert kept.tensors.keys() == alongside.tensors.keys()
     for key, tensor in kept.tensors.items():
         assert torch.equal(tensor, alongside.tensors[key]), key
+
+
+@pytest.mark.parametrize(("light_above_bits", "asked"), [(3.0, [12]), (1000.0, [16]), (None, [16])])
+def test_a_plan_of_many_bits_per_weight_is_refined_on_the_light_budget(tmp_path, caplog, light_above_bits, asked):
+    class Images:
+        def __init__(self):
+            self.asked = []
+
+        def calibration_images(self, count):
+            self.asked.append(count)
+            return torch.randn(count, 48, generator=torch.Generator().manual_seed(4))
+
+    images = Images()  # at 3x the plan takes about 10 bits per weight
+    compressor = Big2SmallCompressor(target_ratio=3, fit={"steps": 5}, input_shape=[48],
+                                     refinement={"inputs": "data", "steps": 4, "num_inputs": 16,
+                                                 "light_above_bits": light_above_bits})
+    with caplog.at_level(logging.INFO, logger="big2small"):
+        compressor.fit(_smooth_mlp(), data=images, trainer_factory=trainer_factory(tmp_path))
+    assert images.asked == asked  # 0.75 of the inputs on the light budget
+    assert ("refining on 12 inputs, 75 input steps and 2 steps" in caplog.text) == (asked == [12])
+
+
+def test_the_light_budget_is_a_share_of_the_set_budget():
+    settings = RefinementSettings(num_inputs=256, input_steps=100, steps=600, light_above_bits=3.0)
+    light = settings.for_bits_per_weight(3.6)
+    assert (light.num_inputs, light.input_steps, light.steps) == (192, 75, 300)
+    assert settings.for_bits_per_weight(1.9) is settings
+    assert RefinementSettings(light_above_bits=None).for_bits_per_weight(32.0).steps == 600

@@ -168,7 +168,7 @@ class Big2SmallCompressor(Compressor):
         seconds = PhaseClock()
         inputs, sensitivity = None, None
         if self.storage.choice_error == "output":  # the synthetic inputs come first: the choice weighs by them
-            inputs = self._inputs(model, data, trainer_factory, seconds)
+            inputs = self._inputs(model, data, trainer_factory, seconds, self.refinement)
             with seconds("sensitivity"):
                 sensitivity = output_sensitivity(model, inputs, list(weights), self.refinement.batch_size, self.seed)
         self._weight_error = ErrorMeasure(self.storage.choice_error, sensitivity)
@@ -209,13 +209,15 @@ class Big2SmallCompressor(Compressor):
             groups = kept_groups(groups, plan)
         plan = plan.with_nearest_codes()
         if self.refinement.enabled and (plan.coded or any(plan.widths.values())):
+            refinement = self._refinement_budget(plan, groups)
             if inputs is None:
-                inputs = self._inputs(model, data, trainer_factory, seconds)
+                inputs = self._inputs(model, data, trainer_factory, seconds, refinement)
             if choose and plan.entropy_coding and self.target_ratio is not None:
                 again = (fitted_plan, fitted_groups, inr_error, candidates, others)
-                plan, groups = self._refine_on_target(model, groups, plan, again, trainer_factory, inputs, seconds)
+                plan, groups = self._refine_on_target(model, groups, plan, again, trainer_factory, inputs, seconds,
+                                                      refinement)
             else:
-                plan = self._refine(model, groups, plan, trainer_factory, inputs, seconds)
+                plan = self._refine(model, groups, plan, trainer_factory, inputs, seconds, refinement)
         compressed = self._pack(plan, groups)
         ratio = original_bytes(plan.weights) / len(compressed.to_bytes())
         report_landing(self.name, ratio, self.target_ratio, self._landing_reason(ratio, plan))
@@ -251,7 +253,8 @@ class Big2SmallCompressor(Compressor):
                           f"fits, and every layer at its fewest-byte codes gives {best:.2f}x; lower target_ratio")
 
     def _refine_on_target(self, model, groups: list[INRGroup], plan: Big2SmallPlan, again: tuple, trainer_factory,
-                          inputs: torch.Tensor, seconds: PhaseClock) -> tuple[Big2SmallPlan, list[INRGroup]]:
+                          inputs: torch.Tensor, seconds: PhaseClock,
+                          refinement: RefinementSettings) -> tuple[Big2SmallPlan, list[INRGroup]]:
         """Refines the chosen plan. When the refined codes take the artifact over target_ratio's bytes, chooses again
         (`again`: the fitted plan and INRs, their errors, the INR candidates and the other options) so that codes
         grown as these grew fit beside the rest of the artifact, and refines that choice from the start; when that
@@ -269,7 +272,7 @@ class Big2SmallCompressor(Compressor):
                 return None
             return (RATE_AWARE_AIM * target_bytes - rest_of(plan, groups)) / coded_bytes(plan)
 
-        refined = self._refine(model, groups, plan, trainer_factory, inputs, seconds,
+        refined = self._refine(model, groups, plan, trainer_factory, inputs, seconds, refinement,
                                bit_growth=bit_growth(plan, groups))
         for last in (False, True):
             chosen_codes = coded_bytes(plan)
@@ -287,7 +290,7 @@ class Big2SmallCompressor(Compressor):
             groups = kept_groups(copy.deepcopy(fitted_groups), rechosen)
             plan = rechosen.with_nearest_codes()
             keep = min(self.refinement.keep_zeros_above, LAST_ROUND_KEEP_ZEROS_ABOVE) if last else None
-            refined = self._refine(model, groups, plan, trainer_factory, inputs, seconds, keep,
+            refined = self._refine(model, groups, plan, trainer_factory, inputs, seconds, refinement, keep,
                                    bit_growth(plan, groups))
         return refined, groups
 
@@ -341,24 +344,36 @@ class Big2SmallCompressor(Compressor):
             digest.update(weight.numpy().tobytes())
         return digest.hexdigest()[:16]
 
-    def _inputs(self, model, data, trainer_factory, seconds: PhaseClock) -> torch.Tensor:
+    def _refinement_budget(self, plan: Big2SmallPlan, groups: list[INRGroup]) -> RefinementSettings:
+        """The refinement settings with the budget the chosen plan's bits per weight call for (light_above_bits)."""
+        weights = sum(weight.numel() for weight in plan.weights.values())
+        bits = 8 * len(self._pack(plan, groups, sizing_only=True).to_bytes()) / weights
+        refinement = self.refinement.for_bits_per_weight(bits)
+        if refinement is not self.refinement:
+            log.info("big2small: the chosen plan takes %.2f bits per weight (>= refinement.light_above_bits %g): "
+                     "refining on %d inputs, %d input steps and %d steps", bits, self.refinement.light_above_bits,
+                     refinement.num_inputs, refinement.input_steps, refinement.steps)
+        return refinement
+
+    def _inputs(self, model, data, trainer_factory, seconds: PhaseClock, refinement: RefinementSettings
+                ) -> torch.Tensor:
         """The refinement's inputs, its `refresh` pools one after the other: synthetic, or (refinement.inputs=data)
         real training images."""
         with seconds("input_synthesis"):
             if self.uses_data:
-                return data.calibration_images(self.refinement.refresh * self.refinement.num_inputs).float()
-            return torch.cat([synthetic_inputs(copy.deepcopy(model), self.model_input_shape(model), self.refinement,
+                return data.calibration_images(refinement.refresh * refinement.num_inputs).float()
+            return torch.cat([synthetic_inputs(copy.deepcopy(model), self.model_input_shape(model), refinement,
                                                input_seed(self.seed, pool), trainer_factory)
-                              for pool in range(self.refinement.refresh)])
+                              for pool in range(refinement.refresh)])
 
     def _refine(self, model, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory, inputs: torch.Tensor,
-                seconds: PhaseClock, keep_zeros_above: float | None = None,
+                seconds: PhaseClock, refinement: RefinementSettings, keep_zeros_above: float | None = None,
                 bit_growth: float | None = None) -> Big2SmallPlan:
-        """Refines the INRs in place; returns the plan with its coded layers' refined codes (`keep_zeros_above`:
-        the refinement setting's unless given; `bit_growth`: the codes' entropy bits are held within this factor
-        of the stored codes', code_rate.py)."""
+        """Refines the INRs in place; returns the plan with its coded layers' refined codes (`refinement`: the
+        settings with the run's budget; `keep_zeros_above`: theirs unless given; `bit_growth`: the codes' entropy
+        bits are held within this factor of the stored codes', code_rate.py)."""
         if keep_zeros_above is None:
-            keep_zeros_above = self.refinement.keep_zeros_above
+            keep_zeros_above = refinement.keep_zeros_above
         student = copy.deepcopy(model)
         inr_layers = set()
         for target in plan.targets:  # layers stored in fp16 take their stored values during refinement too
@@ -369,14 +384,14 @@ class Big2SmallCompressor(Compressor):
                     set_parameter(student, segment.name, plan.weights[segment.name].half().float())
         teacher = copy.deepcopy(model)  # the frozen reference
         with seconds("refinement"):
-            rounding = RoundingOffsets(plan.weights, plan.coded, learn_scales=self.refinement.scale_lr > 0,
+            rounding = RoundingOffsets(plan.weights, plan.coded, learn_scales=refinement.scale_lr > 0,
                                        keep_zeros_above=keep_zeros_above)
             rate = None if bit_growth is None else CodeRate(plan.coded)
             bit_limit = 0.0 if rate is None else bit_growth * rate.bits([c.codes for c in plan.coded.values()])
-            module = RefineModule(groups, plan.layer_codes(), student, teacher, inputs, self.refinement,
+            module = RefineModule(groups, plan.layer_codes(), student, teacher, inputs, refinement,
                                   inr_layers=inr_layers, rounding=rounding, seed=self.seed, rate=rate,
                                   bit_limit=bit_limit)
-            trainer = trainer_factory(max_steps=self.refinement.steps, max_epochs=-1, use_distributed_sampler=False,
+            trainer = trainer_factory(max_steps=refinement.steps, max_epochs=-1, use_distributed_sampler=False,
                                       enable_checkpointing=False)
             trainer.fit(module)
             if rate is not None and (held := hold_within(rounding, rate, bit_limit)):

@@ -14,6 +14,10 @@ from big2small.errors import ConfigError
 from big2small.methods.big2small.layer_codes import RATE_LEVELS
 
 STORAGE_BITS = (4, 6, 8, 16)  # what an INR's parameters may be stored as (storage.py)
+# The light refinement budget (RefinementSettings.light_above_bits): these shares of the inputs and input steps, and
+# of the refinement steps (on ResNet-20 at 8x: 192 inputs, 75 input steps, 300 steps)
+LIGHT_INPUT_SHARE = 0.75
+LIGHT_STEP_SHARE = 0.5
 
 
 def from_config(cls, values, group: str):
@@ -247,6 +251,13 @@ class RefinementSettings:
     # i mod classes, so that every class is represented; 0 = BatchNorm statistics only
     class_weight: float = 0.0
     steps: int = 600
+    # A plan whose codes and INRs take at least this many bits per weight before refinement (8 x its bytes / its
+    # weights; 8x is 3.6, 16x is 1.9) is refined on the light budget: LIGHT_INPUT_SHARE of num_inputs and
+    # input_steps, LIGHT_STEP_SHARE of steps. Codes that fine lose little to rounding, and on held-out images the
+    # light budget refined them as well in half the time; coarser codes need the whole budget (docs/decisions.md).
+    # null = the whole budget at every rate. The inputs follow it only where they are made after the codec choice
+    # (storage.choice_error=squared).
+    light_above_bits: float | None = 3.0
     lr: float = 1e-5               # small: SIREN's omega0 multiplies every parameter change
     # Adam's step on the rounding offsets of layers stored as codes (layer_codes.py; an offset of 1 is one level)
     code_lr: float = 1e-2
@@ -296,6 +307,16 @@ class RefinementSettings:
             raise ConfigError(f"big2small.refinement.keep_zeros_above is a share in [0, 1] (got {self.keep_zeros_above})")
         self.feature_weight = _positive(g, "feature_weight", self.feature_weight, allow_zero=True)
         self.class_weight = _positive(g, "class_weight", self.class_weight, allow_zero=True)
+        if self.light_above_bits is not None:
+            self.light_above_bits = _positive(g, "light_above_bits", self.light_above_bits)
+
+    def for_bits_per_weight(self, bits_per_weight: float) -> RefinementSettings:
+        """These settings with the budget a plan of `bits_per_weight` is refined on (light_above_bits)."""
+        if self.light_above_bits is None or bits_per_weight < self.light_above_bits:
+            return self
+        return dataclasses.replace(self, num_inputs=max(1, round(LIGHT_INPUT_SHARE * self.num_inputs)),
+                                   input_steps=round(LIGHT_INPUT_SHARE * self.input_steps),
+                                   steps=max(1, round(LIGHT_STEP_SHARE * self.steps)))
 
 
 def input_shape_setting(value) -> list[int] | None:
