@@ -1,13 +1,13 @@
 """Every compressor end to end on ImageNet-size models, on this machine: does it finish, how long, how much memory.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/big_models.py --data-root ../shared/data/cifar10 \
-        [--models resnet18,resnet50,unet_resnet34] [--compressors quant,...] [--fit-steps N]
+        [--models resnet18,resnet50,cifar_resnet56,unet_resnet34] [--compressors quant,...] [--fit-steps N]
 
 Each (model, compressor) is one real run of `src/train.py` in its own process: the model (seeded random
 weights, saved once as a .safetensors checkpoint and given as `model.checkpoint`) is compressed at
 `compressor.target_ratio=8`, the artifact is written, the model is rebuilt from it and both are evaluated, exactly
-as a user's run. Models: torchvision ResNet-18 and ResNet-50 on CIFAR-10 (32 x 32 images, the whole test split),
-and an smp U-Net with a ResNet-34 encoder (encoder depth 5) on the procedural shapes data at 64 x 64. Big2Small
+as a user's run. Models: torchvision ResNet-18 and ResNet-50 and CIFAR ResNet-56 on CIFAR-10 (32 x 32 images, the
+whole test split), and an smp U-Net with a ResNet-34 encoder (encoder depth 5) on the procedural shapes data at 64 x 64. Big2Small
 runs its defaults (it fits only the INRs predicted to win; `--fit-steps` sets fit.steps, e.g. for
 `--compressors big2small_paper`, whose 1,000 steps on every layer would take hours per model on a CPU:
 fit_scale.py projects them). Printed per run: seconds, peak resident memory of the run's process against the bound
@@ -42,10 +42,12 @@ BOUND_FACTOR, BOUND_FIXED_BYTES = 10, 2 << 30
 def model_overrides(name: str, data_root: str) -> list[str]:
     if name in ("resnet18", "resnet50"):
         return ["data=cifar10", f"data.root={data_root}", "model=torchvision", f"model.name={name}"]
+    if name == "cifar_resnet56":
+        return ["data=cifar10", f"data.root={data_root}", "model=cifar_resnet56"]
     if name == "unet_resnet34":
         return ["task=segmentation", "data.image_size=64", "model.net.encoder_name=resnet34",
                 "model.net.encoder_depth=5", "model.net.decoder_channels=[256,128,64,32,16]"]
-    raise SystemExit(f"unknown model {name!r}; known: resnet18, resnet50, unet_resnet34")
+    raise SystemExit(f"unknown model {name!r}; known: resnet18, resnet50, cifar_resnet56, unet_resnet34")
 
 
 def write_checkpoint(overrides: list[str], path: Path) -> int:
