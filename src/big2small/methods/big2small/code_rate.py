@@ -41,18 +41,25 @@ class CodeRate(nn.Module):
         super().__init__()
         self.limits = [code_limit(codes.bits) for codes in coded.values()]
         for index, (codes, limit) in enumerate(zip(coded.values(), self.limits, strict=True)):
-            self.register_buffer(f"costs_{index}", level_costs(codes.codes, limit).float(), persistent=False)
+            costs = level_costs(codes.codes, limit).float()
+            self.register_buffer(f"costs_{index}", costs, persistent=False)
+            self.register_buffer(f"slopes_{index}", costs[1:] - costs[:-1], persistent=False)  # per level step
 
     def soft_bits(self, unrounded: list[torch.Tensor]) -> torch.Tensor:
-        """The summed bits of every layer's codes, each code at the mix of its two nearest levels' costs."""
+        """The summed bits of every layer's codes, each code at the mix of its two nearest levels' costs.
+
+        A code v between levels b and b + 1 costs cost(b) + (v - b) x slope(b), slope(b) = cost(b + 1) - cost(b);
+        only v x slope(b) carries the gradient, so the graph keeps one tensor per layer (this runs at every
+        refinement step over every coded weight)."""
         total = 0.0
         for index, (values, limit) in enumerate(zip(unrounded, self.limits, strict=True)):
-            costs = getattr(self, f"costs_{index}")
             values = values.clamp(-limit, limit)
-            below = torch.floor(values).clamp(-limit, limit - 1).detach()
-            low = costs[(below + limit).long()]
-            high = costs[(below + limit + 1).long()]
-            total = total + (low + (values - below) * (high - low)).sum()
+            with torch.no_grad():
+                below = torch.floor(values).clamp_(-limit, limit - 1)
+                level = (below + limit).long()
+                slope = getattr(self, f"slopes_{index}")[level]
+                fixed = (getattr(self, f"costs_{index}")[level] - below * slope).sum()
+            total = total + fixed + (values * slope).sum()
         return total
 
     def bits(self, codes: list[torch.Tensor]) -> float:

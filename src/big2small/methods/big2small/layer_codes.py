@@ -236,8 +236,13 @@ class RoundingOffsets(nn.Module):
         """Layer `index`'s codes before rounding, differentiable in its offsets."""
         return getattr(self, f"unrounded_{index}") + torch.tanh(self.offsets[index]) * getattr(self, f"movable_{index}")
 
-    def _codes(self, index: int, straight_through: bool) -> torch.Tensor:
-        unrounded = self.unrounded(index)
+    def every_unrounded(self) -> list[torch.Tensor]:
+        """Every layer's codes before rounding, in `names` order (for `forward` and `rounded` to share)."""
+        return [self.unrounded(i) for i in range(len(self.names))]
+
+    def _codes(self, index: int, straight_through: bool, unrounded: torch.Tensor | None = None) -> torch.Tensor:
+        if unrounded is None:
+            unrounded = self.unrounded(index)
         limit = code_limit(self.bits[index])
         rounded = torch.round(unrounded).clamp(-limit, limit)
         return unrounded + (rounded - unrounded).detach() if straight_through else rounded
@@ -245,9 +250,11 @@ class RoundingOffsets(nn.Module):
     def _scale(self, index: int) -> torch.Tensor:
         return getattr(self, f"scale_{index}") * torch.exp(self.log_gains[index])
 
-    def forward(self) -> dict[str, torch.Tensor]:
-        """The coded layers' weights, differentiable in the offsets (and the scales' gains)."""
-        return {name: self._codes(i, True) * self._scale(i) for i, name in enumerate(self.names)}
+    def forward(self, unrounded: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The coded layers' weights, differentiable in the offsets (and the scales' gains); `unrounded`: the
+        every_unrounded() of this step, if already made."""
+        unrounded = unrounded or [None] * len(self.names)
+        return {name: self._codes(i, True, unrounded[i]) * self._scale(i) for i, name in enumerate(self.names)}
 
     def stored(self, index: int) -> torch.Tensor:
         """Layer `index`'s stored codes (float): where its codes start, and where a held code stays."""
@@ -259,10 +266,12 @@ class RoundingOffsets(nn.Module):
         movable = getattr(self, f"movable_{index}")
         movable.masked_fill_(mask.to(movable.device), 0.0)
 
-    def rounded(self) -> list[torch.Tensor]:
-        """Every layer's integer codes as they stand (float, no gradient), in `names` order."""
+    def rounded(self, unrounded: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """Every layer's integer codes as they stand (float, no gradient), in `names` order (`unrounded`: as in
+        forward)."""
+        unrounded = unrounded or [None] * len(self.names)
         with torch.no_grad():
-            return [self._codes(i, False) for i in range(len(self.names))]
+            return [self._codes(i, False, None if u is None else u.detach()) for i, u in enumerate(unrounded)]
 
     def codes(self, coded: dict[str, WeightCodes]) -> dict[str, WeightCodes]:
         """`coded` with the codes (and scales) the refinement now chooses, on the CPU."""

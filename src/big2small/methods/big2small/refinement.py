@@ -128,9 +128,10 @@ class RefineModule(L.LightningModule):
         else:
             with torch.no_grad(), observing(self.teacher, self.observed) as wanted_features:
                 wanted = self.teacher(images)
+        unrounded = self.rounding.every_unrounded()  # once per step, for the weights, the soft bits and the bits
         with observing(self.student, self.observed) as features:
             weights = {name: w for name, w in reconstruct(self.groups, self.codes()).items() if name in self.inr_layers}
-            output = functional_call(self.student, {**weights, **self.rounding()}, (images,), strict=False)
+            output = functional_call(self.student, {**weights, **self.rounding(unrounded)}, (images,), strict=False)
         per_input = relative_mse(output, wanted)
         if self.settings.feature_weight > 0:
             gaps = [relative_mse(a, b) for a, b in zip(features, wanted_features, strict=True)]
@@ -138,9 +139,9 @@ class RefineModule(L.LightningModule):
         loss = hard_sample_mean(per_input, self.settings.hard_weight)
         self.log("refine_loss", per_input.mean(), prog_bar=True)
         if self.rate is not None:
-            soft = self.rate.soft_bits([self.rounding.unrounded(i) for i in range(len(self.rounding.names))])
+            soft = self.rate.soft_bits(unrounded)
             loss = loss + self.rate_weight * loss.detach() * soft / self.bit_limit
-            used = self.rate.bits(self.rounding.rounded()) / self.bit_limit
+            used = self.rate.bits(self.rounding.rounded(unrounded)) / self.bit_limit
             self.rate_weight = max(0.0, self.rate_weight + RATE_WEIGHT_STEP * (used - 1))
             self.log("bits_over_limit", used, prog_bar=True)
         return loss
