@@ -19,7 +19,10 @@ from tests.conftest import tiny_cnn
 
 # Tests of the weight fit switch the (default) refinement off; those of the default keep it, short.
 NO_REFINEMENT = {"enabled": False}
-SHORT_REFINEMENT = {"steps": 3, "input_steps": 3, "num_inputs": 8, "batch_size": 4, "light_above_bits": None}
+# The refinement tests use beyond this file: the whole budget at any rate, the model's own 1-D parameters (tuning them
+# is tested on its own in test_refinement.py)
+SHORT_REFINEMENT = {"steps": 3, "input_steps": 3, "num_inputs": 8, "batch_size": 4, "light_above_bits": None,
+                    "affine_lr": 0}
 
 
 def trainer_factory(root, **fixed):
@@ -81,6 +84,7 @@ def _round_trip(compressor, model, root):
     (dict(refinement={"code_reserve": 0.5}), "refinement.code_reserve"),
     (dict(refinement={"code_reserve": -0.1}), "refinement.code_reserve"),
     (dict(refinement={"light_above_bits": 0}), "refinement.light_above_bits"),
+    (dict(refinement={"affine_lr": -0.1}), "refinement.affine_lr"),
     (dict(refinement={"light_above_bits": "3"}), "refinement.light_above_bits"),
     (dict(refinement={"hard_weight": "abc"}), "refinement.hard_weight must be a non-negative number .got 'abc'"),
 ])
@@ -101,7 +105,7 @@ def test_default_fit_meets_the_ratio_and_reports_per_layer_results(tmp_path):
     if row["stored_as"] == "inr":  # an INR unless its weights' own codes at no more bytes have the lower error
         assert row["inr_width"] >= 4 and row["inr_bytes"] > 0 and row["code_bits"] == 0
     else:
-        assert row["stored_as"] == "codes" and 2 <= row["code_bits"] <= 8 and row["inr_width"] == 0
+        assert row["stored_as"] == "codes" and 1 <= row["code_bits"] <= 8 and row["inr_width"] == 0  # 1: ternary
 
 
 @pytest.mark.parametrize("options", [
@@ -206,7 +210,8 @@ def test_bands_of_output_channels_fit_a_layer_with_the_frequency_loss(tmp_path):
     # 64 output channels of 48 rows each (unit=weight): batches of 16 channels, so the FFT sees 16 x 48 matrices.
     model = _smooth_linear()
     compressor = Big2SmallCompressor(target_ratio=4, inr={"unit": "weight"}, outliers={"k": 4},
-                                     fit={"steps": 300, "lr": 3e-3, "batch_size": 16 * 48})
+                                     fit={"steps": 300, "lr": 3e-3, "batch_size": 16 * 48},
+                                     refinement={"affine_lr": 0})  # the weight's own error: the bias stays as it is
     compressed, ratio, errors, rebuilt = _round_trip(compressor, model, tmp_path)
     assert ratio >= 4
     assert errors["0.weight"] < 0.15

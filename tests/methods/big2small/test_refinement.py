@@ -79,7 +79,8 @@ def test_refinement_brings_the_rebuilt_outputs_closer_to_the_original(tmp_path, 
         compressor = Big2SmallCompressor(target_ratio=3, fit={"steps": 20, "lr": 3e-3}, input_shape=[48],
                                          storage={"layer_choice": "inr"},
                                          refinement={"enabled": refine, "inputs": "noise", "steps": 60, "lr": 3e-3,
-                                                     "num_inputs": 64, "feature_weight": feature_weight})
+                                                     "num_inputs": 64, "feature_weight": feature_weight,
+                                                     "affine_lr": 0})  # the INRs alone, at the same widths
         compressed = compressor.fit(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
         rebuilt = rebuild(compressed, copy.deepcopy(model)).eval()
         with torch.no_grad():
@@ -266,3 +267,41 @@ def test_the_light_budget_is_a_share_of_the_set_budget():
     assert (light.num_inputs, light.input_steps, light.steps) == (192, 75, 300)
     assert settings.for_bits_per_weight(1.9) is settings
     assert RefinementSettings(light_above_bits=None).for_bits_per_weight(32.0).steps == 600
+
+
+def test_the_refined_1d_parameters_are_stored_counted_and_rebuilt(tmp_path):
+    from big2small.codec import Compressed
+    from big2small.errors import ArtifactError
+    from big2small.methods.big2small.artifact import tuned_names
+    from big2small.rebuilding import rebuild_model
+
+    model = tiny_cnn()
+    short = {"steps": 20, "input_steps": 3, "num_inputs": 16, "batch_size": 8, "light_above_bits": None}
+    tuned = Big2SmallCompressor(target_ratio=4, fit={"steps": 3}, input_shape=[1, 8, 8],
+                                refinement={**short, "affine_lr": 0.05}).fit(
+        copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path / "tuned"))
+    own = Big2SmallCompressor(target_ratio=4, fit={"steps": 3}, input_shape=[1, 8, 8],
+                              refinement={**short, "affine_lr": 0}).fit(
+        copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path / "own"))
+    names = tuned_names(model, tuned.meta["replaced"])
+    count = sum(model.get_parameter(name).numel() for name in names)
+    assert names and tuned.meta["tuned"] == count and tuned.tensors["tuned"].numel() == count
+    assert "tuned" not in own.tensors and "tuned" not in own.meta  # they stay the model's own and cost nothing
+    original = 4 * sum(model.get_parameter(name).numel() for name in tuned.meta["replaced"])
+    assert original / len(tuned.to_bytes()) >= 4  # the tuned values are within the target's bytes
+
+    rebuilt = rebuild(Compressed.from_bytes(tuned.to_bytes()), copy.deepcopy(model))
+    stored = torch.cat([rebuilt.get_parameter(name).detach().reshape(-1) for name in names])
+    assert torch.equal(stored, tuned.tensors["tuned"].float())
+    assert not torch.equal(stored, torch.cat([model.get_parameter(name).detach().reshape(-1) for name in names]))
+    assert torch.equal(rebuild(Compressed.from_bytes(own.to_bytes()), copy.deepcopy(model)).get_parameter(names[0]),
+                       model.get_parameter(names[0]))
+
+    forged = Compressed.from_bytes(tuned.to_bytes())
+    forged.meta["tuned"] = count + 1
+    with pytest.raises(ArtifactError, match="tuned"):
+        rebuild_model(forged, model)
+    short_stream = Compressed.from_bytes(tuned.to_bytes())
+    short_stream.tensors["tuned"] = short_stream.tensors["tuned"][:-1]
+    with pytest.raises(ValueError, match="tuned values"):
+        rebuild(short_stream, copy.deepcopy(model))

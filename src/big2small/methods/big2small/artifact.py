@@ -8,7 +8,9 @@ layer's entry in the header's layer list says `code_coding: rans`, its rANS stre
 fp16 scale per output channel; present only when some are, with each target's b in the header's `code_bits`, 1 for
 ternary codes five to a byte: layer_codes.py),
 `stats` (per layer mean and std of the standardised inliers), `outlier_values` (fp16) and `outlier_index` (their positions, see encodings/index_codes.py), `permutation` (the
-channel orders, bit-packed). The header lists layers, INR widths and settings. Rebuild reads the artifact alone;
+channel orders, bit-packed), `tuned` (fp16: the model's 1-D parameters that are not replaced, as the refinement
+tuned them, in the model's parameter order: tuned_names; present only when they were tuned, with their count in
+the header's `tuned`). The header lists layers, INR widths and settings. Rebuild reads the artifact alone;
 the channel orders are stored so rebuilt weights go back into the original order and the model's uncompressed
 parameters (BN, biases) stay valid as they are.
 """
@@ -53,6 +55,13 @@ MAX_STORED_WIDTH = 1 << 16  # far above any inr.max_width a budget picks
 MAX_STORED_DEPTH = 64       # far above any inr.depth fitted, as the frequencies below: a forged header's size
 MAX_STORED_FREQUENCIES = 64  # is bounded before anything is built from it
 MAX_ORDER_BITS = 32         # bits per stored channel index
+
+
+def tuned_names(model: nn.Module, replaced) -> list[str]:
+    """The model's 1-D parameters that are not in `replaced` (BatchNorm scales and shifts, biases), in its
+    parameter order: what an artifact's `tuned` tensor holds, one after the other."""
+    skipped = set(replaced)
+    return [name for name, p in model.named_parameters() if p.dim() == 1 and name not in skipped]
 
 
 def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup], settings: dict,
@@ -122,6 +131,8 @@ def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup
         tensors[name] = _cat(parts, parts[0].dtype) if parts else torch.zeros(0, dtype=code_dtype(bits))
     if layer_codes:
         tensors["layer_codes"], tensors["layer_scales"] = _cat(layer_codes, torch.uint8), _cat(layer_scales, torch.float16)
+    if plan.tuned:
+        tensors["tuned"] = _cat(list(plan.tuned.values()), torch.float16)
     permutation_meta = _pack_orders(plan.orders, tensors)
     other_bits = {key: b for key, b in plan.inr_bits.items() if b != bits}
     meta = {
@@ -134,6 +145,7 @@ def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup
         "code_bits": dict(plan.code_bits),
         "layers": [{"name": n, "shape": list(w.shape), **layer_meta.get(n, {})} for n, w in weights.items()],
         "permutation": permutation_meta,
+        **({"tuned": int(tensors["tuned"].numel())} if plan.tuned else {}),
     }
     return Compressed(NAME, settings, tensors, meta)
 
@@ -185,6 +197,11 @@ def check_meta(meta: dict, model: nn.Module) -> None:
             raise ValueError(f"layer {layer['name']} has invalid code_coding / code_bytes fields")
         if "code_bytes" in layer and "code_coding" not in layer:
             raise ValueError(f"layer {layer['name']} has code_bytes without code_coding")
+    if "tuned" in meta:
+        count = sum(model.get_parameter(name).numel() for name in tuned_names(model, meta["replaced"]))
+        if meta["tuned"] != count or not _is_int(meta["tuned"]):
+            raise ValueError(f"tuned is {meta['tuned']!r}, not the {count} values of this model's 1-D parameters "
+                             "that are not replaced")
     permutation = _dict(meta, "permutation")
     spaces = permutation.get("spaces")
     if not isinstance(spaces, list) or not all(
@@ -331,6 +348,13 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
     orders = _unpack_orders(meta["permutation"], tensors.get("permutation"))
     for name, weight in decoded.items():
         set_parameter(model, name, _restore_order(weight, meta["permutation"]["layers"].get(name), orders))
+    if ("tuned" in meta) != ("tuned" in tensors) or tensors.get("tuned", torch.zeros(0)).numel() != meta.get("tuned", 0):
+        raise ValueError("big2small artifact: its tuned values do not match the header's count")
+    tuned_at = 0
+    for name in tuned_names(model, meta["replaced"]) if "tuned" in meta else []:
+        parameter = model.get_parameter(name)
+        set_parameter(model, name, tensors["tuned"][tuned_at:tuned_at + parameter.numel()].float())
+        tuned_at += parameter.numel()
     return model
 
 

@@ -115,7 +115,7 @@ class Big2SmallCompressor(Compressor):
                         "raw": torch.float16, "layer_codes": torch.uint8, "layer_scales": torch.float16,
                         "layer_int8": torch.int8,  # the layer codes of artifacts written before they were packed
                         "stats": torch.float32, "outlier_values": torch.float16, "outlier_index": torch.uint8,
-                        "permutation": torch.uint8}
+                        "permutation": torch.uint8, "tuned": torch.float16}
     # The option groups: constructor argument -> its settings class (settings.py, one dataclass each).
     SETTINGS_GROUPS: ClassVar[dict[str, type]] = {
         "inr": INRSettings, "outliers": OutlierSettings, "loss": LossSettings, "storage": StorageSettings,
@@ -142,6 +142,12 @@ class Big2SmallCompressor(Compressor):
         if self.fit_settings.batch_size is not None and self.loss.frequency_weight > 0 and self.inr.scope == "model":
             raise ConfigError("big2small: fit.batch_size with the frequency loss samples bands of one layer's rows; "
                               "use inr.scope=layer, fit.batch_size=null or loss.frequency_weight=0")
+
+    @property
+    def tunes_affine(self) -> bool:
+        """Whether the refinement tunes (and the artifact stores) the model's 1-D parameters (refinement.affine_lr):
+        not with a channel permutation, whose orders the stored values would have to follow."""
+        return self.refinement.enabled and self.refinement.affine_lr > 0 and not self.permutation.enabled
 
     def settings(self) -> dict:
         groups = {"inr": self.inr, "outliers": self.outliers, "loss": self.loss, "storage": self.storage,
@@ -178,6 +184,9 @@ class Big2SmallCompressor(Compressor):
         with seconds("allocation"):
             plan = Big2SmallPlan.prepare(weights, orders, self.inr, self.outliers, self.storage.codes_below,
                                          self.storage.entropy_coding, self.storage.dead_zone)
+            if self.tunes_affine:  # counted from the start, so the budget leaves them their bytes
+                plan = plan.with_tuned({name: model.get_parameter(name).detach().clone()
+                                        for name in artifact.tuned_names(model, weights)})
             widths = choose_widths(plan.targets, self.inr, top_bits, self.target_ratio,
                                    lambda w: len(self._pack(plan.with_widths(w, default_bits=sizing_bits,
                                                                              inr_bits=top_bits), [],
@@ -249,6 +258,11 @@ class Big2SmallCompressor(Compressor):
         fewest = plan.with_widths({key: None if option == FP16 else CODES for key, option in smallest.items()},
                                   {key: option for key, option in smallest.items() if option != FP16})
         best = original / len(self._pack(fewest, [], sizing_only=True).to_bytes())
+        if best >= self.target_ratio:  # reached, but not within the share the choice leaves after the reserve
+            raise ConfigError(f"big2small: target_ratio {self.target_ratio:g} leaves no room for the refinement: every "
+                              f"layer at its fewest-byte codes gives {best:.2f}x, and the codec choice keeps "
+                              f"{self._reserve():g} of the bytes free for the refined codes; lower target_ratio or "
+                              "refinement.code_reserve")
         raise ConfigError(f"big2small: target_ratio {self.target_ratio:g} is out of reach for this model: no INR "
                           f"fits, and every layer at its fewest-byte codes gives {best:.2f}x; lower target_ratio")
 
@@ -390,14 +404,15 @@ class Big2SmallCompressor(Compressor):
             bit_limit = 0.0 if rate is None else bit_growth * rate.bits([c.codes for c in plan.coded.values()])
             module = RefineModule(groups, plan.layer_codes(), student, teacher, inputs, refinement,
                                   inr_layers=inr_layers, rounding=rounding, seed=self.seed, rate=rate,
-                                  bit_limit=bit_limit)
+                                  bit_limit=bit_limit, tuned=list(plan.tuned))
             trainer = trainer_factory(max_steps=refinement.steps, max_epochs=-1, use_distributed_sampler=False,
                                       enable_checkpointing=False)
             trainer.fit(module)
             if rate is not None and (held := hold_within(rounding, rate, bit_limit)):
                 log.info("big2small: %d refined codes held at their stored codes to keep the codes' bits within "
                          "the target's", held)
-        return plan.with_codes(rounding.codes(plan.coded))
+        tuned = {name: student.get_parameter(name).detach().cpu().clone() for name in plan.tuned}
+        return plan.with_codes(rounding.codes(plan.coded)).with_tuned(tuned)
 
     def accept_input_shape(self, shape: list[int] | None) -> None:
         if self.input_shape is None and shape is not None:

@@ -54,6 +54,10 @@ class Big2SmallPlan:
     inr_bits: dict[str, int] = field(default_factory=dict)      # target key -> storage bits, for INR targets
     entropy_coding: bool = False                                # coded layers as rANS streams where smaller
     dead_zone: bool = False                       # codes at rate levels >= 1 may round with a dead zone
+    # The model's 1-D parameters that are not replaced (BatchNorm scales and shifts, biases) and that the refinement
+    # tunes (refinement.affine_lr), by name in the model's parameter order: stored in fp16 beside the codes; empty
+    # when they stay the model's own
+    tuned: dict[str, torch.Tensor] = field(default_factory=dict)
     # (parameter name, bits) -> (coding, bytes) of its nearest codes, shared by every plan derived from this one
     nearest_sizes: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict, compare=False, repr=False)
 
@@ -98,6 +102,9 @@ class Big2SmallPlan:
 
     def with_codes(self, coded: dict[str, WeightCodes]) -> Big2SmallPlan:
         return dataclasses.replace(self, coded=dict(coded))
+
+    def with_tuned(self, tuned: dict[str, torch.Tensor]) -> Big2SmallPlan:
+        return dataclasses.replace(self, tuned=dict(tuned))
 
     def stored_codes_size(self, name: str, option: int) -> tuple[str, int]:
         """(coding, bytes) of one layer's codes at a code option (bits and rate level) in the artifact, scales not

@@ -60,20 +60,23 @@ class RefineModule(L.LightningModule):
 
     def __init__(self, groups: list[INRGroup], codes: dict[str, LayerCode], student: nn.Module, teacher: nn.Module,
                  inputs: torch.Tensor, settings: RefinementSettings, inr_layers: set[str], rounding: RoundingOffsets,
-                 seed: int, rate: CodeRate | None = None, bit_limit: float = 0.0) -> None:
+                 seed: int, rate: CodeRate | None = None, bit_limit: float = 0.0, tuned: list[str] = ()) -> None:
         super().__init__()
         self.seed = seed
         self.settings, self.inr_layers, self.rounding = settings, inr_layers, rounding
         self.rate, self.bit_limit, self.rate_weight = rate, bit_limit, 0.0
         self.progress_label = refined_label(bool(groups), bool(rounding.names), settings.inputs)  # logs.PhaseProgressBar shows it
         # Submodules and buffers, so that all of it is on the trainer's device from setup on: the INRs with their
-        # coordinate tables, each layer's outlier code, and the two frozen networks (never trained: their
-        # parameters take no gradient and the optimizer only sees the INRs).
+        # coordinate tables, each layer's outlier code, and the two networks (the teacher frozen; of the student
+        # only the 1-D parameters in `tuned` train, the rest take no gradient).
         self.groups = nn.ModuleList(groups)
         self.student, self.teacher = student, teacher
         for model in (student, teacher):
             for p in model.parameters():
                 p.requires_grad_(False)
+        self.tuned = [student.get_parameter(name) for name in tuned]  # the student's 1-D parameters it tunes
+        for p in self.tuned:
+            p.requires_grad_(True)
         self.scales = {name: (code.mean, code.std) for name, code in codes.items()}
         self.outlier_buffers = {}
         for index, (name, code) in enumerate(codes.items()):
@@ -149,7 +152,8 @@ class RefineModule(L.LightningModule):
     def configure_optimizers(self):
         parameters = [{"params": [p for group in self.groups for p in group.net.parameters()]},
                       {"params": list(self.rounding.offsets), "lr": self.settings.code_lr},
-                      {"params": [g for g in self.rounding.log_gains if g.requires_grad], "lr": self.settings.scale_lr}]
+                      {"params": [g for g in self.rounding.log_gains if g.requires_grad], "lr": self.settings.scale_lr},
+                      {"params": self.tuned, "lr": self.settings.affine_lr}]
         return adam_with_cosine_decay([g for g in parameters if g["params"]], self.settings.lr, self.settings.steps)
 
 

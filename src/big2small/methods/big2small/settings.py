@@ -263,6 +263,11 @@ class RefinementSettings:
     code_lr: float = 1e-2
     # Adam's step on the log of each coded channel's scale; 0 = the scales stay those of least weight error
     scale_lr: float = 0.0
+    # Adam's step on the model's 1-D parameters that are not compressed (BatchNorm scales and shifts, biases), tuned
+    # beside the codes; they are then stored in fp16 in the artifact and counted in its bytes (artifact.tuned_names).
+    # 0 = they stay the model's own and cost no byte, as they do with permutation.enabled (the stored values would
+    # have to follow its channel orders)
+    affine_lr: float = 0.01
     # In a coded layer where more than this share of the stored codes are 0, those zeros stay 0 (every other code
     # still moves by one level): there a zero that becomes +-1 costs many more coded bits than the codec choice
     # counted. 1 = every code moves (the refined codes' growth is then met by choosing again: compressor.py).
@@ -298,6 +303,7 @@ class RefinementSettings:
         self.lr = _positive(g, "lr", self.lr)
         self.code_lr = _positive(g, "code_lr", self.code_lr)
         self.scale_lr = _positive(g, "scale_lr", self.scale_lr, allow_zero=True)
+        self.affine_lr = _positive(g, "affine_lr", self.affine_lr, allow_zero=True)
         self.keep_zeros_above = _positive(g, "keep_zeros_above", self.keep_zeros_above, allow_zero=True)
         self.rate_aware = _flag(g, "rate_aware", self.rate_aware)
         self.code_reserve = _positive(g, "code_reserve", self.code_reserve, allow_zero=True)
