@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from big2small.codec import Compressed
+from big2small.encodings.dtype_bytes import FP16_BYTES
 from big2small.errors import ConfigError
 from big2small.graph.weights import set_parameter
 from big2small.methods.base import Compressor
@@ -326,7 +327,10 @@ class Big2SmallCompressor(Compressor):
         """Within `share` of the bytes target_ratio allows (with inr.width set instead: the fitted plan's)."""
         limit = None if self.target_ratio is None else int(share * original_bytes(plan.weights) / self.target_ratio)
         if limit is not None and plan.entropy_coding and self.refinement.enabled:
-            limit = int(limit * (1 - self._reserve()))
+            # The tuned 1-D parameters take their bytes out of the reserve, as far as it holds them: like moved
+            # codes, they are what the refinement adds, and the rate-aware refinement keeps both within the target.
+            limit = min(limit, int(limit * (1 - self._reserve())) + FP16_BYTES * sum(
+                value.numel() for value in plan.tuned.values()))
         return choose_codecs(plan, inr_error, candidates, stored, self.inr,
                              lambda p: len(self._pack(p, [], sizing_only=True).to_bytes()), limit)
 
