@@ -99,15 +99,18 @@ def test_observing_collects_the_named_layer_outputs_in_the_order_asked():
     assert not model[0]._forward_hooks  # the hooks are gone afterwards
 
 
+class RecordingImages:
+    """A data module's calibration_images that records how many images each call asks for."""
+
+    def __init__(self):
+        self.asked = []
+
+    def calibration_images(self, count):
+        self.asked.append(count)
+        return torch.randn(count, 48, generator=torch.Generator().manual_seed(4))
+
+
 def test_refinement_on_real_images_marks_the_compressor_as_using_data(tmp_path):
-    class Images:
-        def __init__(self):
-            self.asked = []
-
-        def calibration_images(self, count):
-            self.asked.append(count)
-            return torch.randn(count, 48, generator=torch.Generator().manual_seed(4))
-
     settings = dict(target_ratio=3, fit={"steps": 5}, input_shape=[48],
                     refinement={"enabled": True, "inputs": "data", "steps": 3, "num_inputs": 16,
                                 "light_above_bits": None})
@@ -116,7 +119,7 @@ def test_refinement_on_real_images_marks_the_compressor_as_using_data(tmp_path):
     assert not Big2SmallCompressor(**{**settings, "refinement": {"enabled": False, "inputs": "data"}}).uses_data
     with pytest.raises(ConfigError, match="needs a data module"):
         Big2SmallCompressor(**settings).fit(_smooth_mlp(), trainer_factory=trainer_factory(tmp_path))
-    images = Images()
+    images = RecordingImages()
     compressed = Big2SmallCompressor(**settings).fit(_smooth_mlp(), data=images, trainer_factory=trainer_factory(tmp_path))
     assert images.asked == [16] and compressed.meta["replaced"]
 
@@ -243,15 +246,7 @@ def test_the_teachers_outputs_kept_once_refine_as_the_teacher_run_on_every_batch
 
 @pytest.mark.parametrize(("light_above_bits", "asked"), [(3.0, [12]), (1000.0, [16]), (None, [16])])
 def test_a_plan_of_many_bits_per_weight_is_refined_on_the_light_budget(tmp_path, caplog, light_above_bits, asked):
-    class Images:
-        def __init__(self):
-            self.asked = []
-
-        def calibration_images(self, count):
-            self.asked.append(count)
-            return torch.randn(count, 48, generator=torch.Generator().manual_seed(4))
-
-    images = Images()  # at 3x the plan takes about 10 bits per weight
+    images = RecordingImages()  # at 3x the plan takes about 10 bits per weight
     compressor = Big2SmallCompressor(target_ratio=3, fit={"steps": 5}, input_shape=[48],
                                      refinement={"inputs": "data", "steps": 4, "num_inputs": 16,
                                                  "light_above_bits": light_above_bits})
