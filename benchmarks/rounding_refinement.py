@@ -16,9 +16,10 @@ import torch
 from big2small_common import image_sets, resnet20, setup, top1, trainer_factory
 
 from big2small.graph.weights import set_parameter
-from big2small.methods.big2small.layer_codes import RoundingOffsets, weight_codes
+from big2small.methods.big2small.layer_codes import weight_codes
 from big2small.methods.big2small.reconstruct import LayerCode
 from big2small.methods.big2small.refinement import RefineModule
+from big2small.methods.big2small.rounding_offsets import RoundingOffsets
 from big2small.methods.big2small.settings import RefinementSettings
 from big2small.methods.big2small.synthesis import synthetic_inputs
 from big2small.methods.quant import UniformQuantizer

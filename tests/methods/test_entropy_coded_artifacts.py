@@ -160,9 +160,9 @@ def test_dead_zones_reach_rates_below_nearest_rounding_and_keep_their_codes_thro
         NEAREST,
         RATE_LEVELS,
         TERNARY,
-        RoundingOffsets,
         weight_codes_at_levels,
     )
+    from big2small.methods.big2small.rounding_offsets import RoundingOffsets
 
     torch.manual_seed(0)
     weight = torch.distributions.Laplace(0.0, 0.05).sample((32, 16, 3, 3))
@@ -185,7 +185,8 @@ def test_dead_zones_reach_rates_below_nearest_rounding_and_keep_their_codes_thro
 
 
 def test_refined_zeros_stay_zeros_only_in_mostly_zero_layers():
-    from big2small.methods.big2small.layer_codes import TERNARY, RoundingOffsets, WeightCodes
+    from big2small.methods.big2small.layer_codes import TERNARY, WeightCodes
+    from big2small.methods.big2small.rounding_offsets import RoundingOffsets
 
     torch.manual_seed(0)
     weight = torch.randn(8, 64) * 0.1

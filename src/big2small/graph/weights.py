@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 
 import torch
@@ -32,6 +33,14 @@ def compressible_weights(
         if isinstance(module, classes) and isinstance(weight, torch.Tensor) and weight.numel() >= min_params:
             selected[f"{module_name}.weight" if module_name else "weight"] = weight
     return selected
+
+
+def frozen_copy(model: nn.Module, shared: set[str] | None = None) -> nn.Module:
+    """A deep copy of `model` whose parameters named in `shared` (None: all of them) are the model's own tensors,
+    not copied and taking no gradient; what the copy may change in place must not be in `shared`."""
+    memo = {id(p): nn.Parameter(p.detach(), requires_grad=False)
+            for name, p in model.named_parameters() if shared is None or name in shared}
+    return copy.deepcopy(model, memo)
 
 
 def set_parameter(model: nn.Module, name: str, value: torch.Tensor) -> None:

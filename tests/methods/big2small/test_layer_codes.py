@@ -9,12 +9,12 @@ import torch
 from big2small.methods.big2small.layer_codes import (
     CODE_CHOICES,
     TERNARY,
-    RoundingOffsets,
     code_bytes,
     code_limit,
     unpack_weight_codes,
     weight_codes,
 )
+from big2small.methods.big2small.rounding_offsets import RoundingOffsets
 
 
 def gaussian(shape=(8, 5, 3, 3), seed=0):
@@ -79,11 +79,11 @@ def test_rounding_offsets_train_the_scales_only_when_asked():
     coded = {"w": weight_codes(weight, 4)}
     fixed = RoundingOffsets({"w": weight}, coded)
     assert not any(g.requires_grad for g in fixed.log_gains)
-    torch.testing.assert_close(fixed()["w"], coded["w"].values())
+    torch.testing.assert_close(fixed().weights["w"], coded["w"].values())
     learned = RoundingOffsets({"w": weight}, coded, learn_scales=True)
     with torch.no_grad():
         learned.log_gains[0].fill_(math.log(2.0))
-    torch.testing.assert_close(learned()["w"], 2 * coded["w"].values())
+    torch.testing.assert_close(learned().weights["w"], 2 * coded["w"].values())
     refined = learned.codes(coded)["w"]
     assert torch.equal(refined.codes, coded["w"].codes) and refined.scale.dtype == torch.float16
     torch.testing.assert_close(refined.scale.float(), 2 * coded["w"].scale.float())

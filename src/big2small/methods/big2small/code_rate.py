@@ -3,9 +3,9 @@ the output error it saves.
 
 An entropy-coded layer's codes are stored under their own histogram (encodings/entropy_codes.py), so a code q costs
 about -log2 p(q) bits, p(q) the share of q among the layer's codes. `CodeRate` holds each layer's costs fixed at its
-stored codes' histogram (a level no stored code takes counts as UNSEEN_COUNT codes), counts a code lying between two
-levels as the linear mix of their costs (so a move towards a cheaper level has a gradient), and measures refined
-codes' bits exactly, as n times the empirical entropy of each layer's codes (what the coder's stream approaches).
+stored codes' histogram (a level no stored code takes counts as UNSEEN_COUNT codes), gives them to
+rounding_offsets.py, which prices a code lying between two levels as the linear mix of their costs (so a move
+towards a cheaper level has a gradient), and measures refined codes' bits exactly, as n times the empirical entropy of each layer's codes (what the coder's stream approaches).
 `hold_within` then returns the moves that cost most bits for least conviction to their stored codes until the
 refined codes' bits are within a limit.
 """
@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from big2small.methods.big2small.layer_codes import RoundingOffsets, WeightCodes, code_limit
+from big2small.methods.big2small.layer_codes import WeightCodes, code_limit
+from big2small.methods.big2small.rounding_offsets import RoundingOffsets
 
 UNSEEN_COUNT = 0.5  # a level no stored code takes is priced as if this many codes took it
 # hold_within: how many times it measures the bits again and holds more moves, and the least rounding margin a
@@ -24,13 +25,23 @@ HOLD_ROUNDS, MARGIN_FLOOR = 20, 0.01
 
 
 def level_counts(codes: torch.Tensor, limit: int) -> torch.Tensor:
-    """How many of `codes` take each level -limit..limit (float64)."""
-    return torch.bincount((codes.detach().long() + limit).reshape(-1), minlength=2 * limit + 1).double()
+    """How many of `codes` take each level -limit..limit."""
+    return torch.bincount((codes.detach() + limit).to(torch.int32).reshape(-1), minlength=2 * limit + 1)
+
+
+def entropy_bits(counts) -> float:
+    """The summed bits of layers whose codes take each level as often as their `counts` say, each at its own
+    empirical entropy (what the coder's stream approaches)."""
+    total = 0.0
+    for layer in counts:
+        taken = layer[layer > 0].double()
+        total += float(-(taken * torch.log2(taken / taken.sum())).sum())
+    return total
 
 
 def level_costs(codes: torch.Tensor, limit: int) -> torch.Tensor:
     """-log2 of each level's share among `codes` (levels -limit..limit), a level none takes at UNSEEN_COUNT codes."""
-    counts = level_counts(codes, limit).clamp_min(UNSEEN_COUNT)
+    counts = level_counts(codes, limit).double().clamp_min(UNSEEN_COUNT)
     return -torch.log2(counts / counts.sum())
 
 
@@ -45,31 +56,14 @@ class CodeRate(nn.Module):
             self.register_buffer(f"costs_{index}", costs, persistent=False)
             self.register_buffer(f"slopes_{index}", costs[1:] - costs[:-1], persistent=False)  # per level step
 
-    def soft_bits(self, unrounded: list[torch.Tensor]) -> torch.Tensor:
-        """The summed bits of every layer's codes, each code at the mix of its two nearest levels' costs.
-
-        A code v between levels b and b + 1 costs cost(b) + (v - b) x slope(b), slope(b) = cost(b + 1) - cost(b);
-        only v x slope(b) carries the gradient, so the graph keeps one tensor per layer (this runs at every
-        refinement step over every coded weight)."""
-        total = 0.0
-        for index, (values, limit) in enumerate(zip(unrounded, self.limits, strict=True)):
-            values = values.clamp(-limit, limit)
-            with torch.no_grad():
-                below = torch.floor(values).clamp_(-limit, limit - 1)
-                level = (below + limit).long()
-                slope = getattr(self, f"slopes_{index}")[level]
-                fixed = (getattr(self, f"costs_{index}")[level] - below * slope).sum()
-            total = total + fixed + (values * slope).sum()
-        return total
+    def tables(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each layer's (costs, slopes): the bits of each level -limit..limit, and cost(b + 1) - cost(b) per level
+        step, for rounding_offsets.RoundingOffsets to price its codes' soft bits with."""
+        return [(getattr(self, f"costs_{i}"), getattr(self, f"slopes_{i}")) for i in range(len(self.limits))]
 
     def bits(self, codes: list[torch.Tensor]) -> float:
         """The summed empirical-entropy bits of every layer's integer codes."""
-        total = 0.0
-        for values, limit in zip(codes, self.limits, strict=True):
-            counts = level_counts(values, limit)
-            taken = counts[counts > 0]
-            total += float(-(taken * torch.log2(taken / counts.sum())).sum())
-        return total
+        return entropy_bits(level_counts(values, limit) for values, limit in zip(codes, self.limits, strict=True))
 
 
 def hold_within(rounding: RoundingOffsets, rate: CodeRate, bit_limit: float) -> int:

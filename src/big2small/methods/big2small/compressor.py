@@ -29,7 +29,7 @@ from torch import nn
 from big2small.codec import Compressed
 from big2small.encodings.dtype_bytes import FP16_BYTES
 from big2small.errors import ConfigError
-from big2small.graph.weights import set_parameter
+from big2small.graph.weights import frozen_copy, set_parameter
 from big2small.methods.base import Compressor
 from big2small.methods.big2small import artifact
 from big2small.methods.big2small.allocation import CODES, bit_candidates, choose_widths
@@ -48,10 +48,11 @@ from big2small.methods.big2small.codec_choice import (
 from big2small.methods.big2small.fit_checkpoints import LastCheckpoint, resumable_checkpoint
 from big2small.methods.big2small.fitting import INRFitModule, INRGroup
 from big2small.methods.big2small.inr_prediction import predicted_inr_targets
-from big2small.methods.big2small.layer_codes import MAX_CODE_BITS, TERNARY, RoundingOffsets
+from big2small.methods.big2small.layer_codes import MAX_CODE_BITS, TERNARY
 from big2small.methods.big2small.networks import build_network
 from big2small.methods.big2small.plan import Big2SmallPlan, stacks_of
 from big2small.methods.big2small.refinement import RefineModule
+from big2small.methods.big2small.rounding_offsets import RoundingOffsets
 from big2small.methods.big2small.screening import ERROR_FALL_BOUND, ScreenINRs
 from big2small.methods.big2small.seeds import input_seed, inr_seed
 from big2small.methods.big2small.sensitivity import output_sensitivity
@@ -380,7 +381,7 @@ class Big2SmallCompressor(Compressor):
         with seconds("input_synthesis"):
             if self.uses_data:
                 return data.calibration_images(refinement.refresh * refinement.num_inputs).float()
-            return torch.cat([synthetic_inputs(copy.deepcopy(model), self.model_input_shape(model), refinement,
+            return torch.cat([synthetic_inputs(frozen_copy(model), self.model_input_shape(model), refinement,
                                                input_seed(self.seed, pool), trainer_factory)
                               for pool in range(refinement.refresh)])
 
@@ -392,15 +393,15 @@ class Big2SmallCompressor(Compressor):
         bits are held within this factor of the stored codes', code_rate.py)."""
         if keep_zeros_above is None:
             keep_zeros_above = refinement.keep_zeros_above
-        student = copy.deepcopy(model)
-        inr_layers = set()
+        inr_layers = {s.name for t in plan.targets if plan.widths[t.key] for s in t.segments}
+        # The student's coded and INR layers take the refined weights at every step: they share the model's
+        # tensors, as the frozen teacher's do, rather than holding copies (3 x the weights over a ResNet-50).
+        student = frozen_copy(model, inr_layers | set(plan.coded))
         for target in plan.targets:  # layers stored in fp16 take their stored values during refinement too
-            for segment in target.segments:
-                if plan.widths[target.key]:
-                    inr_layers.add(segment.name)
-                elif plan.widths[target.key] is None:
+            if plan.widths[target.key] is None:
+                for segment in target.segments:
                     set_parameter(student, segment.name, plan.weights[segment.name].half().float())
-        teacher = copy.deepcopy(model)  # the frozen reference
+        teacher = frozen_copy(model)  # the frozen reference
         with seconds("refinement"):
             rounding = RoundingOffsets(plan.weights, plan.coded, learn_scales=refinement.scale_lr > 0,
                                        keep_zeros_above=keep_zeros_above)

@@ -10,7 +10,7 @@ per layer at b bits (TERNARY: in base 3), or, with entropy coding, as an rANS st
 (encodings/entropy_codes.py) wherever that is smaller.
 At rate levels >= 1 codes of up to DEAD_ZONE_MAX_BITS may round with a dead zone (`dead_zone_round`, chosen per
 channel with its scale): the decoder is the same, q * scale. Refinement may move each code by at most one level from
-its stored code (`RoundingOffsets`), chosen for the network's output instead of for the weight.
+its stored code (rounding_offsets.py), chosen for the network's output instead of for the weight.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from big2small.encodings.bitpack import pack_uint, packed_size, unpack_uint
 from big2small.encodings.entropy_codes import PACKED, RANS, rans_decode, rans_encode, smaller_coding
@@ -195,88 +194,3 @@ def code_bytes(shape: tuple[int, ...] | torch.Size, bits: int) -> int:
 def packed_codes_size(count: int, bits: int) -> int:
     """Bytes of `count` codes packed at `bits` (TERNARY: five per byte)."""
     return math.ceil(count / TERNARY_PER_BYTE) if bits == TERNARY else packed_size(count, bits)
-
-
-class RoundingOffsets(nn.Module):
-    """Trainable roundings of coded layers: code = round(w / scale + s + tanh(v)), v starting at 0, where the whole
-    shift s makes that the stored code (0 for nearest codes), so each code moves at most one level from the stored
-    one; straight-through rounding in the forward pass.
-
-    In a layer where more than `keep_zeros_above` of the stored codes are 0, those codes stay 0.
-
-    With `learn_scales`, each output channel's scale is also trained, as scale * exp(g) with g starting at 0 (the
-    codes stay rounded against the initial scale); the stored fp16 scale is then the trained one.
-    """
-
-    def __init__(self, weights: dict[str, torch.Tensor], coded: dict[str, WeightCodes],
-                 learn_scales: bool = False, keep_zeros_above: float = 1.0) -> None:
-        super().__init__()
-        self.names = list(coded)
-        self.bits = [coded[name].bits for name in self.names]
-        self.offsets = nn.ParameterList(nn.Parameter(torch.zeros_like(weights[name])) for name in self.names)
-        self.log_gains = nn.ParameterList(
-            nn.Parameter(torch.zeros(weights[name].shape[0], *[1] * (weights[name].dim() - 1)),
-                         requires_grad=learn_scales) for name in self.names)
-        for index, name in enumerate(self.names):
-            scale = coded[name].scale.float().reshape(-1, *[1] * (weights[name].dim() - 1))
-            ratios = weights[name].detach() / scale
-            # Offsets start at the stored codes: where one is not its weight's nearest (a dead zone rounded it),
-            # at that code plus the weight's fraction of a step.
-            nearest = torch.round(ratios).clamp(-code_limit(self.bits[index]), code_limit(self.bits[index]))
-            stored = coded[name].codes.float()
-            self.register_buffer(f"scale_{index}", scale, persistent=False)
-            self.register_buffer(f"unrounded_{index}", torch.where(stored == nearest, ratios,
-                                                                   stored + ratios - torch.round(ratios)),
-                                 persistent=False)
-            zeros = coded[name].codes == 0
-            frozen = zeros if float(zeros.float().mean()) > keep_zeros_above else torch.zeros_like(zeros)
-            self.register_buffer(f"movable_{index}", (~frozen).float(), persistent=False)
-
-    def unrounded(self, index: int) -> torch.Tensor:
-        """Layer `index`'s codes before rounding, differentiable in its offsets."""
-        return getattr(self, f"unrounded_{index}") + torch.tanh(self.offsets[index]) * getattr(self, f"movable_{index}")
-
-    def every_unrounded(self) -> list[torch.Tensor]:
-        """Every layer's codes before rounding, in `names` order (for `forward` and `rounded` to share)."""
-        return [self.unrounded(i) for i in range(len(self.names))]
-
-    def _codes(self, index: int, straight_through: bool, unrounded: torch.Tensor | None = None) -> torch.Tensor:
-        if unrounded is None:
-            unrounded = self.unrounded(index)
-        limit = code_limit(self.bits[index])
-        rounded = torch.round(unrounded).clamp(-limit, limit)
-        return unrounded + (rounded - unrounded).detach() if straight_through else rounded
-
-    def _scale(self, index: int) -> torch.Tensor:
-        return getattr(self, f"scale_{index}") * torch.exp(self.log_gains[index])
-
-    def forward(self, unrounded: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """The coded layers' weights, differentiable in the offsets (and the scales' gains); `unrounded`: the
-        every_unrounded() of this step, if already made."""
-        unrounded = unrounded or [None] * len(self.names)
-        return {name: self._codes(i, True, unrounded[i]) * self._scale(i) for i, name in enumerate(self.names)}
-
-    def stored(self, index: int) -> torch.Tensor:
-        """Layer `index`'s stored codes (float): where its codes start, and where a held code stays."""
-        return torch.round(getattr(self, f"unrounded_{index}")).clamp(-code_limit(self.bits[index]),
-                                                                        code_limit(self.bits[index]))
-
-    def hold(self, index: int, mask: torch.Tensor) -> None:
-        """From now on the codes of layer `index` where `mask` is true are its stored codes."""
-        movable = getattr(self, f"movable_{index}")
-        movable.masked_fill_(mask.to(movable.device), 0.0)
-
-    def rounded(self, unrounded: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
-        """Every layer's integer codes as they stand (float, no gradient), in `names` order (`unrounded`: as in
-        forward)."""
-        unrounded = unrounded or [None] * len(self.names)
-        with torch.no_grad():
-            return [self._codes(i, False, None if u is None else u.detach()) for i, u in enumerate(unrounded)]
-
-    def codes(self, coded: dict[str, WeightCodes]) -> dict[str, WeightCodes]:
-        """`coded` with the codes (and scales) the refinement now chooses, on the CPU."""
-        with torch.no_grad():
-            return {name: WeightCodes(self._codes(i, False).long().cpu(),
-                                      self._scale(i).reshape(-1).clamp_min(FP16_TINY).half().cpu(),
-                                      coded[name].bits)
-                    for i, name in enumerate(self.names)}

@@ -16,10 +16,10 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.data import DataLoader, TensorDataset
 
-from big2small.methods.big2small.code_rate import CodeRate
+from big2small.methods.big2small.code_rate import CodeRate, entropy_bits
 from big2small.methods.big2small.fitting import INRGroup, adam_with_cosine_decay
-from big2small.methods.big2small.layer_codes import RoundingOffsets
 from big2small.methods.big2small.reconstruct import LayerCode, reconstruct
+from big2small.methods.big2small.rounding_offsets import RoundingOffsets
 from big2small.methods.big2small.settings import RefinementSettings
 from big2small.methods.big2small.views import random_views
 from big2small.numerics import DENOMINATOR_FLOOR
@@ -131,10 +131,10 @@ class RefineModule(L.LightningModule):
         else:
             with torch.no_grad(), observing(self.teacher, self.observed) as wanted_features:
                 wanted = self.teacher(images)
-        unrounded = self.rounding.every_unrounded()  # once per step, for the weights, the soft bits and the bits
+        coded = self.rounding(None if self.rate is None else self.rate.tables())
         with observing(self.student, self.observed) as features:
             weights = {name: w for name, w in reconstruct(self.groups, self.codes()).items() if name in self.inr_layers}
-            output = functional_call(self.student, {**weights, **self.rounding(unrounded)}, (images,), strict=False)
+            output = functional_call(self.student, {**weights, **coded.weights}, (images,), strict=False)
         per_input = relative_mse(output, wanted)
         if self.settings.feature_weight > 0:
             gaps = [relative_mse(a, b) for a, b in zip(features, wanted_features, strict=True)]
@@ -142,9 +142,8 @@ class RefineModule(L.LightningModule):
         loss = hard_sample_mean(per_input, self.settings.hard_weight)
         self.log("refine_loss", per_input.mean(), prog_bar=True)
         if self.rate is not None:
-            soft = self.rate.soft_bits(unrounded)
-            loss = loss + self.rate_weight * loss.detach() * soft / self.bit_limit
-            used = self.rate.bits(self.rounding.rounded(unrounded)) / self.bit_limit
+            loss = loss + self.rate_weight * loss.detach() * coded.soft_bits / self.bit_limit
+            used = entropy_bits(coded.counts) / self.bit_limit
             self.rate_weight = max(0.0, self.rate_weight + RATE_WEIGHT_STEP * (used - 1))
             self.log("bits_over_limit", used, prog_bar=True)
         return loss
