@@ -272,9 +272,14 @@ def test_the_refined_1d_parameters_are_stored_counted_and_rebuilt(tmp_path):
 
     model = tiny_cnn()
     short = {"steps": 20, "input_steps": 3, "num_inputs": 16, "batch_size": 8, "light_above_bits": None}
+    given = copy.deepcopy(model)
     tuned = Big2SmallCompressor(target_ratio=4, fit={"steps": 3}, input_shape=[1, 8, 8],
                                 refinement={**short, "affine_lr": 0.05}).fit(
-        copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path / "tuned"))
+        given, trainer_factory=trainer_factory(tmp_path / "tuned"))
+    # The refinement's student and teacher share the given model's weights; the model is left as it was.
+    for name, value in model.state_dict().items():
+        assert torch.equal(given.state_dict()[name], value), name
+    assert all(p.requires_grad and p.grad is None for p in given.parameters())
     own = Big2SmallCompressor(target_ratio=4, fit={"steps": 3}, input_shape=[1, 8, 8],
                               refinement={**short, "affine_lr": 0}).fit(
         copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path / "own"))
