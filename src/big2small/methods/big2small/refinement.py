@@ -135,7 +135,7 @@ class RefineModule(L.LightningModule):
         with observing(self.student, self.observed) as features:
             weights = {name: w for name, w in reconstruct(self.groups, self.codes()).items() if name in self.inr_layers}
             output = functional_call(self.student, {**weights, **coded.weights}, (images,), strict=False)
-        per_input = softmax_kl(output, wanted) if self.settings.logit_loss == "kl" else relative_mse(output, wanted)
+        per_input = relative_mse(output, wanted)
         if self.settings.feature_weight > 0:
             gaps = [relative_mse(a, b) for a, b in zip(features, wanted_features, strict=True)]
             per_input = per_input + self.settings.feature_weight * torch.stack(gaps).mean(dim=0)
@@ -206,14 +206,6 @@ def matched_modules(model: nn.Module, layers: list[str], match: str, example: to
 def relative_mse(got: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
     """Each input's mean squared error over the batch's variance of `wanted` (one value per input)."""
     return ((got - wanted) ** 2).reshape(len(got), -1).mean(dim=1) / wanted.var().clamp_min(DENOMINATOR_FLOOR)
-
-
-def softmax_kl(got: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
-    """Each input's KL divergence of the softmax over dim 1 of `got` from that of `wanted`, averaged over any
-    further dims (pixels); one value per input."""
-    log_got, log_wanted = torch.log_softmax(got, dim=1), torch.log_softmax(wanted, dim=1)
-    divergence = (log_wanted.exp() * (log_wanted - log_got)).sum(dim=1)
-    return divergence.reshape(len(got), -1).mean(dim=1)
 
 
 def hard_sample_mean(losses: torch.Tensor, power: float) -> torch.Tensor:

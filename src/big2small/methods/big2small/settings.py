@@ -281,9 +281,6 @@ class RefinementSettings:
     # refined codes (moved codes have another histogram and take other bytes)
     code_reserve: float = 0.1
     batch_size: int = 32
-    # How the outputs are matched: mse (each input's squared error over the batch's variance of the teacher's
-    # outputs) | kl (the teacher's softmax against the student's over dim 1, per input, as in knowledge distillation)
-    logit_loss: str = "mse"
     feature_weight: float = 1.0    # weight of matching intermediate outputs (see `match`); 0 = logits only
     # Which intermediate outputs are matched: every compressed layer's (layers), or every block's (blocks: the
     # module that holds a compressed layer, where it returns one tensor, as in BRECQ's block reconstruction; else
@@ -300,7 +297,6 @@ class RefinementSettings:
         self.inputs = _choice(g, "inputs", self.inputs, ("bn_stats", "noise", "data"))
         self.views = _choice(g, "views", self.views, ("none", "flip_shift"))
         self.match = _choice(g, "match", self.match, ("layers", "blocks"))
-        self.logit_loss = _choice(g, "logit_loss", self.logit_loss, ("mse", "kl"))
         self.hard_weight = _positive(g, "hard_weight", self.hard_weight, allow_zero=True)
         for key in ("num_inputs", "input_steps", "steps", "batch_size", "refresh"):
             setattr(self, key, _integer(g, key, getattr(self, key), 1 if key != "input_steps" else 0))
