@@ -56,7 +56,8 @@ def test_a_code_moved_off_the_common_level_costs_bits_in_proportion():
 
 def test_the_step_s_gradients_are_autograd_s_of_the_same_rounding():
     """The offsets' gradient from the weights (straight through the rounding) and from the soft bits is what
-    differentiating the written-out formula gives, within the fp16 it keeps for backward; so is the scales'."""
+    differentiating the written-out formula gives, within the fp16 it keeps for backward, also for offsets far
+    along the tanh, which Adam still moves by full steps; so is the scales'."""
     torch.manual_seed(0)
     weight = torch.distributions.Laplace(0.0, 0.05).sample((6, 40))
     coded = weight_codes(weight, 3, rate_level=2, dead_zones=(0.5, 0.8))
@@ -64,6 +65,7 @@ def test_the_step_s_gradients_are_autograd_s_of_the_same_rounding():
     rounding = RoundingOffsets({"w": weight}, {"w": coded}, learn_scales=True)
     with torch.no_grad():
         rounding.offsets[0].copy_(torch.randn(6, 40))
+        rounding.offsets[0][0].fill_(7.0)  # far along tanh (d tanh 3e-6, below fp16's normal range)
         rounding.log_gains[0].copy_(torch.randn(6, 1) * 0.1)
     probe = torch.randn(6, 40)
     step = rounding(rate.tables())
