@@ -3,9 +3,10 @@ the output error it saves.
 
 An entropy-coded layer's codes are stored under their own histogram (encodings/entropy_codes.py), so a code q costs
 about -log2 p(q) bits, p(q) the share of q among the layer's codes. `CodeRate` holds each layer's costs fixed at its
-stored codes' histogram (a level no stored code takes counts as UNSEEN_COUNT codes), gives them to
+stored codes' histogram (a level no stored code takes counts as UNSEEN_COUNT codes) and gives them to
 rounding_offsets.py, which prices a code lying between two levels as the linear mix of their costs (so a move
-towards a cheaper level has a gradient), and measures refined codes' bits exactly, as n times the empirical entropy of each layer's codes (what the coder's stream approaches).
+towards a cheaper level has a gradient). Refined codes' bits are measured exactly, as n times the empirical entropy
+of each layer's codes (what the coder's stream approaches).
 `hold_within` then returns the moves that cost most bits for least conviction to their stored codes until the
 refined codes' bits are within a limit.
 """

@@ -4,7 +4,7 @@ One refinement step needs, for every coded layer, its weights (codes x scales, r
 straight through in the backward pass), and with a rate-aware refinement the soft bits of its codes and how many of
 them take each level. `RoundingOffsets.forward` makes all three in one pass per layer (`CodedLayer`), and keeps for
 the backward pass two fp16 tensors per layer (the derivative of the codes before rounding in the offsets, and the
-soft bits' slope at each code) where autograd would keep several fp32 tensors: over a ResNet-50's 25 M coded weights
+soft bits' slope at each code) where autograd would keep several fp32 tensors: over a ResNet-50's 23.5 M coded weights
 that is what sets the refinement's peak memory.
 """
 
