@@ -106,7 +106,7 @@ def test_a_launched_sweep_composes_each_job_from_the_registered_defaults(tmp_pat
     )
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = sorted(p.parent for p in sweep.glob("*/metrics.json"))
-    assert len(jobs) == 2
+    assert len(jobs) == 2, result.stderr[-2000:]  # a job that failed says why here
     configs = [OmegaConf.to_container(OmegaConf.load(job / ".hydra" / "config.yaml").compressor) for job in jobs]
     assert configs == [{**compressor_node("quant"), "bits": bits} for bits in (4, 8)]
     ratios = [json.loads((job / "metrics.json").read_text())["compression_ratio"] for job in jobs]
