@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from safetensors.torch import save as safetensors_save
@@ -31,13 +32,14 @@ def write_atomically(path: str | Path, data: bytes, what: str) -> Path:
 
 
 def writable_dir(path: Path, what: str) -> Path:
-    """`path`, created if needed and proven writable, or an OutputError naming it."""
+    """`path`, created if needed and proven writable, or an OutputError naming it. The probe file has a name of its
+    own: parallel sweep jobs probe the same cache dir at once, and one must not remove another's probe."""
     path = Path(path)
-    probe = path / ".write-test"
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
+        handle, probe = tempfile.mkstemp(prefix=".write-test-", dir=path)
+        os.close(handle)
+        os.unlink(probe)
     except OSError as error:
         raise OutputError(f"cannot write the {what} {path}: {error.strerror or error}") from None
     return path
