@@ -2,6 +2,12 @@
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/inr_rate.py [--model resnet20|resnet32] [--ratios 8,16,32,64]
         [--steps 1000]
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/inr_rate.py --model membrane_unet --checkpoint FILE
+
+`membrane_unet` is the default U-Net (`model=unet`, layers of up to 147,456 weights: four times ResNet-20's
+largest) trained on the membrane images; FILE is the base model a run trained and cached, named by its
+metrics.json `base_model_source` (`python src/train.py task=segmentation data=membrane
+data.root=../shared/data/membrane compressor=quant logger=none seed=0`).
 
 For each target ratio, Big2Small's default plan (8-bit INRs, entropy-coded codes at 3 rate levels) is fitted with
 every INR run for all its steps (`fit.inrs: all`, no screening, no refinement: the codec choice is made on the
@@ -17,9 +23,14 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from pathlib import Path
 
 from big2small_common import CIFAR_CHECKPOINTS, cifar_resnet, setup, trainer_factory
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 
+from big2small.checkpoints import load_checkpoint
+from big2small.config_store import register_compressor_defaults
 from big2small.errors import ConfigError
 from big2small.methods.big2small.codec_choice import is_inr_option
 from big2small.methods.big2small.compressor import Big2SmallCompressor
@@ -59,18 +70,32 @@ def layer_rows(compressor: Recording) -> list[dict]:
     return rows
 
 
+def membrane_unet(checkpoint: str):
+    """The default U-Net of the membrane task with the trained weights in `checkpoint`."""
+    register_compressor_defaults()
+    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["task=segmentation", "data=membrane", "model=unet"])
+    return load_checkpoint(instantiate(cfg.model.net, _convert_="all"), checkpoint, trusted_pickle=False).eval()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="resnet20", choices=sorted(CIFAR_CHECKPOINTS))
+    parser.add_argument("--model", default="resnet20", choices=[*sorted(CIFAR_CHECKPOINTS), "membrane_unet"])
+    parser.add_argument("--checkpoint", help="the trained membrane_unet's weights (a .safetensors file)")
     parser.add_argument("--ratios", default="8,16,32,64")
     parser.add_argument("--steps", type=int, default=1000)
     args = parser.parse_args()
-    setup()
-    model = cifar_resnet(args.model)
+    if args.model == "membrane_unet":
+        if not args.checkpoint:
+            parser.error("--model membrane_unet needs --checkpoint (see the docstring)")
+        model, input_shape = membrane_unet(args.checkpoint), [1, 96, 96]
+    else:
+        setup()
+        model, input_shape = cifar_resnet(args.model), [3, 32, 32]
     summary = []
     for ratio in [float(r) for r in args.ratios.split(",")]:
         compressor = Recording(target_ratio=ratio, fit={"steps": args.steps, "inrs": "all", "screen_at": 0.0},
-                               refinement={"enabled": False}, input_shape=[3, 32, 32])
+                               refinement={"enabled": False}, input_shape=input_shape)
         started = time.perf_counter()
         try:
             compressor.fit(model, trainer_factory=trainer_factory())
