@@ -80,8 +80,7 @@ def test_refinement_brings_the_rebuilt_outputs_closer_to_the_original(tmp_path, 
                                          storage={"layer_choice": "inr"},
                                          refinement={"enabled": refine, "inputs": "noise", "steps": 60, "lr": 3e-3,
                                                      "num_inputs": 64, "feature_weight": feature_weight,
-                                                     "affine_lr": 0,  # the INRs alone, at the same widths
-                                                     "light_above_bits": None})  # on the budget set here
+                                                     "affine_lr": 0})  # the INRs alone, at the same widths
         compressed = compressor.fit(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
         rebuilt = rebuild(compressed, copy.deepcopy(model)).eval()
         with torch.no_grad():
@@ -254,13 +253,13 @@ def test_a_plan_of_many_bits_per_weight_is_refined_on_the_light_budget(tmp_path,
     with caplog.at_level(logging.INFO, logger="big2small"):
         compressor.fit(_smooth_mlp(), data=images, trainer_factory=trainer_factory(tmp_path))
     assert images.asked == asked  # 0.75 of the inputs on the light budget
-    assert ("refining on 12 inputs, 75 input steps and 4 steps of 16" in caplog.text) == (asked == [12])
+    assert ("refining on 12 inputs, 75 input steps and 2 steps" in caplog.text) == (asked == [12])
 
 
 def test_the_light_budget_is_a_share_of_the_set_budget():
-    settings = RefinementSettings(num_inputs=256, input_steps=100, steps=600, batch_size=32, light_above_bits=3.0)
+    settings = RefinementSettings(num_inputs=256, input_steps=100, steps=600, light_above_bits=3.0)
     light = settings.for_bits_per_weight(3.6)
-    assert (light.num_inputs, light.input_steps, light.steps, light.batch_size) == (192, 75, 600, 16)
+    assert (light.num_inputs, light.input_steps, light.steps) == (192, 75, 300)
     assert settings.for_bits_per_weight(1.9) is settings
     assert RefinementSettings(light_above_bits=None).for_bits_per_weight(32.0).steps == 600
 
