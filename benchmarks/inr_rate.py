@@ -7,7 +7,7 @@
 `membrane_unet` is the default U-Net (`model=unet`, layers of up to 147,456 weights: four times ResNet-20's
 largest) trained on the membrane images; FILE is the base model a run trained and cached, named by its
 metrics.json `base_model_source` (`python src/train.py task=segmentation data=membrane
-data.root=../shared/data/membrane compressor=quant logger=none seed=0`).
+data.root=../shared/data/membrane compressor=none logger=none seed=0`).
 
 For each target ratio, Big2Small's default plan (8-bit INRs, entropy-coded codes at 3 rate levels) is fitted with
 every INR run for all its steps (`fit.inrs: all`, no screening, no refinement: the codec choice is made on the
