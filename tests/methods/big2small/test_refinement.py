@@ -9,7 +9,7 @@ from big2small.errors import ConfigError
 from big2small.methods.big2small.compressor import Big2SmallCompressor
 from big2small.methods.big2small.refinement import PoolByStep, matched_modules, observing
 from big2small.methods.big2small.settings import RefinementSettings
-from big2small.methods.big2small.synthesis import statistics_gap, synthetic_inputs
+from big2small.methods.big2small.synthesis import native_bf16, statistics_gap, synthetic_inputs
 from big2small.methods.registry import rebuild
 from tests.conftest import tiny_cnn
 from tests.methods.big2small.test_big2small import trainer_factory
@@ -26,7 +26,8 @@ def _bn_gap(model, images):
     return sum(gaps)
 
 
-def test_bn_statistics_inputs_match_the_running_statistics_better_than_noise(tmp_path):
+@pytest.mark.parametrize("precision", ["32", "bf16"])
+def test_bn_statistics_inputs_match_the_running_statistics_better_than_noise(tmp_path, precision):
     model = tiny_cnn()
     # Running statistics of a "training set" the generator never sees: images with mean 0.5 and std 2.
     for module in model.modules():
@@ -37,8 +38,9 @@ def test_bn_statistics_inputs_match_the_running_statistics_better_than_noise(tmp
     model.eval()
     noise = synthetic_inputs(model, [1, 8, 8], RefinementSettings(inputs="noise", num_inputs=16), seed=0,
                              trainer_factory=trainer_factory(tmp_path))
-    matched = synthetic_inputs(model, [1, 8, 8], RefinementSettings(num_inputs=16, input_steps=100), seed=0,
-                               trainer_factory=trainer_factory(tmp_path))
+    settings = RefinementSettings(num_inputs=16, input_steps=100, input_precision=precision)
+    matched = synthetic_inputs(model, [1, 8, 8], settings, seed=0, trainer_factory=trainer_factory(tmp_path))
+    assert matched.dtype == torch.float32
     assert _bn_gap(model, matched) < 0.5 * _bn_gap(model, noise)
     assert all(p.requires_grad for p in model.parameters())  # the model is handed back as it was
 
@@ -76,7 +78,9 @@ def test_refinement_brings_the_rebuilt_outputs_closer_to_the_original(tmp_path, 
     x = torch.randn(256, 48, generator=torch.Generator().manual_seed(1))
 
     def output_error(refine: bool) -> float:
-        compressor = Big2SmallCompressor(target_ratio=3, fit={"steps": 20, "lr": 3e-3}, input_shape=[48],
+        # Fixed widths (no target_ratio): the INRs do not change with the artifact header's size.
+        compressor = Big2SmallCompressor(target_ratio=None, inr={"width": 16}, fit={"steps": 20, "lr": 3e-3},
+                                         input_shape=[48],
                                          storage={"layer_choice": "inr"},
                                          refinement={"enabled": refine, "inputs": "noise", "steps": 60, "lr": 3e-3,
                                                      "num_inputs": 64, "feature_weight": feature_weight,
@@ -305,3 +309,10 @@ def test_the_refined_1d_parameters_are_stored_counted_and_rebuilt(tmp_path):
     short_stream.tensors["tuned"] = short_stream.tensors["tuned"][:-1]
     with pytest.raises(ValueError, match="tuned values"):
         rebuild(short_stream, copy.deepcopy(model))
+
+
+def test_input_precision_takes_32_bf16_or_auto_and_auto_is_bf16_only_where_the_device_computes_it():
+    with pytest.raises(ConfigError, match="input_precision"):
+        RefinementSettings(input_precision="fp8")
+    assert RefinementSettings(input_precision=32).input_precision == "32"
+    assert not native_bf16(torch.device("meta"))

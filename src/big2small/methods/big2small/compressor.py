@@ -231,7 +231,8 @@ class Big2SmallCompressor(Compressor):
                 plan = self._refine(model, groups, plan, trainer_factory, inputs, seconds, refinement)
         compressed = self._pack(plan, groups)
         ratio = original_bytes(plan.weights) / len(compressed.to_bytes())
-        report_landing(self.name, ratio, self.target_ratio, self._landing_reason(ratio, plan))
+        if self.target_ratio is not None:
+            report_landing(self.name, ratio, self.target_ratio, self._landing_reason(ratio, plan))
         compressed.layer_stats = plan.layer_stats(self.inr, predicted)
         compressed.phase_seconds = seconds.phases
         return compressed

@@ -247,6 +247,10 @@ class RefinementSettings:
     # times during refinement, as in HAST's refreshed synthetic set; 1 = one pool throughout
     refresh: int = 1
     input_steps: int = 100         # optimisation steps of the synthetic inputs (bn_stats)
+    # The arithmetic the synthetic inputs are optimised in (synthesis.py): 32 (fp32), bf16 (the model's forward and
+    # backward under bf16 autocast, the statistics in fp32), or auto: bf16 on a device that computes it natively (a
+    # CUDA GPU that supports it, a CPU with AVX512-BF16 or AMX), else 32. The refinement runs at trainer.precision.
+    input_precision: str = "32"
     # bn_stats on a classifier (2-D outputs): weight of the cross-entropy that pulls image i towards class
     # i mod classes, so that every class is represented; 0 = BatchNorm statistics only
     class_weight: float = 0.0
@@ -296,6 +300,7 @@ class RefinementSettings:
         self.enabled = bool(self.enabled)
         self.inputs = _choice(g, "inputs", self.inputs, ("bn_stats", "noise", "data"))
         self.views = _choice(g, "views", self.views, ("none", "flip_shift"))
+        self.input_precision = _choice(g, "input_precision", str(self.input_precision), ("auto", "32", "bf16"))
         self.match = _choice(g, "match", self.match, ("layers", "blocks"))
         self.hard_weight = _positive(g, "hard_weight", self.hard_weight, allow_zero=True)
         for key in ("num_inputs", "input_steps", "steps", "batch_size", "refresh"):

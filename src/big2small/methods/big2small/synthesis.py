@@ -31,7 +31,7 @@ def synthetic_inputs(model: nn.Module, shape: list[int], settings: RefinementSet
     if settings.inputs == "noise" or settings.input_steps == 0 or not any(
             isinstance(m, NORM_TYPES) for m in model.modules()):
         return images
-    module = StatisticsMatching(model, images, settings.input_steps, settings.class_weight)
+    module = StatisticsMatching(model, images, settings.input_steps, settings.class_weight, settings.input_precision)
     trainer = trainer_factory(max_steps=settings.input_steps, max_epochs=-1, use_distributed_sampler=False,
                               enable_checkpointing=False, devices=1, strategy="auto", num_nodes=1)
     try:
@@ -50,10 +50,12 @@ class StatisticsMatching(L.LightningModule):
 
     progress_label = "synthesising inputs"  # names the progress bar (logs.PhaseProgressBar)
 
-    def __init__(self, model: nn.Module, images: torch.Tensor, steps: int, class_weight: float = 0.0) -> None:
+    def __init__(self, model: nn.Module, images: torch.Tensor, steps: int, class_weight: float = 0.0,
+                 precision: str = "32") -> None:
         super().__init__()
         self.automatic_optimization = False
-        self.steps, self.class_weight = steps, class_weight
+        self.steps, self.class_weight, self.precision = steps, class_weight, precision
+        self.bf16 = False  # set on the trainer's device (on_fit_start)
         self.chunks = nn.ParameterList(nn.Parameter(chunk.clone()) for chunk in images.split(CHUNK))
         self.model = model.eval()  # a submodule so that it lives on the trainer's device; frozen below
         self.was_trainable = [p.requires_grad for p in model.parameters()]
@@ -68,6 +70,11 @@ class StatisticsMatching(L.LightningModule):
         # One item per step; the loader's own generator keeps the global random stream untouched.
         return DataLoader(range(self.steps), batch_size=1, generator=torch.Generator().manual_seed(0))
 
+    def on_fit_start(self) -> None:
+        self.bf16 = self.precision == "bf16" or (self.precision == "auto" and native_bf16(self.device))
+        if self.bf16:
+            self.progress_label = "synthesising inputs (bf16)"
+
     def train(self, mode: bool = True) -> StatisticsMatching:
         super().train(mode)
         self.model.eval()  # batch statistics are measured, never written into the running ones
@@ -80,8 +87,9 @@ class StatisticsMatching(L.LightningModule):
         first = 0
         for images in self.chunks:
             self.captured.clear()
-            output = self.model(images)
-            loss = sum(statistics_gap(x, m) for x, m in zip(self.captured, self.norms, strict=False))
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                output = self.model(images).float()
+            loss = sum(statistics_gap(x.float(), m) for x, m in zip(self.captured, self.norms, strict=False))
             if self.class_weight > 0 and output.dim() == 2:
                 loss = loss + self.class_weight * assigned_class_loss(output, first)
             first += len(images)
@@ -104,6 +112,17 @@ class StatisticsMatching(L.LightningModule):
             p.requires_grad_(trainable)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 natively: a CUDA GPU that supports it, or a CPU with AVX512-BF16 or AMX (where
+    oneDNN's bf16 convolutions run about 1.5x as fast as fp32 ones; elsewhere on a CPU they are emulated, slower)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+        return any(probe is not None and probe() for probe in probes)
+    return False
+
+
 def assigned_class_loss(logits: torch.Tensor, first: int) -> torch.Tensor:
     """Cross-entropy of each image to its assigned class: image `first + j` of the whole set gets class
     (first + j) mod classes."""
@@ -114,6 +133,7 @@ def assigned_class_loss(logits: torch.Tensor, first: int) -> torch.Tensor:
 def statistics_gap(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
     """How far the batch's per-channel mean and std at `norm`'s input are from its running statistics."""
     dims = [0] + list(range(2, x.dim()))
-    mean, std = x.mean(dim=dims), x.var(dim=dims, unbiased=False).add(norm.eps).sqrt()
+    var, mean = torch.var_mean(x, dim=dims, unbiased=False)
+    std = var.add(norm.eps).sqrt()
     return torch.linalg.vector_norm(mean - norm.running_mean) + \
         torch.linalg.vector_norm(std - norm.running_var.add(norm.eps).sqrt())
