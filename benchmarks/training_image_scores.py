@@ -5,11 +5,12 @@ The compressors are data-free and never see these images, so all 10,000 can judg
 by the data module resolve about a point of top-1; a quarter of a point needs more). Each artifact is rebuilt with
 `big2small.load` from its file and the model's checkpoint alone. Per artifact it prints top-1, the cross-entropy
 to the labels (nll), the share of images where it predicts what the uncompressed model predicts (agree), and the
-mean KL divergence from the uncompressed model's softmax to its own (kl); then, per group of artifacts given as
-NAME=PATH[,PATH...], the mean and sd of each over the group.
+mean KL divergence from the uncompressed model's softmax to its own (kl); then, per setting (the artifacts given
+as NAME=PATH with the same NAME), the mean and sd of each.
 
     OMP_NUM_THREADS=2 python benchmarks/training_image_scores.py --model resnet20 \\
-        light=outputs/a/compressed.safetensors,outputs/b/compressed.safetensors whole=outputs/c/compressed.safetensors
+        light=outputs/a/compressed.safetensors light=outputs/b/compressed.safetensors \\
+        whole=outputs/c/compressed.safetensors
 """
 
 from __future__ import annotations
@@ -51,14 +52,14 @@ def scores(logits: torch.Tensor, reference: torch.Tensor, labels: torch.Tensor) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=sorted(CIFAR_CHECKPOINTS), default="resnet20")
-    parser.add_argument("groups", nargs="+", help="NAME=PATH[,PATH...]: artifacts of one setting")
+    parser.add_argument("artifacts", nargs="+", help="NAME=PATH: an artifact of setting NAME")
     args = parser.parse_args()
-    groups = {}
-    for group in args.groups:
-        name, _, paths = group.partition("=")
-        if not paths:
-            parser.error(f"a group is NAME=PATH[,PATH...] (got {group!r})")
-        groups[name] = paths.split(",")
+    groups: dict[str, list[str]] = {}
+    for artifact in args.artifacts:
+        name, _, path = artifact.partition("=")
+        if not path:
+            parser.error(f"an artifact is given as NAME=PATH (got {artifact!r})")
+        groups.setdefault(name, []).append(path)
     images, labels = training_images()
     model = cifar_resnet(args.model)
     reference = logits_of(model, images)
