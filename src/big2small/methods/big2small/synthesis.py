@@ -113,8 +113,8 @@ class StatisticsMatching(L.LightningModule):
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether `device` computes bf16 natively: a CUDA GPU that supports it, or a CPU with AVX512-BF16 or AMX (where
-    oneDNN's bf16 convolutions run about 1.5x as fast as fp32 ones; elsewhere on a CPU they are emulated, slower)."""
+    """Whether `device` computes bf16 natively: a CUDA GPU that supports it, or a CPU with AVX512-BF16 or AMX (any
+    other CPU emulates bf16, more slowly than it computes fp32)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
