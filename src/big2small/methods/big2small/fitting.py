@@ -273,7 +273,7 @@ def predict_in_chunks(net: BatchedINR, coords: torch.Tensor, which: torch.Tensor
 
 
 def adam_with_cosine_decay(parameters, lr: float, steps: int) -> dict:
-    """Lightning's optimizer config for INR training: Adam, its lr decayed to 0 over `steps` on a half cosine."""
+    """Lightning's optimizer config: Adam, its lr decayed to 0 over `steps` on a half cosine."""
     optimizer = torch.optim.Adam(parameters, lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps)))

@@ -247,6 +247,9 @@ class RefinementSettings:
     # times during refinement, as in HAST's refreshed synthetic set; 1 = one pool throughout
     refresh: int = 1
     input_steps: int = 100         # optimisation steps of the synthetic inputs (bn_stats)
+    input_lr: float = 0.1          # Adam's step on their pixels (unit-variance noise at the start)
+    # How that step changes over the input steps: constant, or cosine (decayed to 0 on a half cosine)
+    input_schedule: str = "constant"
     # The arithmetic the synthetic inputs are optimised in (synthesis.py): 32 (fp32), bf16 (the model's forward and
     # backward under bf16 autocast, the statistics in fp32), or auto: bf16 on a device that computes it natively (a
     # CUDA GPU that supports it, a CPU with AVX512-BF16 or AMX), else 32. The refinement runs at trainer.precision.
@@ -302,6 +305,8 @@ class RefinementSettings:
         self.views = _choice(g, "views", self.views, ("none", "flip_shift"))
         self.input_precision = _choice(g, "input_precision", str(self.input_precision), ("auto", "32", "bf16"))
         self.match = _choice(g, "match", self.match, ("layers", "blocks"))
+        self.input_schedule = _choice(g, "input_schedule", self.input_schedule, ("constant", "cosine"))
+        self.input_lr = _positive(g, "input_lr", self.input_lr)
         self.hard_weight = _positive(g, "hard_weight", self.hard_weight, allow_zero=True)
         for key in ("num_inputs", "input_steps", "steps", "batch_size", "refresh"):
             setattr(self, key, _integer(g, key, getattr(self, key), 1 if key != "input_steps" else 0))

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from big2small.methods.big2small.fitting import adam_with_cosine_decay
 from big2small.methods.big2small.settings import RefinementSettings
 
 NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -21,7 +22,6 @@ NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 # Images are optimised in chunks of this many: each chunk's batch statistics are matched on their own (as a training
 # batch's would be), memory stays bounded, and time grows linearly with num_inputs (docs/decisions.md).
 CHUNK = 128
-IMAGE_LR = 0.1  # Adam's step on the pixels of unit-variance noise
 
 
 def synthetic_inputs(model: nn.Module, shape: list[int], settings: RefinementSettings, seed: int,
@@ -31,7 +31,8 @@ def synthetic_inputs(model: nn.Module, shape: list[int], settings: RefinementSet
     if settings.inputs == "noise" or settings.input_steps == 0 or not any(
             isinstance(m, NORM_TYPES) for m in model.modules()):
         return images
-    module = StatisticsMatching(model, images, settings.input_steps, settings.class_weight, settings.input_precision)
+    module = StatisticsMatching(model, images, settings.input_steps, settings.class_weight, settings.input_precision,
+                                settings.input_lr, settings.input_schedule)
     trainer = trainer_factory(max_steps=settings.input_steps, max_epochs=-1, use_distributed_sampler=False,
                               enable_checkpointing=False, devices=1, strategy="auto", num_nodes=1)
     try:
@@ -51,10 +52,11 @@ class StatisticsMatching(L.LightningModule):
     progress_label = "synthesising inputs"  # names the progress bar (logs.PhaseProgressBar)
 
     def __init__(self, model: nn.Module, images: torch.Tensor, steps: int, class_weight: float = 0.0,
-                 precision: str = "32") -> None:
+                 precision: str = "32", lr: float = 0.1, schedule: str = "constant") -> None:
         super().__init__()
         self.automatic_optimization = False
         self.steps, self.class_weight, self.precision = steps, class_weight, precision
+        self.lr, self.schedule = lr, schedule
         self.bf16 = False  # set on the trainer's device (on_fit_start)
         self.chunks = nn.ParameterList(nn.Parameter(chunk.clone()) for chunk in images.split(CHUNK))
         self.model = model.eval()  # a submodule so that it lives on the trainer's device; frozen below
@@ -96,10 +98,14 @@ class StatisticsMatching(L.LightningModule):
             self.manual_backward(loss)
             total += float(loss.detach())
         optimizer.step()
+        if (schedule := self.lr_schedulers()) is not None:
+            schedule.step()
         self.log("bn_gap", total / len(self.chunks), prog_bar=True)
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.chunks.parameters(), lr=IMAGE_LR)
+        if self.schedule == "cosine":
+            return adam_with_cosine_decay(self.chunks.parameters(), self.lr, self.steps)
+        return torch.optim.Adam(self.chunks.parameters(), lr=self.lr)
 
     def images(self) -> torch.Tensor:
         return torch.cat([chunk.detach().cpu() for chunk in self.chunks])
