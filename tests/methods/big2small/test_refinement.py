@@ -26,8 +26,8 @@ def _bn_gap(model, images):
     return sum(gaps)
 
 
-@pytest.mark.parametrize("precision", ["32", "bf16"])
-def test_bn_statistics_inputs_match_the_running_statistics_better_than_noise(tmp_path, precision):
+@pytest.mark.parametrize("precision, schedule", [("32", "constant"), ("bf16", "constant"), ("32", "cosine")])
+def test_bn_statistics_inputs_match_the_running_statistics_better_than_noise(tmp_path, precision, schedule):
     model = tiny_cnn()
     # Running statistics of a "training set" the generator never sees: images with mean 0.5 and std 2.
     for module in model.modules():
@@ -38,11 +38,27 @@ def test_bn_statistics_inputs_match_the_running_statistics_better_than_noise(tmp
     model.eval()
     noise = synthetic_inputs(model, [1, 8, 8], RefinementSettings(inputs="noise", num_inputs=16), seed=0,
                              trainer_factory=trainer_factory(tmp_path))
-    settings = RefinementSettings(num_inputs=16, input_steps=100, input_precision=precision)
+    settings = RefinementSettings(num_inputs=16, input_steps=100, input_precision=precision, input_schedule=schedule)
     matched = synthetic_inputs(model, [1, 8, 8], settings, seed=0, trainer_factory=trainer_factory(tmp_path))
     assert matched.dtype == torch.float32
     assert _bn_gap(model, matched) < 0.5 * _bn_gap(model, noise)
     assert all(p.requires_grad for p in model.parameters())  # the model is handed back as it was
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_the_first_input_step_moves_every_pixel_by_input_lr(tmp_path, schedule):
+    """Adam's first step moves each pixel by its lr (the sign of its gradient), under either schedule."""
+    model = tiny_cnn().eval()
+    noise = synthetic_inputs(model, [1, 8, 8], RefinementSettings(inputs="noise", num_inputs=4), seed=0,
+                             trainer_factory=trainer_factory(tmp_path))
+    for lr in (0.05, 0.2):
+        settings = RefinementSettings(num_inputs=4, input_steps=1, input_lr=lr, input_schedule=schedule)
+        moved = synthetic_inputs(model, [1, 8, 8], settings, seed=0, trainer_factory=trainer_factory(tmp_path))
+        assert float((moved - noise).abs().max()) == pytest.approx(lr, rel=1e-3)
+    with pytest.raises(ConfigError, match="input_schedule"):
+        RefinementSettings(input_schedule="linear")
+    with pytest.raises(ConfigError, match="input_lr"):
+        RefinementSettings(input_lr=0)
 
 
 def test_a_class_weight_makes_the_synthetic_images_cover_their_assigned_classes(tmp_path):
@@ -248,24 +264,24 @@ def test_the_teachers_outputs_kept_once_refine_as_the_teacher_run_on_every_batch
         assert torch.equal(tensor, alongside.tensors[key]), key
 
 
-@pytest.mark.parametrize(("light_above_bits", "asked"), [(3.0, [12]), (1000.0, [16]), (None, [16])])
-def test_a_plan_of_many_bits_per_weight_is_refined_on_the_light_budget(tmp_path, caplog, light_above_bits, asked):
-    images = RecordingImages()  # at 3x the plan takes about 10 bits per weight
-    compressor = Big2SmallCompressor(target_ratio=3, fit={"steps": 5}, input_shape=[48],
-                                     refinement={"inputs": "data", "steps": 4, "num_inputs": 16,
+@pytest.mark.parametrize(("light_above_bits", "light"), [(3.0, True), (1000.0, False), (None, False)])
+def test_a_plan_of_many_bits_per_weight_is_refined_on_the_light_budget(tmp_path, caplog, light_above_bits, light):
+    compressor = Big2SmallCompressor(target_ratio=3, fit={"steps": 5}, input_shape=[1, 8, 8],  # ~10 bits per weight
+                                     refinement={"steps": 6, "num_inputs": 8, "input_steps": 10, "batch_size": 4,
                                                  "light_above_bits": light_above_bits})
     with caplog.at_level(logging.INFO, logger="big2small"):
-        compressor.fit(_smooth_mlp(), data=images, trainer_factory=trainer_factory(tmp_path))
-    assert images.asked == asked  # 0.75 of the inputs on the light budget
-    assert ("refining on 12 inputs, 75 input steps and 2 steps" in caplog.text) == (asked == [12])
+        compressor.fit(tiny_cnn(), trainer_factory=trainer_factory(tmp_path))
+    assert ("refining on 8 inputs, 6 input steps (cosine from lr 0.3) and 5 steps" in caplog.text) == light
 
 
-def test_the_light_budget_is_a_share_of_the_set_budget():
+def test_the_light_budget_shortens_the_synthesis_on_a_cosine_schedule_and_the_steps():
     settings = RefinementSettings(num_inputs=256, input_steps=100, steps=600, light_above_bits=3.0)
     light = settings.for_bits_per_weight(3.6)
-    assert (light.num_inputs, light.input_steps, light.steps) == (192, 75, 300)
+    assert (light.num_inputs, light.input_steps, light.steps, light.batch_size) == (256, 60, 500, 32)
+    assert (light.input_lr, light.input_schedule) == (pytest.approx(0.3), "cosine")
     assert settings.for_bits_per_weight(1.9) is settings
-    assert RefinementSettings(light_above_bits=None).for_bits_per_weight(32.0).steps == 600
+    assert RefinementSettings(light_above_bits=None).for_bits_per_weight(32.0) == RefinementSettings(
+        light_above_bits=None)
 
 
 def test_the_refined_1d_parameters_are_stored_counted_and_rebuilt(tmp_path):
@@ -316,3 +332,32 @@ def test_input_precision_takes_32_bf16_or_auto_and_auto_is_bf16_only_where_the_d
         RefinementSettings(input_precision="fp8")
     assert RefinementSettings(input_precision=32).input_precision == "32"
     assert not native_bf16(torch.device("meta"))
+
+
+def test_relative_mse_divides_by_the_batch_variance_its_row_sums_give():
+    from big2small.methods.big2small.refinement import batch_variances, input_sums, relative_mse
+
+    torch.manual_seed(0)
+    wanted = [3.0 + 0.5 * torch.randn(6, 4, 5, 5), torch.randn(6, 10)]  # a mean far from 0 must not cancel away
+    sums = torch.stack([input_sums(outputs) for outputs in wanted])
+    variances = batch_variances(sums, [100, 10])
+    torch.testing.assert_close(variances, torch.stack([outputs.var() for outputs in wanted]), rtol=1e-6, atol=0)
+    got = wanted[0] + 0.1 * torch.randn(6, 4, 5, 5)
+    expected = ((got - wanted[0]) ** 2).reshape(6, -1).mean(dim=1) / wanted[0].var()
+    torch.testing.assert_close(relative_mse(got, wanted[0], variances[0]), expected, rtol=1e-5, atol=0)
+    # Kept rows gathered later give the same variances as the rows computed on their own.
+    rows = torch.tensor([4, 1, 1])
+    torch.testing.assert_close(batch_variances(sums[:, rows], [100, 10]),
+                               torch.stack([outputs[rows].var() for outputs in wanted]), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(6, 3, 5, 4), (7, 5), (4, 2, 3, 3, 3)])
+def test_channel_moments_are_the_batch_mean_and_biased_variance_per_channel(shape):
+    from big2small.methods.big2small.synthesis import channel_moments
+
+    x = 2.0 + 3.0 * torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    mean, var = channel_moments(x)
+    dims = [0, *range(2, len(shape))]
+    want_var, want_mean = torch.var_mean(x, dim=dims, unbiased=False)
+    torch.testing.assert_close(mean, want_mean)
+    torch.testing.assert_close(var, want_var)

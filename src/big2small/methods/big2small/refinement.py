@@ -87,12 +87,14 @@ class RefineModule(L.LightningModule):
                                         inputs[:2])
         self.inputs = inputs
         self.wanted: list[torch.Tensor] | None = None  # the teacher's logits then features per input, once cached
+        self.wanted_sums: torch.Tensor | None = None  # and their input_sums, stacked: (outputs, inputs, 2)
 
     def on_fit_start(self) -> None:
         if self.settings.views == "none" and teacher_output_bytes(self.teacher, self.observed, self.inputs) \
                 <= TEACHER_CACHE_BYTES:
             self.wanted = teacher_outputs(self.teacher, self.observed, self.inputs.to(self.device),
                                           self.settings.batch_size)
+            self.wanted_sums = torch.stack([input_sums(outputs) for outputs in self.wanted])
 
     def train(self, mode: bool = True) -> RefineModule:
         super().train(mode)
@@ -128,16 +130,19 @@ class RefineModule(L.LightningModule):
         images, indices = batch
         if self.wanted is not None:
             wanted, *wanted_features = (outputs[indices] for outputs in self.wanted)
+            sums = self.wanted_sums[:, indices]
         else:
             with torch.no_grad(), observing(self.teacher, self.observed) as wanted_features:
                 wanted = self.teacher(images)
+            sums = torch.stack([input_sums(outputs) for outputs in [wanted, *wanted_features]])
         coded = self.rounding(None if self.rate is None else self.rate.tables())
         with observing(self.student, self.observed) as features:
             weights = {name: w for name, w in reconstruct(self.groups, self.codes()).items() if name in self.inr_layers}
             output = functional_call(self.student, {**weights, **coded.weights}, (images,), strict=False)
-        per_input = relative_mse(output, wanted)
+        variances = batch_variances(sums, [t[0].numel() for t in [wanted, *wanted_features]])
+        per_input = relative_mse(output, wanted, variances[0])
         if self.settings.feature_weight > 0:
-            gaps = [relative_mse(a, b) for a, b in zip(features, wanted_features, strict=True)]
+            gaps = [relative_mse(a, b, v) for a, b, v in zip(features, wanted_features, variances[1:], strict=True)]
             per_input = per_input + self.settings.feature_weight * torch.stack(gaps).mean(dim=0)
         loss = hard_sample_mean(per_input, self.settings.hard_weight)
         self.log("refine_loss", per_input.mean(), prog_bar=True)
@@ -203,10 +208,25 @@ def matched_modules(model: nn.Module, layers: list[str], match: str, example: to
                    for name, parent in parents.items()})
 
 
-def relative_mse(got: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
-    """Each input's mean squared error over the batch's variance of `wanted` (one value per input)."""
+def input_sums(outputs: torch.Tensor) -> torch.Tensor:
+    """The sum and the sum of squares of each input's `outputs` (one row per input), in float64: (inputs, 2). A
+    batch's variance follows from its rows' sums alone, so kept outputs need no pass over them for it."""
+    flat = outputs.reshape(len(outputs), -1)
+    return torch.stack([flat.sum(1, dtype=torch.float64), flat.square().sum(1, dtype=torch.float64)], dim=1)
+
+
+def batch_variances(sums: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """The variance (unbiased, as torch.var) of each output over a batch, from the batch's input_sums of each
+    stacked (outputs, batch, 2) and each output's values per input `sizes`: one value per output, float32."""
+    counts = sums.new_tensor(sizes) * sums.shape[1]
+    total, squares = sums.sum(dim=1).unbind(dim=1)
+    return ((squares - total * total / counts) / (counts - 1).clamp_min(1)).float()
+
+
+def relative_mse(got: torch.Tensor, wanted: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
+    """Each input's mean squared error over `variance` (the batch's variance of `wanted`; one value per input)."""
     gap = (got - wanted).reshape(len(got), -1)  # one dot product per input: the square and the sum in one pass
-    return torch.linalg.vecdot(gap, gap) / (gap.shape[1] * wanted.var().clamp_min(DENOMINATOR_FLOOR))
+    return torch.linalg.vecdot(gap, gap) / (gap.shape[1] * variance.clamp_min(DENOMINATOR_FLOOR))
 
 
 def hard_sample_mean(losses: torch.Tensor, power: float) -> torch.Tensor:

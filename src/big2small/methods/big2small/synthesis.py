@@ -138,8 +138,18 @@ def assigned_class_loss(logits: torch.Tensor, first: int) -> torch.Tensor:
 
 def statistics_gap(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
     """How far the batch's per-channel mean and std at `norm`'s input are from its running statistics."""
-    dims = [0] + list(range(2, x.dim()))
-    var, mean = torch.var_mean(x, dim=dims, unbiased=False)
+    mean, var = channel_moments(x)
     std = var.add(norm.eps).sqrt()
     return torch.linalg.vector_norm(mean - norm.running_mean) + \
         torch.linalg.vector_norm(std - norm.running_var.add(norm.eps).sqrt())
+
+
+def channel_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each channel's mean and (biased) variance over a batch `x` of (N, C, ...), from sums over each (input,
+    channel) row, whose values lie together in memory: on CPU a few times faster, forward and backward, than
+    torch.var_mean over dims (0, 2, 3). Variance as E[x^2] - E[x]^2, which loses precision only where a channel's
+    mean is thousands of times its std."""
+    rows = x.flatten(2) if x.dim() > 2 else x.unsqueeze(2)
+    count = rows.shape[0] * rows.shape[2]
+    mean = rows.sum(dim=2).sum(dim=0) / count
+    return mean, (torch.linalg.vecdot(rows, rows).sum(dim=0) / count - mean * mean).clamp_min(0)
