@@ -371,9 +371,9 @@ class Big2SmallCompressor(Compressor):
         refinement = self.refinement.for_bits_per_weight(bits)
         if refinement is not self.refinement:
             log.info("big2small: the chosen plan takes %.2f bits per weight (>= refinement.light_above_bits %g): "
-                     "refining on %d inputs, %d input steps (cosine from lr %g) and %d steps", bits,
+                     "refining on %d inputs, %d input steps (%s from lr %g) and %d steps", bits,
                      self.refinement.light_above_bits, refinement.num_inputs, refinement.input_steps,
-                     refinement.input_lr, refinement.steps)
+                     refinement.input_schedule, refinement.input_lr, refinement.steps)
         return refinement
 
     def _inputs(self, model, data, trainer_factory, seconds: PhaseClock, refinement: RefinementSettings
