@@ -206,7 +206,7 @@ class PriorMLP(nn.Module):
 
 def learned_prior(codes: dict, width: int, steps: int, lr: float, seed: int) -> dict:
     """The codes' static-histogram ideal bytes against the learned prior's bytes (its code length + parameters)."""
-    symbols = codes["codes"].codes.reshape(-1)
+    symbols = codes["codes"].codes.reshape(-1).long()
     low, high = int(symbols.min()), int(symbols.max())
     shifted = symbols - low
     counts = torch.bincount(shifted, minlength=high - low + 1).double()

@@ -9,6 +9,7 @@ import torch
 from big2small.methods.big2small.layer_codes import (
     CODE_CHOICES,
     TERNARY,
+    WeightCodes,
     code_bytes,
     code_limit,
     unpack_weight_codes,
@@ -30,6 +31,17 @@ def test_codes_round_trip_through_their_packed_bytes(bits):
     assert int(codes.codes.abs().max()) <= code_limit(bits)
     again = unpack_weight_codes(packed, codes.scale, tuple(weight.shape), bits)
     assert torch.equal(again.codes, codes.codes)
+
+
+@pytest.mark.parametrize("entropy_coding", [False, True])
+def test_outermost_8_bit_codes_survive_their_one_byte_storage(entropy_coding):
+    codes = torch.tensor([[-127, 127, 0, 126], [127, -127, -126, 1]])
+    weight = WeightCodes(codes, torch.ones(2, dtype=torch.float16), 8)
+    assert weight.codes.dtype == torch.int8
+    coding, stored = weight.stored(entropy_coding)
+    again = unpack_weight_codes(stored, weight.scale, (2, 4), 8, coding)
+    assert torch.equal(again.codes.long(), codes)
+    assert torch.equal(again.values(), codes.float())
 
 
 def test_ternary_codes_hold_the_two_bit_values_in_five_codes_per_byte():

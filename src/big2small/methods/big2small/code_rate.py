@@ -27,7 +27,7 @@ HOLD_ROUNDS, MARGIN_FLOOR = 20, 0.01
 
 def level_counts(codes: torch.Tensor, limit: int) -> torch.Tensor:
     """How many of `codes` take each level -limit..limit."""
-    return torch.bincount((codes.detach() + limit).to(torch.int32).reshape(-1), minlength=2 * limit + 1)
+    return torch.bincount((codes.detach().to(torch.int32) + limit).reshape(-1), minlength=2 * limit + 1)
 
 
 def entropy_bits(counts) -> float:

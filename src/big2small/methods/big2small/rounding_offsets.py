@@ -152,7 +152,7 @@ class RoundingOffsets(nn.Module):
     def codes(self, coded: dict[str, WeightCodes]) -> dict[str, WeightCodes]:
         """`coded` with the codes (and scales) the refinement now chooses, on the CPU."""
         with torch.no_grad():
-            return {name: WeightCodes(self._codes(i).long().cpu(),
+            return {name: WeightCodes(self._codes(i).cpu(),
                                       self._scale(i).reshape(-1).clamp_min(FP16_TINY).half().cpu(),
                                       coded[name].bits)
                     for i, name in enumerate(self.names)}
