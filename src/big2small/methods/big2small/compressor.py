@@ -45,6 +45,7 @@ from big2small.methods.big2small.codec_choice import (
     kept_groups,
     stored_options,
 )
+from big2small.methods.big2small.compensation import compensated_codes
 from big2small.methods.big2small.fit_checkpoints import LastCheckpoint, resumable_checkpoint
 from big2small.methods.big2small.fitting import INRFitModule, INRGroup
 from big2small.methods.big2small.inr_prediction import predicted_inr_targets
@@ -223,6 +224,7 @@ class Big2SmallCompressor(Compressor):
             refinement = self._refinement_budget(plan, groups)
             if inputs is None:
                 inputs = self._inputs(model, data, trainer_factory, seconds, refinement)
+            plan = self._start_codes(model, plan, inputs, refinement, seconds)
             if choose and plan.entropy_coding and self.target_ratio is not None:
                 again = (fitted_plan, fitted_groups, inr_error, candidates, others)
                 plan, groups = self._refine_on_target(model, groups, plan, again, trainer_factory, inputs, seconds,
@@ -305,7 +307,7 @@ class Big2SmallCompressor(Compressor):
             if rechosen is fitted_plan:  # no choice fits those bytes
                 continue
             groups = kept_groups(copy.deepcopy(fitted_groups), rechosen)
-            plan = rechosen.with_nearest_codes()
+            plan = self._start_codes(model, rechosen.with_nearest_codes(), inputs, refinement, seconds)
             keep = min(self.refinement.keep_zeros_above, LAST_ROUND_KEEP_ZEROS_ABOVE) if last else None
             refined = self._refine(model, groups, plan, trainer_factory, inputs, seconds, refinement, keep,
                                    bit_growth(plan, groups))
@@ -386,6 +388,16 @@ class Big2SmallCompressor(Compressor):
             return torch.cat([synthetic_inputs(frozen_copy(model), self.model_input_shape(model), refinement,
                                                input_seed(self.seed, pool), trainer_factory)
                               for pool in range(refinement.refresh)])
+
+    def _start_codes(self, model, plan: Big2SmallPlan, inputs: torch.Tensor, refinement: RefinementSettings,
+                     seconds: PhaseClock) -> Big2SmallPlan:
+        """The plan with the codes the refinement starts from (refinement.start): its nearest codes as they are, or
+        those codes error-compensated on the refinement's inputs."""
+        if refinement.start == "nearest" or not plan.coded:
+            return plan
+        with seconds("compensation"):
+            return plan.with_codes(compensated_codes(frozen_copy(model), plan.coded, plan.weights, inputs,
+                                                     refinement.batch_size))
 
     def _refine(self, model, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory, inputs: torch.Tensor,
                 seconds: PhaseClock, refinement: RefinementSettings, keep_zeros_above: float | None = None,

@@ -260,6 +260,10 @@ class RefinementSettings:
     # i mod classes, so that every class is represented; 0 = BatchNorm statistics only
     class_weight: float = 0.0
     steps: int = 600
+    # Where the codes start: nearest (each weight's code on its channel's grid) or compensated (rounded column by
+    # column with each column's error spread over the rest through the layer's input moments on the synthetic
+    # inputs, as GPTQ rounds; compensation.py)
+    start: str = "nearest"
     # A plan whose codes and INRs take at least this many bits per weight before refinement (8 x its bytes / its
     # weights; 8x is 3.6, 16x is 1.9) is refined on the light budget: every input, made in LIGHT_INPUT_STEP_SHARE of
     # input_steps on a cosine schedule from LIGHT_INPUT_LR_FACTOR x input_lr, and LIGHT_STEP_SHARE of steps. On all
@@ -307,6 +311,7 @@ class RefinementSettings:
         self.views = _choice(g, "views", self.views, ("none", "flip_shift"))
         self.input_precision = _choice(g, "input_precision", str(self.input_precision), ("auto", "32", "bf16"))
         self.match = _choice(g, "match", self.match, ("layers", "blocks"))
+        self.start = _choice(g, "start", self.start, ("nearest", "compensated"))
         self.input_schedule = _choice(g, "input_schedule", self.input_schedule, ("constant", "cosine"))
         self.input_lr = _positive(g, "input_lr", self.input_lr)
         self.hard_weight = _positive(g, "hard_weight", self.hard_weight, allow_zero=True)

@@ -1,0 +1,113 @@
+"""Error-compensated codes (as GPTQ and OBQ round): where the refinement's codes start with `refinement.start:
+compensated`.
+
+A coded layer's weights are rounded one input column at a time on the grid the codec choice gave it (each output
+channel's scale and dead zone, layer_codes.py), and each column's rounding error is spread over the columns not yet
+rounded through the inverse of the layer's input second moments H = E[x x^T] on the synthetic inputs, so that what
+stays near the original is the layer's output on those inputs rather than each weight. Columns are taken in blocks
+of BLOCK, the rest of the layer updated once per block. The levels each weight takes change; the grid, and so the
+decoder, do not. H comes from the uncompressed network's inputs to each layer (every layer from the same pass).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from big2small.methods.big2small.layer_codes import (
+    DEAD_ZONES,
+    NEAREST,
+    WeightCodes,
+    code_limit,
+    dead_zone_round,
+)
+
+BLOCK = 128
+# Added to H's diagonal, as a share of its mean diagonal, so that its inverse exists where inputs are correlated.
+DAMPING = 0.01
+
+
+def compensated_codes(model: nn.Module, coded: dict[str, WeightCodes], weights: dict[str, torch.Tensor],
+                      inputs: torch.Tensor, batch_size: int) -> dict[str, WeightCodes]:
+    """`coded` (by parameter name) with each Conv2d (ungrouped) and Linear layer's codes error-compensated on
+    `inputs`; other layers' codes as they were."""
+    moments = input_moments(model, [name for name in coded if compensable(model, name)], inputs, batch_size)
+    return {name: compensated(weights[name], codes, moments[name]) if name in moments else codes
+            for name, codes in coded.items()}
+
+
+def compensable(model: nn.Module, name: str) -> bool:
+    module = model.get_submodule(name.rpartition(".")[0])
+    return name.endswith(".weight") and (
+        isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1))
+
+
+def layer_rows(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The rows the layer multiplies its weight (flattened per output channel) with: one per input and position."""
+    if isinstance(module, nn.Linear):
+        return x.reshape(-1, x.shape[-1])
+    patches = nn.functional.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)
+    return patches.transpose(1, 2).reshape(-1, patches.shape[1])
+
+
+def input_moments(model: nn.Module, names: list[str], inputs: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
+    """E[x x^T] of each named weight's layer inputs, over `inputs` through `model` (left as it was)."""
+    sums: dict[str, torch.Tensor] = {}
+    counts = dict.fromkeys(names, 0)
+
+    def accumulate(name: str, module: nn.Module, x: torch.Tensor) -> None:
+        rows = layer_rows(module, x.detach().float())
+        sums[name] = sums.get(name, 0) + rows.T @ rows
+        counts[name] += len(rows)
+
+    hooks = [model.get_submodule(name.rpartition(".")[0]).register_forward_pre_hook(
+        lambda module, args, name=name: accumulate(name, module, args[0])) for name in names]
+    device = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            for chunk in inputs.split(batch_size):
+                model(chunk.to(device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {name: (sums[name] / counts[name]).cpu() for name in names if name in sums}
+
+
+def channel_zones(weight: torch.Tensor, codes: WeightCodes) -> torch.Tensor:
+    """Each output channel's dead zone (layer_codes.DEAD_ZONES): the first that rounds its weights to its codes."""
+    rows = weight.detach().float().reshape(weight.shape[0], -1)
+    ratios = rows / codes.scale.float().reshape(-1, 1)
+    stored = codes.codes.reshape(len(rows), -1).float()
+    limit = code_limit(codes.bits)
+    zones = torch.full((len(rows), 1), NEAREST)
+    for zone in reversed(DEAD_ZONES):  # the first in DEAD_ZONES that matches ends up set
+        same = (dead_zone_round(ratios, zone).clamp(-limit, limit) == stored).all(dim=1, keepdim=True)
+        zones = torch.where(same, zone, zones)
+    return zones
+
+
+def compensated(weight: torch.Tensor, codes: WeightCodes, moments: torch.Tensor) -> WeightCodes:
+    """One layer's codes rounded column after column with each column's error compensated in the later ones."""
+    limit = code_limit(codes.bits)
+    zones = channel_zones(weight, codes)
+    ratios = weight.detach().float().reshape(weight.shape[0], -1) / codes.scale.float().reshape(-1, 1)
+    moments = moments.double().clone()
+    unused = moments.diagonal() == 0  # an input that is always 0: its column's code changes no output
+    moments[unused, unused] = 1
+    moments.diagonal().add_(DAMPING * float(moments.diagonal().mean()))
+    # Upper Cholesky factor of H^-1: row j holds how column j's error moves the columns after it.
+    spread = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(moments)), upper=True).float()
+    rounded = torch.empty_like(ratios)
+    for start in range(0, ratios.shape[1], BLOCK):
+        end = min(start + BLOCK, ratios.shape[1])
+        block = ratios[:, start:end].clone()
+        errors = torch.empty_like(block)
+        for j in range(end - start):
+            column = block[:, j:j + 1]
+            level = dead_zone_round(column, zones).clamp(-limit, limit)
+            rounded[:, start + j:start + j + 1] = level
+            errors[:, j:j + 1] = (column - level) / spread[start + j, start + j]
+            block[:, j + 1:] -= errors[:, j:j + 1] * spread[start + j, start + j + 1:end]
+        ratios[:, end:] -= errors @ spread[start:end, end:]
+    rounded[:, unused] = 0
+    return WeightCodes(rounded.reshape(weight.shape), codes.scale, codes.bits)

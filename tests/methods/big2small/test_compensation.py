@@ -1,0 +1,73 @@
+"""Error-compensated codes: same grid, less output error on the inputs they were compensated on, nearest codes where
+inputs are uncorrelated, and a whole fit that starts from them."""
+
+import copy
+
+import torch
+from torch import nn
+
+from big2small.methods.big2small.compensation import compensated, compensated_codes, input_moments
+from big2small.methods.big2small.compressor import Big2SmallCompressor
+from big2small.methods.big2small.layer_codes import code_limit, weight_codes
+from big2small.methods.registry import rebuild
+from tests.conftest import tiny_cnn
+from tests.methods.big2small.test_big2small import trainer_factory
+
+
+def correlated_inputs(count=512, features=48, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    mixing = torch.randn(features, features, generator=generator) + 2 * torch.eye(features)
+    return torch.randn(count, features, generator=generator) @ mixing
+
+
+def test_compensated_codes_keep_the_grid_and_cut_the_output_error():
+    layer = nn.Linear(48, 24, bias=False)
+    torch.manual_seed(0)
+    nn.init.normal_(layer.weight)
+    x = correlated_inputs()
+    weight = layer.weight.detach()
+    for bits, rate_level in ((3, 0), (3, 2)):  # nearest rounding, and dead zones at a rate level
+        nearest = weight_codes(weight, bits, rate_level, dead_zones=(0.5, 0.65, 0.8, 1.0))
+        moments = input_moments(layer, ["weight"], x, 64)["weight"]
+        better = compensated(weight, nearest, moments)
+        assert torch.equal(better.scale, nearest.scale)
+        assert int(better.codes.abs().max()) <= code_limit(bits)
+        assert not torch.equal(better.codes, nearest.codes)
+
+        def output_error(codes):
+            return float(((x @ codes.values().T - x @ weight.T) ** 2).mean())
+
+        assert output_error(better) < 0.8 * output_error(nearest)
+
+
+def test_uncorrelated_inputs_leave_the_nearest_codes():
+    weight = torch.randn(16, 32, generator=torch.Generator().manual_seed(1))
+    nearest = weight_codes(weight, 4)
+    assert torch.equal(compensated(weight, nearest, torch.eye(32)).codes, nearest.codes)
+
+
+def test_a_fit_starting_from_compensated_codes_refines_them_and_round_trips(tmp_path):
+    model = tiny_cnn()
+
+    def fitted(start: str):
+        compressor = Big2SmallCompressor(target_ratio=4, input_shape=[1, 12, 12],
+                                         refinement={"inputs": "noise", "steps": 5, "num_inputs": 8, "batch_size": 4,
+                                                     "start": start})
+        return compressor.fit(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
+
+    nearest, started = fitted("nearest"), fitted("compensated")
+    assert started.config["refinement"]["start"] == "compensated"
+    assert "compensation" in started.phase_seconds and "compensation" not in nearest.phase_seconds
+    assert any(not torch.equal(nearest.tensors[k], started.tensors[k]) for k in nearest.tensors)
+    rebuilt = rebuild(started, copy.deepcopy(model))
+    assert torch.isfinite(rebuilt(torch.randn(2, 1, 12, 12))).all()
+
+
+def test_grouped_convolutions_keep_their_nearest_codes():
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.Conv2d(4, 8, 3))
+    weights = {name: p.detach() for name, p in model.named_parameters() if name.endswith("weight")}
+    coded = {name: weight_codes(w, 3) for name, w in weights.items()}
+    x = torch.randn(16, 4, 8, 8, generator=torch.Generator().manual_seed(2))
+    out = compensated_codes(model, coded, weights, x, 8)
+    assert out["0.weight"] is coded["0.weight"]
+    assert out["1.weight"] is not coded["1.weight"]
