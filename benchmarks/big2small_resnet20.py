@@ -30,7 +30,7 @@ from big2small_common import (
     top1,
 )
 
-PHASES = ("allocation", "weight_fitting", "codec_choice", "input_synthesis", "refinement")  # Big2Small's phase_seconds
+PHASES = ("allocation", "weight_fitting", "codec_choice", "input_synthesis", "compensation", "refinement")  # Big2Small's phase_seconds
 
 
 def main() -> None:

@@ -126,7 +126,7 @@ def main() -> None:
         print("\n".join(phase_rows))
 
 
-PHASES = ("allocation", "inr_prediction", "weight_fitting", "codec_choice", "input_synthesis", "refinement")
+PHASES = ("allocation", "inr_prediction", "weight_fitting", "codec_choice", "input_synthesis", "compensation", "refinement")
 
 
 def phase_row(model: str, name: str, metrics: dict) -> str:

@@ -15,7 +15,7 @@ import argparse
 
 from big2small_common import fit_and_rebuild, harness, top1
 
-PHASES = ("inr_prediction", "weight_fitting", "codec_choice", "input_synthesis", "refinement")
+PHASES = ("inr_prediction", "weight_fitting", "codec_choice", "input_synthesis", "compensation", "refinement")
 
 
 def main() -> None:

@@ -52,7 +52,8 @@ def test_a_big2small_run_splits_its_fit_seconds_into_phases(tmp_path, cache_dir)
                                          "compressor.refinement.steps=2", "compressor.refinement.num_inputs=8",
                                          "compressor.refinement.input_steps=2"])
     phases = json.loads((tmp_path / "job" / "metrics.json").read_text())["phase_seconds"]
-    assert list(phases) == ["allocation", "weight_fitting", "codec_choice", "input_synthesis", "refinement"]
+    assert list(phases) == ["allocation", "weight_fitting", "codec_choice", "input_synthesis", "compensation",
+                            "refinement"]
     assert all(seconds > 0 for seconds in phases.values())
     assert sum(phases.values()) <= metrics["fit_seconds"]
     assert metrics["compressor_config"] == "big2small"  # no config name given: the compressor's name

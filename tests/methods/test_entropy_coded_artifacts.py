@@ -210,7 +210,7 @@ def test_refined_zeros_stay_zeros_only_in_mostly_zero_layers():
 def test_the_dead_zone_switch_changes_the_codes_and_both_meet_the_target(tmp_path):
     from big2small.errors import ConfigError
 
-    model = laplace_cnn(0, 32, 64)  # large enough for 24x
+    model = laplace_cnn(0, 40, 80)  # large enough for 24x
     original = 4 * sum(w.numel() for w in weights(model).values())
     errors = {}
     for dead_zone in (True, False):

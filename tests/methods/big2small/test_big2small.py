@@ -332,7 +332,7 @@ def test_refined_codes_stay_within_one_level_of_the_nearest_code(tmp_path):
     model = tiny_cnn()
     compressor = Big2SmallCompressor(target_ratio=4, fit={"steps": 3}, input_shape=[1, 8, 8],
                                      storage={"codes_below": 1000, "dead_zone": False},  # codes rounded to nearest
-                                     refinement={**SHORT_REFINEMENT, "code_lr": 1.0})
+                                     refinement={**SHORT_REFINEMENT, "code_lr": 1.0, "start": "nearest"})
     compressed, _, _, rebuilt = _round_trip(compressor, model, tmp_path)
     coded = [name for name, row in compressed.layer_stats.items() if row["stored_as"] == "codes"]
     assert coded

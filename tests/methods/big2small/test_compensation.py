@@ -3,12 +3,15 @@ inputs are uncorrelated, and a whole fit that starts from them."""
 
 import copy
 
+import pytest
 import torch
 from torch import nn
 
+from big2small.errors import ConfigError
 from big2small.methods.big2small.compensation import compensated, compensated_codes, input_moments
 from big2small.methods.big2small.compressor import Big2SmallCompressor
 from big2small.methods.big2small.layer_codes import code_limit, weight_codes
+from big2small.methods.big2small.settings import RefinementSettings
 from big2small.methods.registry import rebuild
 from tests.conftest import tiny_cnn
 from tests.methods.big2small.test_big2small import trainer_factory
@@ -71,3 +74,18 @@ def test_grouped_convolutions_keep_their_nearest_codes():
     out = compensated_codes(model, coded, weights, x, 8)
     assert out["0.weight"] is coded["0.weight"]
     assert out["1.weight"] is not coded["1.weight"]
+
+
+def test_an_unknown_start_is_a_config_error():
+    with pytest.raises(ConfigError, match="start"):
+        Big2SmallCompressor(refinement={"start": "best"})
+
+
+def test_plans_under_compensate_above_bits_start_from_nearest_codes():
+    settings = RefinementSettings(start="compensated", compensate_above_bits=1.5, light_above_bits=3.0)
+    assert settings.for_bits_per_weight(1.9).start == "compensated"
+    assert settings.for_bits_per_weight(3.6).start == "compensated"
+    coarse = settings.for_bits_per_weight(1.0)
+    assert coarse.start == "nearest" and coarse.steps == settings.steps
+    assert RefinementSettings(start="compensated", compensate_above_bits=None).for_bits_per_weight(0.5).start == \
+        "compensated"

@@ -371,7 +371,10 @@ class Big2SmallCompressor(Compressor):
         weights = sum(weight.numel() for weight in plan.weights.values())
         bits = 8 * len(self._pack(plan, groups, sizing_only=True).to_bytes()) / weights
         refinement = self.refinement.for_bits_per_weight(bits)
-        if refinement is not self.refinement:
+        if refinement.start != self.refinement.start:
+            log.info("big2small: the chosen plan takes %.2f bits per weight (< refinement.compensate_above_bits %g): "
+                     "its codes start from their nearest codes", bits, self.refinement.compensate_above_bits)
+        if self.refinement.light_above_bits is not None and bits >= self.refinement.light_above_bits:
             log.info("big2small: the chosen plan takes %.2f bits per weight (>= refinement.light_above_bits %g): "
                      "refining on %d inputs, %d input steps (%s from lr %g) and %d steps", bits,
                      self.refinement.light_above_bits, refinement.num_inputs, refinement.input_steps,

@@ -263,7 +263,11 @@ class RefinementSettings:
     # Where the codes start: nearest (each weight's code on its channel's grid) or compensated (rounded column by
     # column with each column's error spread over the rest through the layer's input moments on the synthetic
     # inputs, as GPTQ rounds; compensation.py)
-    start: str = "nearest"
+    start: str = "compensated"
+    # A plan under this many bits per weight before refinement (16x is 1.9, 32x about 1) starts from nearest codes
+    # whatever `start` says: on ResNet-20 at 32x compensated codes took fewer bytes than the target's and lost
+    # accuracy, at 8x and 16x they gained it (docs/decisions.md). null = `start` at every rate
+    compensate_above_bits: float | None = 1.5
     # A plan whose codes and INRs take at least this many bits per weight before refinement (8 x its bytes / its
     # weights; 8x is 3.6, 16x is 1.9) is refined on the light budget: every input, made in LIGHT_INPUT_STEP_SHARE of
     # input_steps on a cosine schedule from LIGHT_INPUT_LR_FACTOR x input_lr, and LIGHT_STEP_SHARE of steps. On all
@@ -332,12 +336,18 @@ class RefinementSettings:
         self.class_weight = _positive(g, "class_weight", self.class_weight, allow_zero=True)
         if self.light_above_bits is not None:
             self.light_above_bits = _positive(g, "light_above_bits", self.light_above_bits)
+        if self.compensate_above_bits is not None:
+            self.compensate_above_bits = _positive(g, "compensate_above_bits", self.compensate_above_bits)
 
     def for_bits_per_weight(self, bits_per_weight: float) -> RefinementSettings:
-        """These settings with the budget a plan of `bits_per_weight` is refined on (light_above_bits)."""
+        """These settings with the budget a plan of `bits_per_weight` is refined on (light_above_bits) and the codes
+        it starts from (compensate_above_bits)."""
+        settings = self
+        if self.compensate_above_bits is not None and bits_per_weight < self.compensate_above_bits:
+            settings = dataclasses.replace(settings, start="nearest")
         if self.light_above_bits is None or bits_per_weight < self.light_above_bits:
-            return self
-        return dataclasses.replace(self, input_steps=round(LIGHT_INPUT_STEP_SHARE * self.input_steps),
+            return settings
+        return dataclasses.replace(settings, input_steps=round(LIGHT_INPUT_STEP_SHARE * self.input_steps),
                                    input_lr=LIGHT_INPUT_LR_FACTOR * self.input_lr, input_schedule="cosine",
                                    steps=max(1, round(LIGHT_STEP_SHARE * self.steps)))
 
