@@ -32,7 +32,8 @@ def compensated_codes(model: nn.Module, coded: dict[str, WeightCodes], weights: 
     """`coded` (by parameter name) with each Conv2d (ungrouped) and Linear layer's codes error-compensated on
     `inputs`; other layers' codes as they were."""
     moments = input_moments(model, [name for name in coded if compensable(model, name)], inputs, batch_size)
-    return {name: compensated(weights[name], codes, moments[name]) if name in moments else codes
+    # Each layer's moments are let go once its codes are made (a ResNet-50's take 0.5 GB together).
+    return {name: compensated(weights[name], codes, moments.pop(name)) if name in moments else codes
             for name, codes in coded.items()}
 
 
@@ -91,12 +92,18 @@ def compensated(weight: torch.Tensor, codes: WeightCodes, moments: torch.Tensor)
     limit = code_limit(codes.bits)
     zones = channel_zones(weight, codes)
     ratios = weight.detach().float().reshape(weight.shape[0], -1) / codes.scale.float().reshape(-1, 1)
-    moments = moments.double().clone()
+    moments = moments.to(torch.float64, copy=True)  # the caller's moments stay as they were
     unused = moments.diagonal() == 0  # an input that is always 0: its column's code changes no output
     moments[unused, unused] = 1
     moments.diagonal().add_(DAMPING * float(moments.diagonal().mean()))
-    # Upper Cholesky factor of H^-1: row j holds how column j's error moves the columns after it.
-    spread = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(moments)), upper=True).float()
+    # Upper Cholesky factor of H^-1: row j holds how column j's error moves the columns after it. One matrix of
+    # H's size at a time beside the last.
+    factor = torch.linalg.cholesky(moments)
+    del moments
+    inverse = torch.cholesky_inverse(factor)
+    del factor
+    spread = torch.linalg.cholesky(inverse, upper=True).float()
+    del inverse
     rounded = torch.empty_like(ratios)
     for start in range(0, ratios.shape[1], BLOCK):
         end = min(start + BLOCK, ratios.shape[1])
