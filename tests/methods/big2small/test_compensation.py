@@ -66,14 +66,15 @@ def test_a_fit_starting_from_compensated_codes_refines_them_and_round_trips(tmp_
     assert torch.isfinite(rebuilt(torch.randn(2, 1, 12, 12))).all()
 
 
-def test_grouped_convolutions_keep_their_nearest_codes():
-    model = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.Conv2d(4, 8, 3))
+def test_grouped_and_same_padded_convolutions_keep_their_nearest_codes():
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.Conv2d(4, 8, 3), nn.Conv2d(8, 8, 3, padding="same"))
     weights = {name: p.detach() for name, p in model.named_parameters() if name.endswith("weight")}
     coded = {name: weight_codes(w, 3) for name, w in weights.items()}
     x = torch.randn(16, 4, 8, 8, generator=torch.Generator().manual_seed(2))
     out = compensated_codes(model, coded, weights, x, 8)
     assert out["0.weight"] is coded["0.weight"]
     assert out["1.weight"] is not coded["1.weight"]
+    assert out["2.weight"] is coded["2.weight"]
 
 
 def test_an_unknown_start_is_a_config_error():

@@ -38,9 +38,15 @@ def compensated_codes(model: nn.Module, coded: dict[str, WeightCodes], weights: 
 
 
 def compensable(model: nn.Module, name: str) -> bool:
+    """Whether the layer's inputs can be laid out as rows of its weight's columns here: a Linear, or a Conv2d of one
+    group with zero padding given in pixels."""
     module = model.get_submodule(name.rpartition(".")[0])
-    return name.endswith(".weight") and (
-        isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1))
+    if not name.endswith(".weight"):
+        return False
+    if isinstance(module, nn.Linear):
+        return True
+    return isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros" and \
+        not isinstance(module.padding, str)
 
 
 def layer_rows(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
