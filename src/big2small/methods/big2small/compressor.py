@@ -400,7 +400,7 @@ class Big2SmallCompressor(Compressor):
             return plan
         with seconds("compensation"):
             return plan.with_codes(compensated_codes(frozen_copy(model), plan.coded, plan.weights, inputs,
-                                                     refinement.batch_size))
+                                                     refinement.batch_size, plan.entropy_coding))
 
     def _refine(self, model, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory, inputs: torch.Tensor,
                 seconds: PhaseClock, refinement: RefinementSettings, keep_zeros_above: float | None = None,
