@@ -90,3 +90,18 @@ def test_plans_under_compensate_above_bits_start_from_nearest_codes():
     assert coarse.start == "nearest" and coarse.steps == settings.steps
     assert RefinementSettings(start="compensated", compensate_above_bits=None).for_bits_per_weight(0.5).start == \
         "compensated"
+
+
+def test_compensated_codes_far_cheaper_than_the_nearest_ones_are_not_kept(monkeypatch):
+    from big2small.methods.big2small import compensation
+    from big2small.methods.big2small.layer_codes import WeightCodes
+
+    model = nn.Sequential(nn.Linear(32, 16))
+    weight = model[0].weight.detach()
+    coded = {"0.weight": weight_codes(weight, 4)}
+    x = correlated_inputs(64, 32)
+    zeros = WeightCodes(torch.zeros_like(weight), coded["0.weight"].scale, 4)  # a stream of one symbol
+    monkeypatch.setattr(compensation, "compensated", lambda *_: zeros)
+    assert compensated_codes(model, coded, {"0.weight": weight}, x, 16, entropy_coding=True)["0.weight"] is \
+        coded["0.weight"]
+    assert compensated_codes(model, coded, {"0.weight": weight}, x, 16, entropy_coding=False)["0.weight"] is zeros
