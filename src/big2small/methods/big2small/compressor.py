@@ -399,8 +399,11 @@ class Big2SmallCompressor(Compressor):
         if refinement.start == "nearest" or not plan.coded:
             return plan
         with seconds("compensation"):
-            return plan.with_codes(compensated_codes(frozen_copy(model), plan.coded, plan.weights, inputs,
-                                                     refinement.batch_size, plan.entropy_coding))
+            coded = compensated_codes(frozen_copy(model), plan.coded, plan.weights, inputs, refinement.batch_size,
+                                      plan.entropy_coding)
+        log.info("big2small: %d of %d coded layers start from error-compensated codes (refinement.start)",
+                 sum(coded[name] is not codes for name, codes in plan.coded.items()), len(coded))
+        return plan.with_codes(coded)
 
     def _refine(self, model, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory, inputs: torch.Tensor,
                 seconds: PhaseClock, refinement: RefinementSettings, keep_zeros_above: float | None = None,
