@@ -26,8 +26,8 @@ BLOCK = 128
 # Added to H's diagonal, as a share of its mean diagonal, so that its inverse exists where inputs are correlated.
 DAMPING = 0.01
 # A layer whose compensated codes would take less than this share of its nearest codes' stored bytes keeps the
-# nearest codes: the codec choice gave it those bytes, and the refinement does not spend bytes freed under it
-# (compensated ternary codes of mostly zeros took 12 % fewer bytes on ResNet-20 at 32x, and lost accuracy).
+# nearest codes: the codec choice gave it those bytes, and the refinement does not spend bytes freed under the target
+# (docs/decisions.md).
 BYTE_FLOOR = 0.95
 
 
