@@ -105,3 +105,69 @@ def test_compensated_codes_far_cheaper_than_the_nearest_ones_are_not_kept(monkey
     assert compensated_codes(model, coded, {"0.weight": weight}, x, 16, entropy_coding=True)["0.weight"] is \
         coded["0.weight"]
     assert compensated_codes(model, coded, {"0.weight": weight}, x, 16, entropy_coding=False)["0.weight"] is zeros
+
+
+def test_bytes_freed_by_cheaper_started_codes_are_chosen_again(tmp_path, monkeypatch, caplog):
+    from big2small.methods.big2small import compensation
+    from big2small.methods.big2small import compressor as compressor_module
+    from big2small.methods.big2small.layer_codes import WeightCodes
+    from big2small.methods.budget import original_bytes
+
+    def half_zeroed(weight, codes, moments):  # started codes with every other code 0: far fewer coded bytes
+        keep = (torch.arange(codes.codes.numel()) % 2).reshape(codes.codes.shape)
+        return WeightCodes(codes.codes * keep, codes.scale, codes.bits)
+
+    monkeypatch.setattr(compensation, "compensated", half_zeroed)
+    monkeypatch.setattr(compensation, "BYTE_FLOOR", 0.0)
+    model = tiny_cnn()
+
+    def ratio(spend_below: float) -> float:
+        monkeypatch.setattr(compressor_module, "SPEND_FREED_BELOW", spend_below)
+        compressor = Big2SmallCompressor(target_ratio=4, input_shape=[1, 12, 12],
+                                         refinement={"inputs": "noise", "steps": 2, "num_inputs": 8, "batch_size": 4})
+        compressed = compressor.fit(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
+        return original_bytes(compressor.select(model)) / len(compressed.to_bytes())
+
+    with caplog.at_level("INFO", logger=compressor_module.__name__):
+        spent = ratio(0.98)
+    assert "started codes take" in caplog.text
+    unspent = ratio(0.0)
+    assert 4 <= spent < unspent
+
+
+class CalledOutOfOrder(nn.Module):
+    """Two linear layers defined in one order and run in the other."""
+
+    def __init__(self):
+        super().__init__()
+        self.last = nn.Linear(32, 8)
+        self.first = nn.Linear(24, 32)
+
+    def forward(self, x):
+        return self.last(torch.relu(self.first(x)))
+
+
+def output_error(model, coded, x):
+    from big2small.graph.weights import set_parameter
+
+    rebuilt = copy.deepcopy(model)
+    for name, codes in coded.items():
+        set_parameter(rebuilt, name, codes.values())
+    with torch.no_grad():
+        return float(((rebuilt(x) - model(x)) ** 2).mean())
+
+
+def test_sequential_codes_run_in_the_models_order_and_cut_the_error_of_the_layers_before():
+    from big2small.methods.big2small.compensation import run_order
+
+    torch.manual_seed(3)
+    model = CalledOutOfOrder()
+    x = correlated_inputs(512, 24)
+    assert run_order(model, ["last.weight", "first.weight"], x[:1]) == ["first.weight", "last.weight"]
+    weights = {name: p.detach() for name, p in model.named_parameters() if name.endswith("weight")}
+    coded = {name: weight_codes(w, 2) for name, w in weights.items()}
+    each = compensated_codes(model, coded, weights, x, 64, entropy_coding=True)
+    sequential = compensated_codes(model, coded, weights, x, 64, entropy_coding=True, sequential=True)
+    assert torch.equal(sequential["first.weight"].codes, each["first.weight"].codes)  # nothing runs before it
+    assert torch.equal(sequential["last.weight"].scale, coded["last.weight"].scale)
+    assert output_error(model, sequential, x) < 0.9 * output_error(model, each, x) < output_error(model, coded, x)

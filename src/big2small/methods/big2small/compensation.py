@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from big2small.graph.weights import frozen_copy, set_parameter
 from big2small.methods.big2small.layer_codes import (
     DEAD_ZONES,
     NEAREST,
@@ -29,21 +30,106 @@ DAMPING = 0.01
 # nearest codes: the codec choice gave it those bytes, and the refinement does not spend bytes freed under the target
 # (docs/decisions.md).
 BYTE_FLOOR = 0.95
+# Columns are rounded in order of their inputs' energy (H's diagonal), largest first, as GPTQ's act-order does: the
+# columns that move the output most are rounded while the most columns are left to take their error.
+BY_ENERGY = True
 
 
 def compensated_codes(model: nn.Module, coded: dict[str, WeightCodes], weights: dict[str, torch.Tensor],
-                      inputs: torch.Tensor, batch_size: int, entropy_coding: bool) -> dict[str, WeightCodes]:
+                      inputs: torch.Tensor, batch_size: int, entropy_coding: bool,
+                      sequential: bool = False) -> dict[str, WeightCodes]:
     """`coded` (by parameter name) with each Conv2d (ungrouped) and Linear layer's codes error-compensated on
     `inputs`, where they take at least BYTE_FLOOR of the stored bytes of the codes they replace; other layers' codes
-    as they were."""
+    as they were. `sequential`: each layer compensated, in the order the model runs them, for the inputs it gets
+    from the layers before it as they are now coded (sequential_codes); else for the uncompressed model's inputs."""
+    if sequential:
+        return sequential_codes(model, coded, weights, inputs, batch_size, entropy_coding)
     moments = input_moments(model, [name for name in coded if compensable(model, name)], inputs, batch_size)
     result = {}
     for name, codes in coded.items():
         if name in moments:  # each layer's moments are let go once used (a ResNet-50's take 0.5 GB together)
-            better = compensated(weights[name], codes, moments.pop(name))
-            floor = BYTE_FLOOR * codes.stored_size(entropy_coding)[1]
-            codes = better if better.stored_size(entropy_coding)[1] >= floor else codes
+            codes = floored(codes, compensated(weights[name], codes, moments.pop(name)), entropy_coding)
         result[name] = codes
+    return result
+
+
+def floored(codes: WeightCodes, better: WeightCodes, entropy_coding: bool) -> WeightCodes:
+    """`better`, unless it takes less than BYTE_FLOOR of the stored bytes of `codes`."""
+    floor = BYTE_FLOOR * codes.stored_size(entropy_coding)[1]
+    return better if better.stored_size(entropy_coding)[1] >= floor else codes
+
+
+class _Reached(Exception):
+    """Raised by a forward pre-hook to stop the model once the layer it watches is reached."""
+
+
+def inputs_to(model: nn.Module, layer: str, chunk: torch.Tensor) -> torch.Tensor | None:
+    """The input the `layer` module gets when `model` runs `chunk` (its first call), the rest of the model not run;
+    None where the model never calls it."""
+    seen = []
+
+    def stop(_module, args):
+        seen.append(args[0].detach().float())
+        raise _Reached
+
+    hook = model.get_submodule(layer).register_forward_pre_hook(stop)
+    try:
+        with torch.no_grad():
+            model(chunk)
+    except _Reached:
+        pass
+    finally:
+        hook.remove()
+    return seen[0] if seen else None
+
+
+def run_order(model: nn.Module, names: list[str], example: torch.Tensor) -> list[str]:
+    """`names` (parameter names) in the order the model first calls their modules on `example`; those it never
+    calls are left out."""
+    order: list[str] = []
+    hooks = [model.get_submodule(name.rpartition(".")[0]).register_forward_pre_hook(
+        lambda _m, _a, name=name: order.append(name) if name not in order else None) for name in names]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return order
+
+
+def sequential_codes(model: nn.Module, coded: dict[str, WeightCodes], weights: dict[str, torch.Tensor],
+                     inputs: torch.Tensor, batch_size: int, entropy_coding: bool) -> dict[str, WeightCodes]:
+    """compensated_codes, each layer in run order compensated for the error the coded layers before it put into its
+    inputs: with X the uncompressed model's inputs to the layer and Y those of the model whose earlier layers hold
+    their codes (rows per input and position), the weights that best reproduce X W^T from Y, W X^T Y (Y^T Y)^-1, are
+    rounded on the layer's grid with Y^T Y as the moments (H below, C = X^T Y)."""
+    device = next(model.parameters()).device
+    student = frozen_copy(model, {name for name, _ in model.named_parameters()} - set(coded))
+    for name, codes in coded.items():
+        set_parameter(student, name, codes.values())
+    result = dict(coded)
+    names = [name for name in coded if compensable(model, name)]
+    for name in run_order(model, names, inputs[:1].to(device)):
+        module = model.get_submodule(name.rpartition(".")[0])
+        moments, cross, count = 0, 0, 0
+        for chunk in inputs.split(batch_size):
+            chunk = chunk.to(device)
+            wanted = layer_rows(module, inputs_to(model, name.rpartition(".")[0], chunk))
+            got = layer_rows(module, inputs_to(student, name.rpartition(".")[0], chunk))
+            moments = moments + got.T @ got
+            cross = cross + wanted.T @ got
+            count += len(got)
+        moments, cross = (moments / count).cpu().double(), (cross / count).cpu().double()
+        damped = moments.clone()
+        damped.diagonal().add_(DAMPING * float(damped.diagonal().mean()))
+        rows = weights[name].detach().double().reshape(len(weights[name]), -1)
+        # W C H^-1 = W + W (C - H) H^-1, damped in the correction only: a layer whose inputs are as they were keeps W
+        best = rows + torch.linalg.solve(damped, (rows @ (cross - moments)).T).T
+        best = best.float().reshape(weights[name].shape)
+        result[name] = floored(coded[name], compensated(weights[name], coded[name], moments.float(), best),
+                               entropy_coding)
+        set_parameter(student, name, result[name].values())
     return result
 
 
@@ -103,12 +189,19 @@ def channel_zones(weight: torch.Tensor, codes: WeightCodes) -> torch.Tensor:
     return zones
 
 
-def compensated(weight: torch.Tensor, codes: WeightCodes, moments: torch.Tensor) -> WeightCodes:
-    """One layer's codes rounded column after column with each column's error compensated in the later ones."""
+def compensated(weight: torch.Tensor, codes: WeightCodes, moments: torch.Tensor,
+                target: torch.Tensor | None = None) -> WeightCodes:
+    """One layer's codes rounded column after column with each column's error compensated in the later ones: the
+    codes of `target` (default: the weight) on the grid of `codes`, whose dead zones are those that round `weight`
+    to them."""
     limit = code_limit(codes.bits)
     zones = channel_zones(weight, codes)
-    ratios = weight.detach().float().reshape(weight.shape[0], -1) / codes.scale.float().reshape(-1, 1)
+    target = weight if target is None else target
+    ratios = target.detach().float().reshape(weight.shape[0], -1) / codes.scale.float().reshape(-1, 1)
     moments = moments.to(torch.float64, copy=True)  # the caller's moments stay as they were
+    order = torch.argsort(moments.diagonal(), descending=True, stable=True) if BY_ENERGY else \
+        torch.arange(len(moments))
+    ratios, moments = ratios[:, order], moments[order][:, order]
     unused = moments.diagonal() == 0  # an input that is always 0: its column's code changes no output
     moments[unused, unused] = 1
     moments.diagonal().add_(DAMPING * float(moments.diagonal().mean()))
@@ -133,4 +226,5 @@ def compensated(weight: torch.Tensor, codes: WeightCodes, moments: torch.Tensor)
             block[:, j + 1:] -= errors[:, j:j + 1] * spread[start + j, start + j + 1:end]
         ratios[:, end:] -= errors @ spread[start:end, end:]
     rounded[:, unused] = 0
+    rounded[:, order] = rounded.clone()
     return WeightCodes(rounded.reshape(weight.shape), codes.scale, codes.bits)

@@ -260,9 +260,10 @@ class RefinementSettings:
     # i mod classes, so that every class is represented; 0 = BatchNorm statistics only
     class_weight: float = 0.0
     steps: int = 600
-    # Where the codes start: nearest (each weight's code on its channel's grid) or compensated (rounded column by
+    # Where the codes start: nearest (each weight's code on its channel's grid), compensated (rounded column by
     # column with each column's error spread over the rest through the layer's input moments on the synthetic
-    # inputs, as GPTQ rounds; compensation.py)
+    # inputs, as GPTQ rounds; compensation.py) or sequential (compensated layer after layer in the order the model
+    # runs them, each for the error the coded layers before it put into its inputs)
     start: str = "compensated"
     # A plan under this many bits per weight before refinement (16x is 1.9, 32x about 1) starts from nearest codes
     # whatever `start` says: there compensated codes take fewer bytes than the target's, which the refinement leaves
@@ -315,7 +316,7 @@ class RefinementSettings:
         self.views = _choice(g, "views", self.views, ("none", "flip_shift"))
         self.input_precision = _choice(g, "input_precision", str(self.input_precision), ("auto", "32", "bf16"))
         self.match = _choice(g, "match", self.match, ("layers", "blocks"))
-        self.start = _choice(g, "start", self.start, ("nearest", "compensated"))
+        self.start = _choice(g, "start", self.start, ("nearest", "compensated", "sequential"))
         self.input_schedule = _choice(g, "input_schedule", self.input_schedule, ("constant", "cosine"))
         self.input_lr = _positive(g, "input_lr", self.input_lr)
         self.hard_weight = _positive(g, "hard_weight", self.hard_weight, allow_zero=True)
