@@ -121,40 +121,18 @@ def test_bytes_freed_by_cheaper_started_codes_are_chosen_again(tmp_path, monkeyp
     monkeypatch.setattr(compensation, "BYTE_FLOOR", 0.0)
     model = tiny_cnn()
 
-    def ratio(beyond: float) -> float:
-        monkeypatch.setattr(compressor_module, "RECHOOSE_BEYOND", beyond)
+    def ratio(spend_below: float) -> float:
+        monkeypatch.setattr(compressor_module, "SPEND_FREED_BELOW", spend_below)
         compressor = Big2SmallCompressor(target_ratio=4, input_shape=[1, 12, 12],
                                          refinement={"inputs": "noise", "steps": 2, "num_inputs": 8, "batch_size": 4})
         compressed = compressor.fit(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
         return original_bytes(compressor.select(model)) / len(compressed.to_bytes())
 
     with caplog.at_level("INFO", logger=compressor_module.__name__):
-        spent = ratio(0.02)
-    assert "started codes take -" in caplog.text
-    unspent = ratio(1.0)
+        spent = ratio(0.98)
+    assert "fewer bytes than chosen" in caplog.text
+    unspent = ratio(0.0)
     assert 4 <= spent < unspent
-
-
-def test_started_codes_that_take_more_bytes_than_chosen_are_chosen_again_within_the_target(tmp_path, monkeypatch,
-                                                                                           caplog):
-    from big2small.methods.big2small import compensation
-    from big2small.methods.big2small import compressor as compressor_module
-    from big2small.methods.big2small.layer_codes import WeightCodes
-    from big2small.methods.budget import original_bytes
-
-    def scrambled(weight, codes, moments, target=None):  # every level equally likely: the most coded bytes
-        limit = code_limit(codes.bits)
-        levels = torch.randint(-limit, limit + 1, codes.codes.shape, generator=torch.Generator().manual_seed(0))
-        return WeightCodes(levels, codes.scale, codes.bits)
-
-    monkeypatch.setattr(compensation, "compensated", scrambled)
-    model = tiny_cnn()
-    compressor = Big2SmallCompressor(target_ratio=5, input_shape=[1, 12, 12],
-                                     refinement={"inputs": "noise", "steps": 2, "num_inputs": 8, "batch_size": 4})
-    with caplog.at_level("INFO", logger=compressor_module.__name__):
-        compressed = compressor.fit(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
-    assert "started codes take +" in caplog.text
-    assert original_bytes(compressor.select(model)) / len(compressed.to_bytes()) >= 5
 
 
 class CalledOutOfOrder(nn.Module):
