@@ -58,12 +58,14 @@ def test_a_fit_starting_from_compensated_codes_refines_them_and_round_trips(tmp_
                                                      "start": start})
         return compressor.fit(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path))
 
-    nearest, started = fitted("nearest"), fitted("compensated")
+    nearest, started, sequential = fitted("nearest"), fitted("compensated"), fitted("sequential")
     assert started.config["refinement"]["start"] == "compensated"
     assert "compensation" in started.phase_seconds and "compensation" not in nearest.phase_seconds
     assert any(not torch.equal(nearest.tensors[k], started.tensors[k]) for k in nearest.tensors)
-    rebuilt = rebuild(started, copy.deepcopy(model))
-    assert torch.isfinite(rebuilt(torch.randn(2, 1, 12, 12))).all()
+    assert any(not torch.equal(sequential.tensors[k], started.tensors[k]) for k in started.tensors)
+    for compressed in (started, sequential):
+        rebuilt = rebuild(compressed, copy.deepcopy(model))
+        assert torch.isfinite(rebuilt(torch.randn(2, 1, 12, 12))).all()
 
 
 def test_grouped_and_same_padded_convolutions_keep_their_nearest_codes():
