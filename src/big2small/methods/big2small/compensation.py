@@ -1,12 +1,13 @@
 """Error-compensated codes (as GPTQ and OBQ round): where the refinement's codes start with `refinement.start:
-compensated`.
+compensated` (or `sequential`).
 
 A coded layer's weights are rounded one input column at a time on the grid the codec choice gave it (each output
 channel's scale and dead zone, layer_codes.py), and each column's rounding error is spread over the columns not yet
 rounded through the inverse of the layer's input second moments H = E[x x^T] on the synthetic inputs, so that what
 stays near the original is the layer's output on those inputs rather than each weight. Columns are taken in blocks
 of BLOCK, the rest of the layer updated once per block. The levels each weight takes change; the grid, and so the
-decoder, do not. H comes from the uncompressed network's inputs to each layer (every layer from the same pass).
+decoder, do not. H comes from the uncompressed network's inputs to each layer (every layer from the same pass);
+with `sequential`, from the inputs each layer gets once the layers before it hold their codes (sequential_codes).
 """
 
 from __future__ import annotations
