@@ -29,8 +29,7 @@ BLOCK = 128
 DAMPING = 0.01
 # A layer whose compensated codes would take less than this share of its nearest codes' stored bytes keeps the
 # nearest codes: the codec choice gave it those bytes, and the refinement does not spend bytes freed under the target
-# (without it a random-weight ResNet-50 at 8x landed at 11x; docs/decisions.md). What the layers above it free is
-# chosen again by the compressor (compressor.SPEND_FREED_BELOW).
+# (docs/decisions.md). What the layers above it free is chosen again by the compressor (compressor.SPEND_FREED_BELOW).
 BYTE_FLOOR = 0.95
 # Columns are rounded in order of their inputs' energy (H's diagonal), largest first, as GPTQ's act-order does: the
 # columns that move the output most are rounded while the most columns are left to take their error.
@@ -113,12 +112,13 @@ def sequential_codes(model: nn.Module, coded: dict[str, WeightCodes], weights: d
     result = dict(coded)
     names = [name for name in coded if compensable(model, name)]
     for name in run_order(model, names, inputs[:1].to(device)):
-        module = model.get_submodule(name.rpartition(".")[0])
+        layer = name.rpartition(".")[0]
+        module = model.get_submodule(layer)
         moments, cross, count = 0, 0, 0
         for chunk in inputs.split(batch_size):
             chunk = chunk.to(device)
-            wanted = layer_rows(module, inputs_to(model, name.rpartition(".")[0], chunk))
-            got = layer_rows(module, inputs_to(student, name.rpartition(".")[0], chunk))
+            wanted = layer_rows(module, inputs_to(model, layer, chunk))
+            got = layer_rows(module, inputs_to(student, layer, chunk))
             moments = moments + got.T @ got
             cross = cross + wanted.T @ got
             count += len(got)

@@ -81,8 +81,7 @@ LAST_ROUND_KEEP_ZEROS_ABOVE = 0.5
 RATE_AWARE_AIM = 0.995
 # Started codes (refinement.start) that take less than this share of the bytes of the nearest codes the codec choice
 # counted have their plan chosen again within the bytes they freed (_spend_freed_bytes). Codes that take more are
-# held to the target by the rate-aware refinement: choosing again for them left 3.5 % of the bytes unspent on
-# ResNet-20 at 16x and raised the training images' KL (docs/decisions.md).
+# held to the target by the rate-aware refinement, not by choosing again (docs/decisions.md).
 SPEND_FREED_BELOW = 0.98
 
 

@@ -266,8 +266,9 @@ class RefinementSettings:
     # runs them, each for the error the coded layers before it put into its inputs)
     start: str = "compensated"
     # A plan under this many bits per weight before refinement (16x is 1.9, 32x about 1) starts from nearest codes
-    # whatever `start` says: there compensated codes take fewer bytes than the target's, which the refinement leaves
-    # unspent (docs/decisions.md). null = `start` at every rate
+    # whatever `start` says: there compensated codes take far more bytes than the choice counted, and the refinement
+    # that holds them to the target leaves the artifact well under it and less accurate (docs/decisions.md).
+    # null = `start` at every rate
     compensate_above_bits: float | None = 1.5
     # A plan whose codes and INRs take at least this many bits per weight before refinement (8 x its bytes / its
     # weights; 8x is 3.6, 16x is 1.9) is refined on the light budget: every input, made in LIGHT_INPUT_STEP_SHARE of
