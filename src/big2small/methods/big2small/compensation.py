@@ -31,12 +31,6 @@ DAMPING = 0.01
 # nearest codes: the codec choice gave it those bytes, and the refinement does not spend bytes freed under the target
 # (docs/decisions.md). What the layers above it free is chosen again by the compressor (compressor.SPEND_FREED_BELOW).
 BYTE_FLOOR = 0.95
-# Compensated codes take at most this share of the stored bytes of the codes they replace: where the compensation
-# spreads values out of a zero bin and so takes more bytes, every channel's dead zone is widened by one amount (found
-# by WIDENING_TRIES halvings of 0..1 - NEAREST) until they fit, so that the bytes the codec choice gave each layer,
-# and the reserve it left the refinement, hold. None: compensated codes take the bytes they take.
-BYTE_CEILING: float | None = 1.0
-WIDENING_TRIES = 6
 # Columns are rounded in order of their inputs' energy (H's diagonal), largest first, as GPTQ's act-order does: the
 # columns that move the output most are rounded while the most columns are left to take their error.
 BY_ENERGY = True
@@ -55,8 +49,7 @@ def compensated_codes(model: nn.Module, coded: dict[str, WeightCodes], weights: 
     result = {}
     for name, codes in coded.items():
         if name in moments:  # each layer's moments are let go once used (a ResNet-50's take 0.5 GB together)
-            codes = floored(codes, within_bytes(weights[name], codes, moments.pop(name), entropy_coding),
-                            entropy_coding)
+            codes = floored(codes, compensated(weights[name], codes, moments.pop(name)), entropy_coding)
         result[name] = codes
     return result
 
@@ -65,28 +58,6 @@ def floored(codes: WeightCodes, better: WeightCodes, entropy_coding: bool) -> We
     """`better`, unless it takes less than BYTE_FLOOR of the stored bytes of `codes`."""
     floor = BYTE_FLOOR * codes.stored_size(entropy_coding)[1]
     return better if better.stored_size(entropy_coding)[1] >= floor else codes
-
-
-def within_bytes(weight: torch.Tensor, codes: WeightCodes, moments: torch.Tensor, entropy_coding: bool,
-                 target: torch.Tensor | None = None) -> WeightCodes:
-    """compensated codes of `weight` (or `target`) on the grid of `codes`, within BYTE_CEILING of the stored bytes
-    of `codes`: the first compensation as it is where it fits, else the one of least widened dead zones that fits
-    (`codes` where none does)."""
-    better = compensated(weight, codes, moments, target)
-    if BYTE_CEILING is None:
-        return better
-    ceiling = BYTE_CEILING * codes.stored_size(entropy_coding)[1]
-    if better.stored_size(entropy_coding)[1] <= ceiling:
-        return better
-    fitting, low, high = codes, 0.0, 1.0 - NEAREST
-    for _ in range(WIDENING_TRIES):
-        widening = (low + high) / 2
-        trial = compensated(weight, codes, moments, target, widening)
-        if trial.stored_size(entropy_coding)[1] <= ceiling:
-            fitting, high = trial, widening
-        else:
-            low = widening
-    return fitting
 
 
 class _Reached(Exception):
@@ -158,8 +129,8 @@ def sequential_codes(model: nn.Module, coded: dict[str, WeightCodes], weights: d
         # W C H^-1 = W + W (C - H) H^-1, damped in the correction only: a layer whose inputs are as they were keeps W
         best = rows + torch.linalg.solve(damped, (rows @ (cross - moments)).T).T
         best = best.float().reshape(weights[name].shape)
-        result[name] = floored(coded[name], within_bytes(weights[name], coded[name], moments.float(), entropy_coding,
-                                                         best), entropy_coding)
+        result[name] = floored(coded[name], compensated(weights[name], coded[name], moments.float(), best),
+                               entropy_coding)
         set_parameter(student, name, result[name].values())
     return result
 
@@ -221,14 +192,12 @@ def channel_zones(weight: torch.Tensor, codes: WeightCodes) -> torch.Tensor:
 
 
 def compensated(weight: torch.Tensor, codes: WeightCodes, moments: torch.Tensor,
-                target: torch.Tensor | None = None, widening: float = 0.0) -> WeightCodes:
+                target: torch.Tensor | None = None) -> WeightCodes:
     """One layer's codes rounded column after column with each column's error compensated in the later ones: the
     codes of `target` (default: the weight) on the grid of `codes`, whose dead zones are those that round `weight`
-    to them, each widened by `widening` of a step (at most to 1)."""
+    to them."""
     limit = code_limit(codes.bits)
     zones = channel_zones(weight, codes)
-    if widening:
-        zones = (zones + widening).clamp_max(1.0)
     target = weight if target is None else target
     ratios = target.detach().float().reshape(weight.shape[0], -1) / codes.scale.float().reshape(-1, 1)
     moments = moments.to(torch.float64, copy=True)  # the caller's moments stay as they were
