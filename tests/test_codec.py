@@ -1,9 +1,14 @@
+import base64
+import json
 import os
+import zlib
 
 import pytest
 import torch
+from safetensors.torch import load as safetensors_load
+from safetensors.torch import save as safetensors_save
 
-from big2small.codec import Compressed, read_artifact, write_artifact
+from big2small.codec import MAX_HEADER_BYTES, Compressed, read_artifact, write_artifact
 from big2small.errors import ArtifactError
 
 
@@ -41,12 +46,66 @@ def test_altered_tensor_byte_fails_checksum(tmp_path):
         read_artifact(path)
 
 
+def _wrapper(data: bytes) -> dict:
+    """The JSON the file's `big2small` metadata entry holds."""
+    length = int.from_bytes(data[:8], "little")
+    return json.loads(json.loads(data[8:8 + length])["__metadata__"]["big2small"])
+
+
+def _deflated(text: bytes) -> str:
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return base64.b85encode(packer.compress(text) + packer.flush()).decode()
+
+
+def _rewrapped(data: bytes, **fields) -> bytes:
+    """The same tensors under the wrapper of `data` with `fields` replaced."""
+    wrapper = {**_wrapper(data), **fields}
+    return safetensors_save(safetensors_load(data), metadata={"big2small": json.dumps(wrapper)})
+
+
+def _stored_header(data: bytes) -> dict:
+    return json.loads(zlib.decompress(base64.b85decode(_wrapper(data)["header"]), -15))
+
+
+def test_the_header_is_stored_deflated_and_costs_a_fraction_of_its_json(tmp_path):
+    names = [f"layer{i}.block{j}.conv{k}.weight" for i in range(4) for j in range(6) for k in range(2)]
+    meta = {"replaced": names, "layers": [{"name": n, "shape": [64, 64, 3, 3], "bits": 3} for n in names]}
+    compressed = Compressed("quant", {"bits": 4}, {"codes": torch.zeros(16, dtype=torch.uint8)}, meta)
+    data = compressed.to_bytes()
+    assert b"conv1.weight" not in data and _wrapper(data)["format_version"] == "2"
+    assert _stored_header(data)["compressor"] == "quant"
+    assert len(data) < len(json.dumps(meta)) / 4
+    assert Compressed.from_bytes(data).meta == meta
+
+
 def test_altered_header_fails_checksum(tmp_path):
+    data = _sample().to_bytes()
+    header = _stored_header(data)
+    header["compressor"] = "quanx"
     path = tmp_path / "a.safetensors"
-    write_artifact(_sample(), path)
-    data = path.read_bytes().replace(b'\\"compressor\\":\\"quant\\"', b'\\"compressor\\":\\"quanx\\"')
-    path.write_bytes(data)
+    path.write_bytes(_rewrapped(data, header=_deflated(json.dumps(header).encode())))
     with pytest.raises(ArtifactError, match="checksum mismatch"):
+        read_artifact(path)
+
+
+@pytest.mark.parametrize("stored, refusal", [
+    ("not base85 \\", "truncated or corrupt"),
+    (base64.b85encode(b"\x00" * 40).decode(), "truncated or corrupt"),
+    (_deflated(b"{" * 30 + b"}" * 30), "truncated or corrupt"),
+    (_deflated(b" " * (MAX_HEADER_BYTES + 1)), "inflates to more than"),
+    (_deflated(json.dumps({"format": "big2small-artifact", "format_version": "1"}).encode()), "format differs"),
+])
+def test_a_forged_stored_header_is_refused_before_it_is_read(tmp_path, stored, refusal):
+    path = tmp_path / "a.safetensors"
+    path.write_bytes(_rewrapped(_sample().to_bytes(), header=stored))
+    with pytest.raises(ArtifactError, match=refusal):
+        read_artifact(path)
+
+
+def test_a_later_format_version_is_named(tmp_path):
+    path = tmp_path / "a.safetensors"
+    path.write_bytes(_rewrapped(_sample().to_bytes(), format_version="3"))
+    with pytest.raises(ArtifactError, match="format version 3 is not supported"):
         read_artifact(path)
 
 

@@ -1,9 +1,12 @@
 """Artifact format: one file that holds everything needed to rebuild the compressed parameters.
 
 The file is a safetensors file. Its tensors are the compressor's payload (packed codes, scales, INR
-parameters, ...). Its string metadata holds one entry, `big2small`, whose value is our JSON header (one entry,
-because safetensors writes metadata entries in hash order; a single canonical string keeps files byte-identical
-across runs):
+parameters, ...). Its string metadata holds one entry, `big2small` (one entry, because safetensors writes metadata
+entries in hash order; a single canonical string keeps files byte-identical across runs), whose value is the JSON
+`{"format", "format_version", "header"}`: `header` is our JSON header below, deflated (zlib's raw DEFLATE, level 9)
+and written in base85 (characters JSON needs no escape for). The header counts in every artifact's bytes and is
+mostly names and settings, so it is stored compressed (docs/decisions.md). Format version 1 stored the header as
+plain JSON in that entry; such files are still read.
 
     format          "big2small-artifact"
     format_version  FORMAT_VERSION
@@ -31,9 +34,11 @@ import dataclasses
 import hashlib
 import hmac
 import itertools
+import base64
 import json
 import os
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,8 +51,11 @@ from big2small.errors import ArtifactError
 from big2small.files import write_atomically
 
 FORMAT_NAME = "big2small-artifact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READ_VERSIONS = ("1", "2")
 HEADER_KEY = "big2small"
+# The most bytes a stored header may inflate to: a forged one is refused before it can take more memory.
+MAX_HEADER_BYTES = 16 << 20
 # Deeper JSON than any artifact of ours holds is refused before it is parsed (a deeply nested header would
 # otherwise exhaust the parser's recursion before the checksum is even looked at).
 MAX_JSON_DEPTH = 16
@@ -105,21 +113,23 @@ class Compressed:
         header["checksum"] = _checksum(header, tensors)
         if key is not None:
             header["hmac"] = _hmac(key, header["checksum"])
-        return safetensors_save(tensors, metadata={HEADER_KEY: _canonical_json(header)})
+        packed = base64.b85encode(_deflate(_canonical_json(header).encode())).decode()
+        wrapper = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "header": packed}
+        return safetensors_save(tensors, metadata={HEADER_KEY: _canonical_json(wrapper)})
 
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str = "artifact", key: bytes | None = None) -> Compressed:
         try:
             tensors = safetensors_load(data)
             header = _read_header(data)
-        except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError, zlib.error) as error:
             raise ArtifactError(f"{source}: not a readable artifact (truncated or corrupt): {error}") from None
         if header.get("format") != FORMAT_NAME:
             raise ArtifactError(f"{source}: not a {FORMAT_NAME} file (format={header.get('format')!r})")
-        if header.get("format_version") != str(FORMAT_VERSION):
+        if header.get("format_version") not in READ_VERSIONS:
             raise ArtifactError(
                 f"{source}: format version {header.get('format_version')} is not supported "
-                f"(this version reads {FORMAT_VERSION})"
+                f"(this version reads {' and '.join(READ_VERSIONS)})"
             )
         stored, signature = header.pop("checksum", None), header.pop("hmac", None)
         if stored != _checksum(header, tensors):
@@ -185,7 +195,31 @@ def _read_header(data: bytes) -> dict:
     fields = _parse_json(metadata[HEADER_KEY])
     if not isinstance(fields, dict):
         raise ValueError("malformed big2small header")
-    return fields
+    if fields.get("format") != FORMAT_NAME or fields.get("format_version") != "2":
+        return fields  # a foreign header, or a version that stores it plain (1) or is not read
+    packed = fields.get("header")
+    if not isinstance(packed, str):
+        raise ValueError("no stored header")
+    header = _parse_json(_inflate(base64.b85decode(packed)).decode("utf-8"))
+    if not isinstance(header, dict) or any(header.get(key) != fields.get(key) for key in ("format", "format_version")):
+        raise ValueError("the stored header's format differs from the file's")
+    return header
+
+
+def _deflate(data: bytes) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
+    return packer.compress(data) + packer.flush()
+
+
+def _inflate(data: bytes) -> bytes:
+    """Raw DEFLATE data inflated, refused (ValueError) beyond MAX_HEADER_BYTES or where the stream does not end."""
+    unpacker = zlib.decompressobj(-15)
+    inflated = unpacker.decompress(data, MAX_HEADER_BYTES)
+    if not unpacker.eof and len(inflated) >= MAX_HEADER_BYTES:
+        raise ValueError(f"the stored header inflates to more than {MAX_HEADER_BYTES} bytes")
+    if not unpacker.eof or unpacker.unused_data:
+        raise ValueError("the stored header's stream is cut short or followed by other bytes")
+    return inflated
 
 
 def _parse_json(text: str):
