@@ -30,11 +30,11 @@ reports: nothing that the rebuild of the compressed parameters needs lives anywh
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import hmac
 import itertools
-import base64
 import json
 import os
 import re
