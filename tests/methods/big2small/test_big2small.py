@@ -197,13 +197,16 @@ def test_a_damaged_checkpoint_is_named_removed_and_the_fit_starts_again(tmp_path
 
 
 def test_a_batch_as_large_as_every_grid_fits_exactly_as_the_whole_grid(tmp_path):
-    # fit.batch_size only changes grids with more rows than the batch; tiny_cnn's largest grid has 512 rows.
+    # fit.batch_size only changes grids with more rows than the batch; tiny_cnn's largest grid has 512 rows. Every
+    # INR is kept (layer_choice inr), so the fitted INRs themselves are compared, not a codec choice between them.
     model = tiny_cnn()
-    *_, whole = _round_trip(Big2SmallCompressor(target_ratio=4, fit={"steps": 5}, refinement=NO_REFINEMENT), model,
-                            tmp_path / "a")
-    *_, batched = _round_trip(Big2SmallCompressor(target_ratio=4, fit={"steps": 5, "batch_size": 4096},
-                                                  refinement=NO_REFINEMENT),
-                              model, tmp_path / "b")
+    keep = {"layer_choice": "inr"}
+    whole_fit, *_, whole = _round_trip(Big2SmallCompressor(target_ratio=4, fit={"steps": 5}, storage=keep,
+                                                           refinement=NO_REFINEMENT), model, tmp_path / "a")
+    batched_fit, *_, batched = _round_trip(Big2SmallCompressor(target_ratio=4, fit={"steps": 5, "batch_size": 4096},
+                                                               storage=keep, refinement=NO_REFINEMENT),
+                                           model, tmp_path / "b")
+    assert any(whole_fit.meta["widths"].values()) and whole_fit.meta["widths"] == batched_fit.meta["widths"]
     for name, value in whole.state_dict().items():
         assert torch.equal(value, batched.state_dict()[name]), name
 
@@ -302,9 +305,9 @@ def test_lower_error_choice_keeps_the_inr_of_a_smooth_weight_and_codes_a_noisy_o
     def squared_error(rebuilt):
         return sum(float((rebuilt.get_parameter(n) - model.get_parameter(n)).pow(2).sum()) for n in errors)
 
-    # the choice may trade error between layers, never to more in total within the fitted INRs' bytes
+    # the choice may trade error between layers, never to more in total, both within the target's bytes
     assert squared_error(runs["lower_error"][3]) < squared_error(runs["inr"][3])
-    assert len(chosen.to_bytes()) <= len(runs["inr"][0].to_bytes())
+    assert runs["inr"][1] >= 8
 
 
 def test_a_fit_whose_inrs_cannot_be_kept_stops_at_screen_at_with_the_same_weights(tmp_path):
@@ -317,7 +320,7 @@ def test_a_fit_whose_inrs_cannot_be_kept_stops_at_screen_at_with_the_same_weight
         def make(trainers=trainers, factory=factory, **overrides):
             trainers.append(factory(**overrides))
             return trainers[-1]
-        compressor = Big2SmallCompressor(target_ratio=8, fit={"steps": 40, "screen_at": screen_at},
+        compressor = Big2SmallCompressor(target_ratio=8, fit={"steps": 40, "screen_at": screen_at, "inrs": "all"},
                                          storage={"codes_below": 0}, inr={"unit": "weight"},
                                          refinement=NO_REFINEMENT, input_shape=[160])
         compressed = compressor.fit(copy.deepcopy(model), trainer_factory=make)
