@@ -292,39 +292,56 @@ def test_the_refined_1d_parameters_are_stored_counted_and_rebuilt(tmp_path):
 
     model = tiny_cnn()
     short = {"steps": 20, "input_steps": 3, "num_inputs": 16, "batch_size": 8, "light_above_bits": None}
+
+    def fit(name, **refinement):
+        return Big2SmallCompressor(target_ratio=4, fit={"steps": 3}, input_shape=[1, 8, 8],
+                                   refinement={**short, **refinement}).fit(
+            given, trainer_factory=trainer_factory(tmp_path / name))
+
     given = copy.deepcopy(model)
-    tuned = Big2SmallCompressor(target_ratio=4, fit={"steps": 3}, input_shape=[1, 8, 8],
-                                refinement={**short, "affine_lr": 0.05}).fit(
-        given, trainer_factory=trainer_factory(tmp_path / "tuned"))
+    tuned = fit("tuned", affine_lr=0.05)  # their changes at refinement.affine_bits (8)
     # The refinement's student and teacher share the given model's weights; the model is left as it was.
     for name, value in model.state_dict().items():
         assert torch.equal(given.state_dict()[name], value), name
     assert all(p.requires_grad and p.grad is None for p in given.parameters())
-    own = Big2SmallCompressor(target_ratio=4, fit={"steps": 3}, input_shape=[1, 8, 8],
-                              refinement={**short, "affine_lr": 0}).fit(
-        copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path / "own"))
+    own = fit("own", affine_lr=0)
+    half = fit("half", affine_lr=0.05, affine_bits=None)  # every tuned value in fp16
     names = tuned_names(model, tuned.meta["replaced"])
     count = sum(model.get_parameter(name).numel() for name in names)
-    assert names and tuned.meta["tuned"] == count and tuned.tensors["tuned"].numel() == count
-    assert "tuned" not in own.tensors and "tuned" not in own.meta  # they stay the model's own and cost nothing
+    assert names and tuned.meta["tuned"] == count == half.meta["tuned"] and tuned.meta["tuned_bits"] == 8
+    assert tuned.tensors["tuned_levels"].numel() == count and tuned.tensors["tuned_scales"].numel() == len(names)
+    assert "tuned" not in tuned.tensors and half.tensors["tuned"].numel() == count and "tuned_bits" not in half.meta
+    assert not any(key.startswith("tuned") for key in [*own.tensors, *own.meta])  # the model's own cost nothing
     original = 4 * sum(model.get_parameter(name).numel() for name in tuned.meta["replaced"])
     assert original / len(tuned.to_bytes()) >= 4  # the tuned values are within the target's bytes
 
-    rebuilt = rebuild(Compressed.from_bytes(tuned.to_bytes()), copy.deepcopy(model))
-    stored = torch.cat([rebuilt.get_parameter(name).detach().reshape(-1) for name in names])
-    assert torch.equal(stored, tuned.tensors["tuned"].float())
-    assert not torch.equal(stored, torch.cat([model.get_parameter(name).detach().reshape(-1) for name in names]))
-    assert torch.equal(rebuild(Compressed.from_bytes(own.to_bytes()), copy.deepcopy(model)).get_parameter(names[0]),
-                       model.get_parameter(names[0]))
+    def rebuilt_values(compressed):
+        rebuilt = rebuild(Compressed.from_bytes(compressed.to_bytes()), copy.deepcopy(model))
+        return torch.cat([rebuilt.get_parameter(name).detach().reshape(-1) for name in names])
+
+    own_values = torch.cat([model.get_parameter(name).detach().reshape(-1) for name in names])
+    assert torch.equal(rebuilt_values(half), half.tensors["tuned"].float())
+    assert not torch.equal(rebuilt_values(tuned), own_values)
+    assert torch.equal(rebuilt_values(own), own_values)
 
     forged = Compressed.from_bytes(tuned.to_bytes())
     forged.meta["tuned"] = count + 1
     with pytest.raises(ArtifactError, match="tuned"):
         rebuild_model(forged, model)
-    short_stream = Compressed.from_bytes(tuned.to_bytes())
-    short_stream.tensors["tuned"] = short_stream.tensors["tuned"][:-1]
-    with pytest.raises(ValueError, match="tuned values"):
-        rebuild(short_stream, copy.deepcopy(model))
+    for key, value in (("tuned_bits", 9), ("tuned_bits", "8")):
+        forged = Compressed.from_bytes(tuned.to_bytes())
+        forged.meta[key] = value
+        with pytest.raises(ArtifactError, match="tuned_bits"):
+            rebuild_model(forged, model)
+    negative = Compressed.from_bytes(tuned.to_bytes())
+    negative.tensors["tuned_scales"] = -negative.tensors["tuned_scales"].abs() - 1
+    with pytest.raises(ArtifactError, match="tuned_scales"):
+        rebuild_model(negative, model)
+    for compressed, key in ((tuned, "tuned_levels"), (half, "tuned")):
+        short_stream = Compressed.from_bytes(compressed.to_bytes())
+        short_stream.tensors[key] = short_stream.tensors[key][:-1]
+        with pytest.raises(ValueError, match="tuned values|packed bytes"):
+            rebuild(short_stream, copy.deepcopy(model))
 
 
 def test_input_precision_takes_32_bf16_or_auto_and_auto_is_bf16_only_where_the_device_computes_it():

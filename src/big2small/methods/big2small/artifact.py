@@ -8,9 +8,11 @@ layer's entry in the header's layer list says `code_coding: rans`, its rANS stre
 fp16 scale per output channel; present only when some are, with each target's b in the header's `code_bits`, 1 for
 ternary codes five to a byte: layer_codes.py),
 `stats` (per layer mean and std of the standardised inliers), `outlier_values` (fp16) and `outlier_index` (their positions, see encodings/index_codes.py), `permutation` (the
-channel orders, bit-packed), `tuned` (fp16: the model's 1-D parameters that are not replaced, as the refinement
-tuned them, in the model's parameter order: tuned_names; present only when they were tuned, with their count in
-the header's `tuned`). The header lists layers, INR widths and settings. Rebuild reads the artifact alone;
+channel orders, bit-packed), `tuned_levels` and `tuned_scales` (the model's 1-D parameters that are not replaced,
+in the model's parameter order: tuned_names, as the refinement changed them from the model's own values, at the
+header's `tuned_bits`: tuned_values.py) or, in artifacts written without `tuned_bits`, `tuned` (those values in
+fp16); present only when they were tuned, with their count in the header's `tuned`. The header lists layers, INR
+widths and settings. Rebuild reads the artifact alone;
 the channel orders are stored so rebuilt weights go back into the original order and the model's uncompressed
 parameters (BN, biases) stay valid as they are.
 """
@@ -28,6 +30,7 @@ from big2small.encodings.bitpack import pack_uint, unpack_uint
 from big2small.encodings.entropy_codes import PACKED, RANS
 from big2small.graph.weights import set_parameter
 from big2small.methods.base import require_at_least
+from big2small.methods.big2small import tuned_values
 from big2small.methods.big2small.allocation import CODES
 from big2small.methods.big2small.coords import build_targets
 from big2small.methods.big2small.fitting import INRGroup
@@ -65,9 +68,10 @@ def tuned_names(model: nn.Module, replaced) -> list[str]:
 
 
 def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup], settings: dict,
-         sizing_only: bool = False) -> Compressed:
+         sizing_only: bool = False, tuned_bits: int | None = None) -> Compressed:
     """The artifact of a fitted plan whose INRs are stored at `bits` unless `plan.inr_bits` says otherwise; `groups`
-    hold exactly the plan's INRs. With sizing_only, INR parameters are zeros of the final sizes (budgeting)."""
+    hold exactly the plan's INRs; the tuned 1-D parameters as changes at `tuned_bits` (None: fp16 values). With
+    sizing_only, INR parameters are zeros of the final sizes (budgeting)."""
     weights, prepared, widths = plan.weights, plan.prepared, plan.widths
     fitted = {}
     for group in [] if sizing_only else groups:
@@ -131,8 +135,10 @@ def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup
         tensors[name] = _cat(parts, parts[0].dtype) if parts else torch.zeros(0, dtype=code_dtype(bits))
     if layer_codes:
         tensors["layer_codes"], tensors["layer_scales"] = _cat(layer_codes, torch.uint8), _cat(layer_scales, torch.float16)
-    if plan.tuned:
+    if plan.tuned and tuned_bits is None:
         tensors["tuned"] = _cat(list(plan.tuned.values()), torch.float16)
+    elif plan.tuned:
+        tensors.update(tuned_values.encode([plan.tuned[n] - plan.tuned_from[n] for n in plan.tuned], tuned_bits))
     permutation_meta = _pack_orders(plan.orders, tensors)
     other_bits = {key: b for key, b in plan.inr_bits.items() if b != bits}
     meta = {
@@ -145,7 +151,8 @@ def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup
         "code_bits": dict(plan.code_bits),
         "layers": [{"name": n, "shape": list(w.shape), **layer_meta.get(n, {})} for n, w in weights.items()],
         "permutation": permutation_meta,
-        **({"tuned": int(tensors["tuned"].numel())} if plan.tuned else {}),
+        **({"tuned": sum(int(value.numel()) for value in plan.tuned.values())} if plan.tuned else {}),
+        **({"tuned_bits": tuned_bits} if plan.tuned and tuned_bits is not None else {}),
     }
     return Compressed(NAME, settings, tensors, meta)
 
@@ -202,6 +209,10 @@ def check_meta(meta: dict, model: nn.Module) -> None:
         if meta["tuned"] != count or not _is_int(meta["tuned"]):
             raise ValueError(f"tuned is {meta['tuned']!r}, not the {count} values of this model's 1-D parameters "
                              "that are not replaced")
+    if "tuned_bits" in meta and not (_is_int(meta["tuned_bits"]) and "tuned" in meta
+                                     and tuned_values.MIN_BITS <= meta["tuned_bits"] <= tuned_values.MAX_BITS):
+        raise ValueError(f"tuned_bits is {meta['tuned_bits']!r}: not {tuned_values.MIN_BITS}..{tuned_values.MAX_BITS} "
+                         "bits beside a tuned count")
     permutation = _dict(meta, "permutation")
     spaces = permutation.get("spaces")
     if not isinstance(spaces, list) or not all(
@@ -231,6 +242,7 @@ def check_values(tensors: dict[str, torch.Tensor]) -> None:
     layer_codes.py the scales)."""
     require_at_least(tensors["stats"].reshape(-1, 2)[:, 1], "stats (std)", 0.0, strict=True)
     require_at_least(tensors.get("layer_scales"), "layer_scales", 0.0, strict=True)
+    require_at_least(tensors.get(tuned_values.SCALES_TENSOR), tuned_values.SCALES_TENSOR, 0.0)
 
 
 def _inr_bits(meta: dict) -> dict[str, int]:
@@ -348,14 +360,24 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
     orders = _unpack_orders(meta["permutation"], tensors.get("permutation"))
     for name, weight in decoded.items():
         set_parameter(model, name, _restore_order(weight, meta["permutation"]["layers"].get(name), orders))
+    _set_tuned(model, meta, tensors)
+    return model
+
+
+def _set_tuned(model: nn.Module, meta: dict, tensors: dict[str, torch.Tensor]) -> None:
+    """The tuned 1-D parameters into `model`: fp16 values, or changes (tuned_bits) added to the model's own."""
+    names = tuned_names(model, meta["replaced"]) if "tuned" in meta else []
+    sizes = [model.get_parameter(name).numel() for name in names]
+    if "tuned_bits" in meta:
+        if "tuned" in tensors or not names:
+            raise ValueError("big2small artifact: tuned_bits without tuned changes, or beside fp16 tuned values")
+        for name, change in zip(names, tuned_values.decode(tensors, sizes, meta["tuned_bits"]), strict=True):
+            set_parameter(model, name, model.get_parameter(name).detach() + change.reshape(model.get_parameter(name).shape))
+        return
     if ("tuned" in meta) != ("tuned" in tensors) or tensors.get("tuned", torch.zeros(0)).numel() != meta.get("tuned", 0):
         raise ValueError("big2small artifact: its tuned values do not match the header's count")
-    tuned_at = 0
-    for name in tuned_names(model, meta["replaced"]) if "tuned" in meta else []:
-        parameter = model.get_parameter(name)
-        set_parameter(model, name, tensors["tuned"][tuned_at:tuned_at + parameter.numel()].float())
-        tuned_at += parameter.numel()
-    return model
+    for name, values in zip(names, tensors["tuned"].float().split(sizes) if names else [], strict=True):
+        set_parameter(model, name, values.reshape(model.get_parameter(name).shape))
 
 
 

@@ -27,11 +27,10 @@ import torch
 from torch import nn
 
 from big2small.codec import Compressed
-from big2small.encodings.dtype_bytes import FP16_BYTES
 from big2small.errors import ConfigError
 from big2small.graph.weights import frozen_copy, set_parameter
 from big2small.methods.base import Compressor
-from big2small.methods.big2small import artifact
+from big2small.methods.big2small import artifact, tuned_values
 from big2small.methods.big2small.allocation import CODES, bit_candidates, choose_widths
 from big2small.methods.big2small.code_rate import CodeRate, hold_within
 from big2small.methods.big2small.codec_choice import (
@@ -122,7 +121,8 @@ class Big2SmallCompressor(Compressor):
                         "raw": torch.float16, "layer_codes": torch.uint8, "layer_scales": torch.float16,
                         "layer_int8": torch.int8,  # the layer codes of artifacts written before they were packed
                         "stats": torch.float32, "outlier_values": torch.float16, "outlier_index": torch.uint8,
-                        "permutation": torch.uint8, "tuned": torch.float16}
+                        "permutation": torch.uint8, "tuned": torch.float16,
+                        tuned_values.LEVELS_TENSOR: torch.uint8, tuned_values.SCALES_TENSOR: torch.float16}
     # The option groups: constructor argument -> its settings class (settings.py, one dataclass each).
     SETTINGS_GROUPS: ClassVar[dict[str, type]] = {
         "inr": INRSettings, "outliers": OutlierSettings, "loss": LossSettings, "storage": StorageSettings,
@@ -368,8 +368,8 @@ class Big2SmallCompressor(Compressor):
         if limit is not None and plan.entropy_coding and self.refinement.enabled:
             # The tuned 1-D parameters take their bytes out of the reserve, as far as it holds them: like moved
             # codes, they are what the refinement adds, and the rate-aware refinement keeps both within the target.
-            limit = min(limit, int(limit * (1 - self._reserve())) + FP16_BYTES * sum(
-                value.numel() for value in plan.tuned.values()))
+            limit = min(limit, int(limit * (1 - self._reserve())) + tuned_values.stored_bytes(
+                [value.numel() for value in plan.tuned.values()], self.refinement.affine_bits))
         return choose_codecs(plan, inr_error, candidates, stored, self.inr,
                              lambda p: len(self._pack(p, [], sizing_only=True).to_bytes()), limit)
 
@@ -491,7 +491,8 @@ class Big2SmallCompressor(Compressor):
 
     # ---------------------------------------------------------------- storage
     def _pack(self, plan: Big2SmallPlan, groups: list[INRGroup], sizing_only: bool = False) -> Compressed:
-        return artifact.pack(plan, self.inr, self.storage.bit_choices[0], groups, self.settings(), sizing_only)
+        return artifact.pack(plan, self.inr, self.storage.bit_choices[0], groups, self.settings(), sizing_only,
+                             self.refinement.affine_bits)
 
     @classmethod
     def check_artifact(cls, compressed: Compressed, model: nn.Module) -> None:

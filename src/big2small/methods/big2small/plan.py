@@ -55,9 +55,10 @@ class Big2SmallPlan:
     entropy_coding: bool = False                                # coded layers as rANS streams where smaller
     dead_zone: bool = False                       # codes at rate levels >= 1 may round with a dead zone
     # The model's 1-D parameters that are not replaced (BatchNorm scales and shifts, biases) and that the refinement
-    # tunes (refinement.affine_lr), by name in the model's parameter order: stored in fp16 beside the codes; empty
-    # when they stay the model's own
+    # tunes (refinement.affine_lr), by name in the model's parameter order, and their values in the model itself:
+    # stored beside the codes as their changes (tuned_values.py) or in fp16; empty when they stay the model's own
     tuned: dict[str, torch.Tensor] = field(default_factory=dict)
+    tuned_from: dict[str, torch.Tensor] = field(default_factory=dict)
     # (parameter name, bits) -> (coding, bytes) of its nearest codes, shared by every plan derived from this one
     nearest_sizes: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict, compare=False, repr=False)
 
@@ -104,7 +105,8 @@ class Big2SmallPlan:
         return dataclasses.replace(self, coded=dict(coded))
 
     def with_tuned(self, tuned: dict[str, torch.Tensor]) -> Big2SmallPlan:
-        return dataclasses.replace(self, tuned=dict(tuned))
+        """These tuned values; the first call also records them as the model's own (`tuned_from`)."""
+        return dataclasses.replace(self, tuned=dict(tuned), tuned_from=self.tuned_from or dict(tuned))
 
     def stored_codes_size(self, name: str, option: int) -> tuple[str, int]:
         """(coding, bytes) of one layer's codes at a code option (bits and rate level) in the artifact, scales not

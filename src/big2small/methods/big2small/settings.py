@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from big2small.errors import ConfigError
 from big2small.methods.big2small.layer_codes import RATE_LEVELS
+from big2small.methods.big2small.tuned_values import MAX_BITS as TUNED_MAX_BITS
+from big2small.methods.big2small.tuned_values import MIN_BITS as TUNED_MIN_BITS
 
 STORAGE_BITS = (4, 6, 8, 16)  # what an INR's parameters may be stored as (storage.py)
 # The light refinement budget (RefinementSettings.light_above_bits): every input, this share of the input steps on a
@@ -283,10 +285,13 @@ class RefinementSettings:
     # Adam's step on the log of each coded channel's scale; 0 = the scales stay those of least weight error
     scale_lr: float = 0.0
     # Adam's step on the model's 1-D parameters that are not compressed (BatchNorm scales and shifts, biases), tuned
-    # beside the codes; they are then stored in fp16 in the artifact and counted in its bytes (artifact.tuned_names).
+    # beside the codes; they are then stored in the artifact and counted in its bytes (artifact.tuned_names).
     # 0 = they stay the model's own and cost no byte, as they do with permutation.enabled (the stored values would
     # have to follow its channel orders)
     affine_lr: float = 0.01
+    # How the tuned values are stored: each tensor's change from the model's own value at this many bits, on a
+    # symmetric grid of one fp16 step per tensor (tuned_values.py), or null: every value in fp16
+    affine_bits: int | None = 8
     # In a coded layer where more than this share of the stored codes are 0, those zeros stay 0 (every other code
     # still moves by one level): there a zero that becomes +-1 costs many more coded bits than the codec choice
     # counted. 1 = every code moves (the refined codes' growth is then met by choosing again: compressor.py).
@@ -327,6 +332,11 @@ class RefinementSettings:
         self.code_lr = _positive(g, "code_lr", self.code_lr)
         self.scale_lr = _positive(g, "scale_lr", self.scale_lr, allow_zero=True)
         self.affine_lr = _positive(g, "affine_lr", self.affine_lr, allow_zero=True)
+        if self.affine_bits is not None:
+            self.affine_bits = _integer(g, "affine_bits", self.affine_bits, TUNED_MIN_BITS)
+            if self.affine_bits > TUNED_MAX_BITS:
+                raise ConfigError(f"big2small.refinement.affine_bits is {TUNED_MIN_BITS}..{TUNED_MAX_BITS} or null "
+                                  f"(got {self.affine_bits})")
         self.keep_zeros_above = _positive(g, "keep_zeros_above", self.keep_zeros_above, allow_zero=True)
         self.rate_aware = _flag(g, "rate_aware", self.rate_aware)
         self.code_reserve = _positive(g, "code_reserve", self.code_reserve, allow_zero=True)
