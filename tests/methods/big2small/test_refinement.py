@@ -1,5 +1,6 @@
 import copy
 import logging
+import math
 
 import pytest
 import torch
@@ -299,7 +300,7 @@ def test_the_refined_1d_parameters_are_stored_counted_and_rebuilt(tmp_path):
             given, trainer_factory=trainer_factory(tmp_path / name))
 
     given = copy.deepcopy(model)
-    tuned = fit("tuned", affine_lr=0.05)  # their changes at refinement.affine_bits (8)
+    tuned = fit("tuned", affine_lr=0.05)  # their changes at refinement.affine_bits (6)
     # The refinement's student and teacher share the given model's weights; the model is left as it was.
     for name, value in model.state_dict().items():
         assert torch.equal(given.state_dict()[name], value), name
@@ -308,8 +309,8 @@ def test_the_refined_1d_parameters_are_stored_counted_and_rebuilt(tmp_path):
     half = fit("half", affine_lr=0.05, affine_bits=None)  # every tuned value in fp16
     names = tuned_names(model, tuned.meta["replaced"])
     count = sum(model.get_parameter(name).numel() for name in names)
-    assert names and tuned.meta["tuned"] == count == half.meta["tuned"] and tuned.meta["tuned_bits"] == 8
-    assert tuned.tensors["tuned_levels"].numel() == count and tuned.tensors["tuned_scales"].numel() == len(names)
+    assert names and tuned.meta["tuned"] == count == half.meta["tuned"] and tuned.meta["tuned_bits"] == 6
+    assert tuned.tensors["tuned_levels"].numel() == math.ceil(count * 6 / 8) and tuned.tensors["tuned_scales"].numel() == len(names)
     assert "tuned" not in tuned.tensors and half.tensors["tuned"].numel() == count and "tuned_bits" not in half.meta
     assert not any(key.startswith("tuned") for key in [*own.tensors, *own.meta])  # the model's own cost nothing
     original = 4 * sum(model.get_parameter(name).numel() for name in tuned.meta["replaced"])
@@ -328,7 +329,7 @@ def test_the_refined_1d_parameters_are_stored_counted_and_rebuilt(tmp_path):
     forged.meta["tuned"] = count + 1
     with pytest.raises(ArtifactError, match="tuned"):
         rebuild_model(forged, model)
-    for key, value in (("tuned_bits", 9), ("tuned_bits", "8")):
+    for key, value in (("tuned_bits", 9), ("tuned_bits", "6")):
         forged = Compressed.from_bytes(tuned.to_bytes())
         forged.meta[key] = value
         with pytest.raises(ArtifactError, match="tuned_bits"):
@@ -378,3 +379,10 @@ def test_channel_moments_are_the_batch_mean_and_biased_variance_per_channel(shap
     want_var, want_mean = torch.var_mean(x, dim=dims, unbiased=False)
     torch.testing.assert_close(mean, want_mean)
     torch.testing.assert_close(var, want_var)
+
+
+@pytest.mark.parametrize("bits", [1, 9, 6.5, True])
+def test_affine_bits_is_2_to_8_or_null(bits):
+    with pytest.raises(ConfigError, match="affine_bits"):
+        RefinementSettings(affine_bits=bits)
+    assert RefinementSettings(affine_bits=None).affine_bits is None

@@ -291,7 +291,7 @@ class RefinementSettings:
     affine_lr: float = 0.01
     # How the tuned values are stored: each tensor's change from the model's own value at this many bits, on a
     # symmetric grid of one fp16 step per tensor (tuned_values.py), or null: every value in fp16
-    affine_bits: int | None = 8
+    affine_bits: int | None = 6
     # In a coded layer where more than this share of the stored codes are 0, those zeros stay 0 (every other code
     # still moves by one level): there a zero that becomes +-1 costs many more coded bits than the codec choice
     # counted. 1 = every code moves (the refined codes' growth is then met by choosing again: compressor.py).
