@@ -71,6 +71,16 @@ def test_an_override_of_one_compressor_does_not_label_the_others(tmp_path):
     assert list(series_of(panel)) == ["big2small (fit.steps=300)", "magnitude", "quant"]
 
 
+def test_where_a_job_wrote_its_outputs_labels_no_curve(tmp_path):
+    rate_sweep(tmp_path)
+    for target in (4, 8):
+        write_job(tmp_path, f"big2small/{target}", compressor="big2small", ratio=target, metric=0.1,
+                  target_ratio=float(target), overrides=["compressor=big2small", "paths.output_root=/elsewhere",
+                                                         f"compressor.target_ratio={target}", "seed=0"])
+    (panel,) = build_panels(load_sweep(tmp_path).jobs)
+    assert list(series_of(panel)) == ["big2small", "magnitude", "quant"]
+
+
 def test_two_configs_of_one_compressor_class_are_two_curves(tmp_path):
     for config in ("big2small", "big2small_paper"):
         for target, metric in ((4, 0.8), (8, 0.7 if config == "big2small" else 0.3)):

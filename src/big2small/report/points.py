@@ -19,6 +19,7 @@ RATE_KNOBS = frozenset({"compressor.target_ratio", "compressor.bits", "compresso
 # Overrides already told apart by the panel (task/data/model) or the compressor name, or averaged over (seed).
 NOT_A_SETTING = frozenset({"seed", "task", "data", "model", "compressor", "experiment", "logger", "trainer",
                            "sweep.skip_done", "sweep.name"})
+NOT_A_SETTING_GROUP = "paths."  # where a job writes its outputs and cache, not what it computes
 
 
 @dataclass
@@ -119,7 +120,8 @@ def _varying_setting_keys(jobs: list[dict[str, Any]]) -> list[str]:
     for job in jobs:
         for key in {k for j in jobs for k in j.get("overrides", {})}:
             values[key].add(job.get("overrides", {}).get(key))
-    return sorted(k for k, v in values.items() if len(v) > 1 and k not in NOT_A_SETTING)
+    return sorted(k for k, v in values.items()
+                  if len(v) > 1 and k not in NOT_A_SETTING and not k.startswith(NOT_A_SETTING_GROUP))
 
 
 def _is_knob(key: str) -> bool:
