@@ -61,24 +61,18 @@ def test_models_get_separate_panels(tmp_path):
                                        "cifar_resnet32 on cifar10 (classification)"]
 
 
-def test_an_override_of_one_compressor_does_not_label_the_others(tmp_path):
+@pytest.mark.parametrize(("override", "label"), [
+    ("compressor.fit.steps=300", "big2small (fit.steps=300)"),  # labels its own compressor's curve, not the others
+    ("paths.output_root=/elsewhere", "big2small"),               # where a job wrote labels no curve
+])
+def test_an_override_of_one_compressor_labels_only_its_curve_and_only_if_it_is_a_setting(tmp_path, override, label):
     rate_sweep(tmp_path)
     for target in (4, 8):
         write_job(tmp_path, f"big2small/{target}", compressor="big2small", ratio=target, metric=0.1,
-                  target_ratio=float(target), overrides=["compressor=big2small", "compressor.fit.steps=300",
+                  target_ratio=float(target), overrides=["compressor=big2small", override,
                                                          f"compressor.target_ratio={target}", "seed=0"])
     (panel,) = build_panels(load_sweep(tmp_path).jobs)
-    assert list(series_of(panel)) == ["big2small (fit.steps=300)", "magnitude", "quant"]
-
-
-def test_where_a_job_wrote_its_outputs_labels_no_curve(tmp_path):
-    rate_sweep(tmp_path)
-    for target in (4, 8):
-        write_job(tmp_path, f"big2small/{target}", compressor="big2small", ratio=target, metric=0.1,
-                  target_ratio=float(target), overrides=["compressor=big2small", "paths.output_root=/elsewhere",
-                                                         f"compressor.target_ratio={target}", "seed=0"])
-    (panel,) = build_panels(load_sweep(tmp_path).jobs)
-    assert list(series_of(panel)) == ["big2small", "magnitude", "quant"]
+    assert list(series_of(panel)) == [label, "magnitude", "quant"]
 
 
 def test_two_configs_of_one_compressor_class_are_two_curves(tmp_path):

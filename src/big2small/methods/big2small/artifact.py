@@ -372,7 +372,8 @@ def _set_tuned(model: nn.Module, meta: dict, tensors: dict[str, torch.Tensor]) -
         if "tuned" in tensors or not names:
             raise ValueError("big2small artifact: tuned_bits without tuned changes, or beside fp16 tuned values")
         for name, change in zip(names, tuned_values.decode(tensors, sizes, meta["tuned_bits"]), strict=True):
-            set_parameter(model, name, model.get_parameter(name).detach() + change.reshape(model.get_parameter(name).shape))
+            own = model.get_parameter(name).detach()
+            set_parameter(model, name, own + change.reshape(own.shape))
         return
     if ("tuned" in meta) != ("tuned" in tensors) or tensors.get("tuned", torch.zeros(0)).numel() != meta.get("tuned", 0):
         raise ValueError("big2small artifact: its tuned values do not match the header's count")
