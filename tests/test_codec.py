@@ -8,7 +8,8 @@ import torch
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
-from big2small.codec import MAX_HEADER_BYTES, Compressed, read_artifact, write_artifact
+from big2small import codec
+from big2small.codec import HEADER_TENSOR, MAX_HEADER_BYTES, Compressed, read_artifact, write_artifact
 from big2small.errors import ArtifactError
 
 
@@ -52,19 +53,21 @@ def _wrapper(data: bytes) -> dict:
     return json.loads(json.loads(data[8:8 + length])["__metadata__"]["big2small"])
 
 
-def _deflated(text: bytes) -> str:
+def _deflate(text: bytes) -> bytes:
     packer = zlib.compressobj(9, zlib.DEFLATED, -15)
-    return base64.b85encode(packer.compress(text) + packer.flush()).decode()
+    return packer.compress(text) + packer.flush()
 
 
-def _rewrapped(data: bytes, **fields) -> bytes:
-    """The same tensors under the wrapper of `data` with `fields` replaced."""
-    wrapper = {**_wrapper(data), **fields}
-    return safetensors_save(safetensors_load(data), metadata={"big2small": json.dumps(wrapper)})
+def _rewritten(data: bytes, stored_header: bytes | None = None, **fields) -> bytes:
+    """The file `data` with its wrapper's `fields` replaced and, when given, `stored_header` as its header tensor."""
+    tensors = safetensors_load(data)
+    if stored_header is not None:
+        tensors[HEADER_TENSOR] = torch.frombuffer(bytearray(stored_header), dtype=torch.uint8)
+    return safetensors_save(tensors, metadata={"big2small": json.dumps({**_wrapper(data), **fields})})
 
 
 def _stored_header(data: bytes) -> dict:
-    return json.loads(zlib.decompress(base64.b85decode(_wrapper(data)["header"]), -15))
+    return json.loads(zlib.decompress(safetensors_load(data)[HEADER_TENSOR].numpy().tobytes(), -15))
 
 
 def test_the_header_is_stored_deflated_and_costs_a_fraction_of_its_json(tmp_path):
@@ -72,10 +75,42 @@ def test_the_header_is_stored_deflated_and_costs_a_fraction_of_its_json(tmp_path
     meta = {"replaced": names, "layers": [{"name": n, "shape": [64, 64, 3, 3], "bits": 3} for n in names]}
     compressed = Compressed("quant", {"bits": 4}, {"codes": torch.zeros(16, dtype=torch.uint8)}, meta)
     data = compressed.to_bytes()
-    assert b"conv1.weight" not in data and _wrapper(data)["format_version"] == "2"
+    assert b"conv1.weight" not in data and _wrapper(data)["format_version"] == "3"
     assert _stored_header(data)["compressor"] == "quant"
     assert len(data) < len(json.dumps(meta)) / 4
     assert Compressed.from_bytes(data).meta == meta
+
+
+def test_the_size_depends_on_the_shapes_alone():
+    # The checksum is outside the deflated header, so a payload of zeros sizes the written file to the byte.
+    zeros = Compressed("quant", {"bits": 4}, {"codes": torch.zeros(300, dtype=torch.uint8),
+                                              "scales": torch.zeros(7, dtype=torch.float16)}, {"replaced": ["a"]})
+    values = Compressed("quant", {"bits": 4}, {"codes": torch.randint(0, 256, (300,), dtype=torch.uint8),
+                                               "scales": torch.randn(7).half()}, {"replaced": ["a"]})
+    assert len(zeros.to_bytes()) == len(values.to_bytes())
+    assert len(zeros.to_bytes(b"key")) == len(values.to_bytes(b"key"))
+
+
+def test_empty_tensors_are_listed_not_stored_and_come_back():
+    tensors = {"codes": torch.arange(4, dtype=torch.uint8), "stats": torch.zeros(0, 2),
+               "outliers": torch.zeros(0, dtype=torch.float16), "index": torch.zeros(3, 0, dtype=torch.int64)}
+    data = Compressed("quant", {}, tensors, {}).to_bytes()
+    assert sorted(safetensors_load(data)) == sorted(["codes", HEADER_TENSOR])
+    loaded = Compressed.from_bytes(data).tensors
+    assert sorted(loaded) == sorted(tensors)
+    for name, tensor in tensors.items():
+        assert loaded[name].dtype == tensor.dtype and loaded[name].shape == tensor.shape
+
+
+def test_a_version_2_file_is_still_read():
+    data = _sample().to_bytes()
+    header = {**_stored_header(data), "format_version": "2", "checksum": None}
+    tensors = {name: t for name, t in safetensors_load(data).items() if name != HEADER_TENSOR}
+    header["checksum"] = codec._checksum({k: v for k, v in header.items() if k != "checksum"}, tensors)
+    wrapper = {"format": "big2small-artifact", "format_version": "2",
+               "header": base64.b85encode(_deflate(json.dumps(header).encode())).decode()}
+    loaded = Compressed.from_bytes(safetensors_save(tensors, metadata={"big2small": json.dumps(wrapper)}))
+    assert loaded.meta == _sample().meta and torch.equal(loaded.tensors["codes"], _sample().tensors["codes"])
 
 
 def test_altered_header_fails_checksum(tmp_path):
@@ -83,29 +118,47 @@ def test_altered_header_fails_checksum(tmp_path):
     header = _stored_header(data)
     header["compressor"] = "quanx"
     path = tmp_path / "a.safetensors"
-    path.write_bytes(_rewrapped(data, header=_deflated(json.dumps(header).encode())))
+    path.write_bytes(_rewritten(data, _deflate(json.dumps(header).encode())))
     with pytest.raises(ArtifactError, match="checksum mismatch"):
         read_artifact(path)
 
 
+def _with_empty(entries: dict) -> bytes:
+    data = _sample().to_bytes()
+    return _deflate(json.dumps({**_stored_header(data), "empty": json.dumps(entries)}).encode())
+
+
 @pytest.mark.parametrize("stored, refusal", [
-    ("not base85 \\", "truncated or corrupt"),
-    (base64.b85encode(b"\x00" * 40).decode(), "truncated or corrupt"),
-    (_deflated(b"{" * 30 + b"}" * 30), "truncated or corrupt"),
-    (_deflated(b" " * (MAX_HEADER_BYTES + 1)), "inflates to more than"),
-    (_deflated(json.dumps({"format": "big2small-artifact", "format_version": "1"}).encode()), "format differs"),
+    (b"\x00" * 40, "truncated or corrupt"),
+    (_deflate(b"{" * 30 + b"}" * 30), "truncated or corrupt"),
+    (_deflate(b" " * (MAX_HEADER_BYTES + 1)), "inflates to more than"),
+    (_deflate(json.dumps({"format": "big2small-artifact", "format_version": "2"}).encode()), "format differs"),
+    (_deflate(json.dumps({"format": "big2small-artifact", "format_version": "3", "checksum": "0"}).encode()),
+     "malformed stored header"),
+    (_with_empty({"x": ["float32", [2, 3]]}), "empty tensor 'x'"),
+    (_with_empty({"x": ["object", [0]]}), "empty tensor 'x'"),
+    (_with_empty({"codes": ["uint8", [0]]}), "empty tensor 'codes'"),
+    (_with_empty({"x": ["uint8", [0] * 9]}), "empty tensor 'x'"),
+    (_with_empty({"x": ["uint8", [0, -1]]}), "empty tensor 'x'"),
 ])
 def test_a_forged_stored_header_is_refused_before_it_is_read(tmp_path, stored, refusal):
     path = tmp_path / "a.safetensors"
-    path.write_bytes(_rewrapped(_sample().to_bytes(), header=stored))
+    path.write_bytes(_rewritten(_sample().to_bytes(), stored))
     with pytest.raises(ArtifactError, match=refusal):
         read_artifact(path)
 
 
+def test_a_file_without_its_stored_header_is_refused():
+    data = _sample().to_bytes()
+    tensors = {name: t for name, t in safetensors_load(data).items() if name != HEADER_TENSOR}
+    with pytest.raises(ArtifactError, match="no stored header"):
+        Compressed.from_bytes(safetensors_save(tensors, metadata={"big2small": json.dumps(_wrapper(data))}))
+
+
 def test_a_later_format_version_is_named(tmp_path):
     path = tmp_path / "a.safetensors"
-    path.write_bytes(_rewrapped(_sample().to_bytes(), format_version="3"))
-    with pytest.raises(ArtifactError, match="format version 3 is not supported"):
+    path.write_bytes(_rewritten(_sample().to_bytes(), format_version="4"))
+    with pytest.raises(ArtifactError, match="format version 4 is not supported"):
         read_artifact(path)
 
 

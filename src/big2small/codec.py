@@ -1,21 +1,27 @@
 """Artifact format: one file that holds everything needed to rebuild the compressed parameters.
 
 The file is a safetensors file. Its tensors are the compressor's payload (packed codes, scales, INR
-parameters, ...). Its string metadata holds one entry, `big2small` (one entry, because safetensors writes metadata
-entries in hash order; a single canonical string keeps files byte-identical across runs), whose value is the JSON
-`{"format", "format_version", "header"}`: `header` is our JSON header below, deflated (zlib's raw DEFLATE, level 9)
-and written in base85 (characters JSON needs no escape for). The header counts in every artifact's bytes and is
-mostly names and settings, so it is stored compressed (docs/decisions.md). Format version 1 stored the header as
-plain JSON in that entry; such files are still read.
+parameters, ...) and, under HEADER_TENSOR, our JSON header below deflated (zlib's raw DEFLATE, level 9) as uint8
+bytes: the header counts in every artifact's bytes and is mostly names and settings, so it is stored compressed
+(docs/decisions.md). Payload tensors with no elements are not written; the header lists each one's dtype and shape
+(`empty`), and reading gives them back. The file's string metadata holds one entry, `big2small` (one entry, because
+safetensors writes metadata entries in hash order; a single canonical string keeps files byte-identical across
+runs), whose value is the JSON `{"format", "format_version", "checksum", "hmac"}`. The checksum lives there, outside
+the deflated header, so a file's size depends on its tensors' shapes alone and never on their values: sizing a
+payload of zeros gives the written size to the byte. Format version 1 stored the header as plain JSON in that entry,
+version 2 deflated in base85 with the checksum inside; both are still read.
 
     format          "big2small-artifact"
     format_version  FORMAT_VERSION
     compressor      registry name of the compressor that wrote it
     config          the compressor's settings (JSON)
     meta            whatever the compressor needs to decode besides tensors (JSON: shapes, layer names, ...)
-    checksum        sha256 over header fields and every tensor's name, dtype, shape and bytes
-    hmac            (optional) HMAC-SHA256 of the checksum under a key the writer and the reader share
+    empty           (when any) {name: [dtype, shape]} of the payload tensors with no elements
     architecture    (optional) how to build the model again: a builder of big2small.models and its arguments
+    checksum        (in the metadata entry) sha256 over the other header fields and every tensor's name, dtype,
+                    shape and bytes, the empty ones included
+    hmac            (in the metadata entry, optional) HMAC-SHA256 of the checksum under a key the writer and the
+                    reader share
 
 Optionally the file also carries the model state the compressor left alone (BatchNorm, biases, skipped layers),
 each tensor in its own dtype under the name `uncompressed/<state_dict key>`; then the artifact and the
@@ -36,6 +42,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import math
 import os
 import re
 import zlib
@@ -51,15 +58,23 @@ from big2small.errors import ArtifactError
 from big2small.files import write_atomically
 
 FORMAT_NAME = "big2small-artifact"
-FORMAT_VERSION = 2
-READ_VERSIONS = ("1", "2")
+FORMAT_VERSION = 3
+READ_VERSIONS = ("1", "2", "3")
 HEADER_KEY = "big2small"
+HEADER_TENSOR = "big2small/header"
 # The most bytes a stored header may inflate to: a forged one is refused before it can take more memory.
 MAX_HEADER_BYTES = 16 << 20
 # Deeper JSON than any artifact of ours holds is refused before it is parsed (a deeply nested header would
 # otherwise exhaust the parser's recursion before the checksum is even looked at).
 MAX_JSON_DEPTH = 16
 UNCOMPRESSED_PREFIX = "uncompressed/"
+# The most dimensions an empty tensor listed in the header may have.
+MAX_EMPTY_DIMS = 8
+# The dtypes an empty tensor may be listed with, by the name the header gives them.
+_DTYPES = {str(dtype).removeprefix("torch."): dtype for dtype in (
+    torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+    torch.float16, torch.bfloat16, torch.float32, torch.float64)}
+_DTYPE_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _JSON_BRACKET = re.compile(r"[\[\]{}]")
 
@@ -97,8 +112,9 @@ class Compressed:
 
     def to_bytes(self, key: bytes | None = None) -> bytes:
         tensors = {name: t.detach().cpu().contiguous() for name, t in self.tensors.items()}
-        if any(name.startswith(UNCOMPRESSED_PREFIX) for name in tensors):
-            raise ValueError(f"{self.compressor}: tensor names must not start with {UNCOMPRESSED_PREFIX!r}")
+        if any(name.startswith(UNCOMPRESSED_PREFIX) or name == HEADER_TENSOR for name in tensors):
+            raise ValueError(f"{self.compressor}: tensor names must not start with {UNCOMPRESSED_PREFIX!r} "
+                             f"nor be {HEADER_TENSOR!r}")
         tensors.update({UNCOMPRESSED_PREFIX + name: t.detach().cpu().contiguous()
                         for name, t in self.uncompressed.items()})
         header = {
@@ -108,21 +124,27 @@ class Compressed:
             "config": _canonical_json(self.config),
             "meta": _canonical_json(self.meta),
         }
+        empty = {name: [_DTYPE_NAMES[t.dtype], list(t.shape)] for name, t in tensors.items() if not t.numel()}
+        if empty:
+            header["empty"] = _canonical_json(empty)
         if self.architecture is not None:
             header["architecture"] = _canonical_json(self.architecture)
-        header["checksum"] = _checksum(header, tensors)
+        wrapper = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION),
+                   "checksum": _checksum(header, tensors)}
         if key is not None:
-            header["hmac"] = _hmac(key, header["checksum"])
-        packed = base64.b85encode(_deflate(_canonical_json(header).encode())).decode()
-        wrapper = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "header": packed}
-        return safetensors_save(tensors, metadata={HEADER_KEY: _canonical_json(wrapper)})
+            wrapper["hmac"] = _hmac(key, wrapper["checksum"])
+        stored = {name: t for name, t in tensors.items() if t.numel()}
+        stored[HEADER_TENSOR] = torch.frombuffer(bytearray(_deflate(_canonical_json(header).encode())),
+                                                 dtype=torch.uint8)
+        return safetensors_save(stored, metadata={HEADER_KEY: _canonical_json(wrapper)})
 
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str = "artifact", key: bytes | None = None) -> Compressed:
         try:
             tensors = safetensors_load(data)
-            header = _read_header(data)
-        except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError, zlib.error) as error:
+            header = _read_header(data, tensors)
+        except (SafetensorError, ValueError, TypeError, json.JSONDecodeError, UnicodeDecodeError,
+                zlib.error) as error:
             raise ArtifactError(f"{source}: not a readable artifact (truncated or corrupt): {error}") from None
         if header.get("format") != FORMAT_NAME:
             raise ArtifactError(f"{source}: not a {FORMAT_NAME} file (format={header.get('format')!r})")
@@ -185,7 +207,9 @@ def first_nonfinite(tensors: dict[str, torch.Tensor]) -> str | None:
     return None
 
 
-def _read_header(data: bytes) -> dict:
+def _read_header(data: bytes, tensors: dict[str, torch.Tensor]) -> dict:
+    """The file's header fields, checksum and hmac among them; for version 3 `tensors` loses the stored header and
+    gets back the empty tensors it lists."""
     # safetensors layout: 8-byte little-endian header length, then the JSON header.
     length = int.from_bytes(data[:8], "little")
     header = _parse_json(data[8 : 8 + length].decode("utf-8"))
@@ -195,15 +219,44 @@ def _read_header(data: bytes) -> dict:
     fields = _parse_json(metadata[HEADER_KEY])
     if not isinstance(fields, dict):
         raise ValueError("malformed big2small header")
-    if fields.get("format") != FORMAT_NAME or fields.get("format_version") != "2":
+    version = fields.get("format_version")
+    if fields.get("format") != FORMAT_NAME or version not in ("2", "3"):
         return fields  # a foreign header, or a version that stores it plain (1) or is not read
-    packed = fields.get("header")
-    if not isinstance(packed, str):
-        raise ValueError("no stored header")
-    header = _parse_json(_inflate(base64.b85decode(packed)).decode("utf-8"))
-    if not isinstance(header, dict) or any(header.get(key) != fields.get(key) for key in ("format", "format_version")):
+    if version == "2":
+        packed = fields.get("header")
+        if not isinstance(packed, str):
+            raise ValueError("no stored header")
+        stored = _parse_json(_inflate(base64.b85decode(packed)).decode("utf-8"))
+    else:
+        packed = tensors.pop(HEADER_TENSOR, None)
+        if packed is None or packed.dtype != torch.uint8 or packed.dim() != 1:
+            raise ValueError(f"no stored header (a 1-D uint8 tensor {HEADER_TENSOR!r})")
+        stored = _parse_json(_inflate(packed.numpy().tobytes()).decode("utf-8"))
+        if not isinstance(stored, dict) or {"checksum", "hmac"} & set(stored):
+            raise ValueError("malformed stored header")
+        stored.update({key: fields[key] for key in ("checksum", "hmac") if key in fields})
+        if "empty" in stored:
+            tensors.update(_empty_tensors(stored["empty"], tensors))
+    if not isinstance(stored, dict) or any(stored.get(key) != fields.get(key) for key in ("format", "format_version")):
         raise ValueError("the stored header's format differs from the file's")
-    return header
+    return stored
+
+
+def _empty_tensors(text, stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The empty tensors a version-3 header lists (`empty`), ValueError for any entry that is not a known dtype and
+    a shape with no elements, or that names a tensor the file holds."""
+    listed = _parse_json(text) if isinstance(text, str) else None
+    if not isinstance(listed, dict):
+        raise ValueError("the header's empty tensors are not a JSON object")
+    empty = {}
+    for name, entry in listed.items():
+        dtype, shape = entry if isinstance(entry, list) and len(entry) == 2 else (None, None)
+        if (dtype not in _DTYPES or not isinstance(shape, list) or len(shape) > MAX_EMPTY_DIMS
+                or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
+                or math.prod(shape) or name in stored):
+            raise ValueError(f"the header's empty tensor {name!r} is not a dtype and a shape with no elements")
+        empty[name] = torch.zeros(shape, dtype=_DTYPES[dtype])
+    return empty
 
 
 def _deflate(data: bytes) -> bytes:

@@ -126,9 +126,7 @@ def test_default_fit_meets_the_ratio_and_reports_per_layer_results(tmp_path):
 def test_every_option_fits_and_round_trips(tmp_path, options):
     options = {"fit": {"steps": 10}, "refinement": NO_REFINEMENT, **options}
     _, ratio, errors, rebuilt = _round_trip(Big2SmallCompressor(target_ratio=4, **options), tiny_cnn(), tmp_path)
-    # The budget sizes the artifact with zeros for the payload, so the header's checksum differs from the written
-    # one, and the deflated header can come out a few bytes longer (2 of this 6,153-byte budget with permutation)
-    assert ratio >= 4 * (1 - 1e-3)
+    assert ratio >= 4
     assert all(e == e and e < 2 for e in errors.values())  # finite, and not wildly off after 10 steps
     assert torch.isfinite(rebuilt(torch.randn(2, 1, 8, 8))).all()
 
@@ -215,8 +213,10 @@ def test_a_batch_as_large_as_every_grid_fits_exactly_as_the_whole_grid(tmp_path)
 
 def test_bands_of_output_channels_fit_a_layer_with_the_frequency_loss(tmp_path):
     # 64 output channels of 48 rows each (unit=weight): batches of 16 channels, so the FFT sees 16 x 48 matrices.
+    # The INR is kept (layer_choice inr), so its fit is what is measured, not the codes the choice would prefer.
     model = _smooth_linear()
     compressor = Big2SmallCompressor(target_ratio=4, inr={"unit": "weight"}, outliers={"k": 4},
+                                     storage={"layer_choice": "inr"},
                                      fit={"steps": 300, "lr": 3e-3, "batch_size": 16 * 48},
                                      refinement={"affine_lr": 0})  # the weight's own error: the bias stays as it is
     compressed, ratio, errors, rebuilt = _round_trip(compressor, model, tmp_path)
