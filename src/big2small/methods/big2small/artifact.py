@@ -6,7 +6,8 @@ its target is listed in `inr_bits`, `raw` (targets stored in fp16),
 `layer_codes` and `layer_scales` (targets stored as their weights' own b-bit codes, bit-packed per layer or, where a
 layer's entry in the header's layer list says `code_coding: rans`, its rANS stream of `code_bytes` bytes, and an
 fp16 scale per output channel; present only when some are, with each target's b in the header's `code_bits`, 1 for
-ternary codes five to a byte: layer_codes.py),
+ternary codes five to a byte: layer_codes.py; where the header says `log_scales`, the scales are SCALE_STEPS, a
+uint8 per output channel, and SCALE_TOPS, an int16 per coded layer, of scale_grid.py's grid instead),
 `stats` (per layer mean and std of the standardised inliers), `outlier_values` (fp16) and `outlier_index` (their positions, see encodings/index_codes.py), `permutation` (the
 channel orders, bit-packed), `tuned_levels` and `tuned_scales` (the model's 1-D parameters that are not replaced,
 in the model's parameter order: tuned_names, as the refinement changed them from the model's own values, at the
@@ -30,14 +31,14 @@ from big2small.encodings.bitpack import pack_uint, unpack_uint
 from big2small.encodings.entropy_codes import PACKED, RANS
 from big2small.graph.weights import set_parameter
 from big2small.methods.base import require_at_least
-from big2small.methods.big2small import tuned_values
+from big2small.methods.big2small import scale_grid, tuned_values
 from big2small.methods.big2small.allocation import CODES
 from big2small.methods.big2small.coords import build_targets
 from big2small.methods.big2small.fitting import INRGroup
 from big2small.methods.big2small.layer_codes import (
     MAX_CODE_BITS,
     MIN_CODE_BITS,
-    code_bytes,
+    packed_codes_size,
     unpack_weight_codes,
 )
 from big2small.methods.big2small.networks import build_network, layer_sizes
@@ -58,6 +59,8 @@ MAX_STORED_WIDTH = 1 << 16  # far above any inr.max_width a budget picks
 MAX_STORED_DEPTH = 64       # far above any inr.depth fitted, as the frequencies below: a forged header's size
 MAX_STORED_FREQUENCIES = 64  # is bounded before anything is built from it
 MAX_ORDER_BITS = 32         # bits per stored channel index
+# The coded layers' scales on scale_grid's grid (header `log_scales`): a step per output channel, a top per layer.
+SCALE_STEPS, SCALE_TOPS = "layer_scale_steps", "layer_scale_tops"
 
 
 def tuned_names(model: nn.Module, replaced) -> list[str]:
@@ -82,7 +85,7 @@ def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup
             fitted[target.key] = {kind: rows[g] for kind, rows in stored.items()}
     halves, raw, stats, outlier_values, outlier_bytes = [], [], [], [], []
     codes: dict[str, list[torch.Tensor]] = {}  # code tensor name -> the INRs' code rows, in target order
-    layer_codes, layer_scales = [], []
+    layer_codes, layer_scales, scale_tops = [], [], []
     layer_meta: dict[str, dict] = {}
     for target in plan.targets:
         width = widths[target.key]
@@ -94,13 +97,19 @@ def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup
                 if sizing_only:
                     coding, size = plan.stored_codes_size(segment.name, plan.code_option(target.key))
                     layer_codes.append(torch.zeros(size, dtype=torch.uint8))
-                    layer_scales.append(torch.zeros(segment.shape[0], dtype=torch.float16))
+                    scale = torch.ones(segment.shape[0])
                 else:
                     coded = plan.coded[segment.name]
                     coding, data = coded.stored(plan.entropy_coding)
                     size = data.numel()
                     layer_codes.append(data)
-                    layer_scales.append(coded.scale)
+                    scale = coded.scale
+                if plan.log_scales:
+                    top, steps = scale_grid.encode(scale)
+                    layer_scales.append(steps)
+                    scale_tops.append(top)
+                else:
+                    layer_scales.append(scale.half())
                 if coding == RANS:  # absent: packed at its code bits, as every artifact before entropy coding
                     layer_meta[segment.name] = {"code_coding": RANS, "code_bytes": size}
             continue
@@ -134,7 +143,12 @@ def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup
     for name, parts in codes.items():
         tensors[name] = _cat(parts, parts[0].dtype) if parts else torch.zeros(0, dtype=code_dtype(bits))
     if layer_codes:
-        tensors["layer_codes"], tensors["layer_scales"] = _cat(layer_codes, torch.uint8), _cat(layer_scales, torch.float16)
+        tensors["layer_codes"] = _cat(layer_codes, torch.uint8)
+        if plan.log_scales:
+            tensors[SCALE_STEPS], tensors[SCALE_TOPS] = _cat(layer_scales, torch.uint8), torch.tensor(scale_tops,
+                                                                                                     dtype=torch.int16)
+        else:
+            tensors["layer_scales"] = _cat(layer_scales, torch.float16)
     if plan.tuned and tuned_bits is None:
         tensors["tuned"] = _cat(list(plan.tuned.values()), torch.float16)
     elif plan.tuned:
@@ -153,6 +167,7 @@ def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup
         "permutation": permutation_meta,
         **({"tuned": sum(int(value.numel()) for value in plan.tuned.values())} if plan.tuned else {}),
         **({"tuned_bits": tuned_bits} if plan.tuned and tuned_bits is not None else {}),
+        **({"log_scales": True} if plan.log_scales and layer_codes else {}),
     }
     return Compressed(NAME, settings, tensors, meta)
 
@@ -204,6 +219,8 @@ def check_meta(meta: dict, model: nn.Module) -> None:
             raise ValueError(f"layer {layer['name']} has invalid code_coding / code_bytes fields")
         if "code_bytes" in layer and "code_coding" not in layer:
             raise ValueError(f"layer {layer['name']} has code_bytes without code_coding")
+    if "log_scales" in meta and meta["log_scales"] is not True:
+        raise ValueError(f"log_scales is {meta['log_scales']!r}: present only as true")
     if "tuned" in meta:
         count = sum(model.get_parameter(name).numel() for name in tuned_names(model, meta["replaced"]))
         if meta["tuned"] != count or not _is_int(meta["tuned"]):
@@ -269,6 +286,27 @@ def _layer_codes(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
     return tensors.get("layer_codes", torch.zeros(0, dtype=torch.uint8))
 
 
+def _layer_scales(meta: dict, tensors: dict[str, torch.Tensor]):
+    """(every coded channel's stored scale entry, scale_of): scale_of(layer, at, channels) gives the scales of the
+    coded layer `layer` (its index among the coded layers) whose channels start at entry `at`, fp16 or from
+    scale_grid's grid as the header's `log_scales` says."""
+    if not meta.get("log_scales"):
+        if SCALE_STEPS in tensors or SCALE_TOPS in tensors:
+            raise ValueError("big2small artifact: grid scales in an artifact whose header has no log_scales")
+        scales = tensors.get("layer_scales", torch.zeros(0, dtype=torch.float16))
+        return scales, lambda layer, at, channels: scales[at:at + channels]
+    if "layer_scales" in tensors:
+        raise ValueError("big2small artifact: fp16 scales in an artifact whose header says log_scales")
+    steps = tensors.get(SCALE_STEPS, torch.zeros(0, dtype=torch.uint8))
+    tops = tensors.get(SCALE_TOPS, torch.zeros(0, dtype=torch.int16))
+
+    def scale_of(layer: int, at: int, channels: int) -> torch.Tensor:
+        if layer >= tops.numel() or at + channels > steps.numel():
+            raise ValueError("big2small artifact: payload size does not match its layer list")
+        return scale_grid.decode(int(tops[layer]), steps[at:at + channels])
+    return steps, scale_of
+
+
 def _dict(meta: dict, key: str) -> dict:
     value = meta.get(key)
     if not isinstance(value, dict):
@@ -293,9 +331,9 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
         raise ValueError("big2small artifact: its targets do not match its layer list")
 
     code_at = dict.fromkeys(CODE_TENSORS.values(), 0)  # per code tensor
-    half_at = raw_at = stat_at = value_at = index_at = layer_code_at = scale_at = 0
+    half_at = raw_at = stat_at = value_at = index_at = layer_code_at = scale_at = coded_at = 0
     layer_codes, code_bits = _layer_codes(tensors), _code_bits(meta)
-    layer_scales = tensors.get("layer_scales", torch.zeros(0, dtype=torch.float16))
+    layer_scales, scale_of = _layer_scales(meta, tensors)
     rows: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
     codes: dict[str, LayerCode] = {}
     decoded: dict[str, torch.Tensor] = {}
@@ -310,7 +348,7 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
         if width == CODES:
             segment_bits = int(code_bits[target.key])
             for segment in target.segments:
-                size, channels = code_bytes(segment.shape, segment_bits) - 2 * segment.shape[0], segment.shape[0]
+                size, channels = packed_codes_size(math.prod(segment.shape), segment_bits), segment.shape[0]
                 coding = layers[segment.name].get("code_coding", PACKED)
                 if coding == RANS:  # a stream is stored only where it is smaller than the packed codes
                     if layers[segment.name]["code_bytes"] >= size:
@@ -320,9 +358,9 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
                 if layer_code_at + size > layer_codes.numel() or scale_at + channels > layer_scales.numel():
                     raise ValueError("big2small artifact: payload size does not match its layer list")
                 decoded[segment.name] = unpack_weight_codes(layer_codes[layer_code_at:layer_code_at + size],
-                                                            layer_scales[scale_at:scale_at + channels],
+                                                            scale_of(coded_at, scale_at, channels),
                                                             segment.shape, segment_bits, coding).values()
-                layer_code_at, scale_at = layer_code_at + size, scale_at + channels
+                layer_code_at, scale_at, coded_at = layer_code_at + size, scale_at + channels, coded_at + 1
             continue
         target_bits = inr_bits[target.key]
         count16, count_codes = stored_counts(layer_sizes(inr, target.dims, target.outputs, width), target_bits)
@@ -342,9 +380,10 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
             codes[segment.name] = LayerCode(mean, std, index, tensors["outlier_values"][value_at:value_at + count])
             stat_at, value_at, index_at = stat_at + 1, value_at + count, index_at + size
     code_totals = {name: tensors[name].numel() if name in tensors else 0 for name in code_at}
-    if (half_at, code_at, raw_at, index_at, layer_code_at, scale_at) != (
+    tops = tensors[SCALE_TOPS].numel() if SCALE_TOPS in tensors else 0
+    if (half_at, code_at, raw_at, index_at, layer_code_at, scale_at, coded_at if meta.get("log_scales") else 0) != (
             tensors["inr_fp16"].numel(), code_totals, tensors["raw"].numel(), tensors["outlier_index"].numel(),
-            layer_codes.numel(), layer_scales.numel()):
+            layer_codes.numel(), layer_scales.numel(), tops):
         raise ValueError("big2small artifact: payload size does not match its layer list")
 
     groups = []

@@ -122,6 +122,7 @@ class Big2SmallCompressor(Compressor):
                         "layer_int8": torch.int8,  # the layer codes of artifacts written before they were packed
                         "stats": torch.float32, "outlier_values": torch.float16, "outlier_index": torch.uint8,
                         "permutation": torch.uint8, "tuned": torch.float16,
+                        artifact.SCALE_STEPS: torch.uint8, artifact.SCALE_TOPS: torch.int16,
                         tuned_values.LEVELS_TENSOR: torch.uint8, tuned_values.SCALES_TENSOR: torch.float16}
     # The option groups: constructor argument -> its settings class (settings.py, one dataclass each).
     SETTINGS_GROUPS: ClassVar[dict[str, type]] = {
@@ -190,7 +191,8 @@ class Big2SmallCompressor(Compressor):
         top_bits = self.storage.bit_choices[0]  # the widths are sized at it; lower bits get wider INRs
         with seconds("allocation"):
             plan = Big2SmallPlan.prepare(weights, orders, self.inr, self.outliers, self.storage.codes_below,
-                                         self.storage.entropy_coding, self.storage.dead_zone)
+                                         self.storage.entropy_coding, self.storage.dead_zone,
+                                         self.storage.log_scales)
             if self.tunes_affine:  # counted from the start, so the budget leaves them their bytes
                 plan = plan.with_tuned({name: model.get_parameter(name).detach().clone()
                                         for name in artifact.tuned_names(model, weights)})

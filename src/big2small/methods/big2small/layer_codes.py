@@ -1,7 +1,7 @@
 """Layers stored as their weights' own b-bit codes instead of an INR (b = 2..8, or TERNARY).
 
-Codes are symmetric integers q in [-(2^(b-1) - 1), 2^(b-1) - 1], one fp16 scale per output channel (dim 0); the
-weight is q * scale. b = TERNARY (1) holds the three codes {-1, 0, 1} of b = 2 in 1.6 bits: five codes per byte,
+Codes are symmetric integers q in [-(2^(b-1) - 1), 2^(b-1) - 1], one scale per output channel (dim 0), in fp16 or on
+a logarithmic grid (scale_grid.py); the weight is q * scale. b = TERNARY (1) holds the three codes {-1, 0, 1} of b = 2 in 1.6 bits: five codes per byte,
 as base-3 digits (3^5 = 243 values); b = 2 stays readable but is never chosen, being the same codes in more bytes.
 Each channel's scale is the one of least squared error among clipping points from
 MIN_CLIP_FRACTION to all of its max |w| (weights beyond the clipping point take the outermost code), since at
@@ -22,6 +22,7 @@ import torch
 
 from big2small.encodings.bitpack import pack_uint, packed_size, unpack_uint
 from big2small.encodings.entropy_codes import PACKED, RANS, rans_decode, rans_encode, smaller_coding
+from big2small.methods.big2small import scale_grid
 from big2small.methods.big2small.storage import levels
 
 TERNARY = 1  # the code_bits value of ternary codes packed five per byte
@@ -45,7 +46,7 @@ DEAD_ZONE_MAX_BITS = 4
 @dataclass
 class WeightCodes:
     codes: torch.Tensor  # int8 (|code| <= 127 at every width), shaped like the weight
-    scale: torch.Tensor  # fp16, one per output channel
+    scale: torch.Tensor  # one per output channel: fp16, or float32 points of scale_grid
     bits: int
 
     def __post_init__(self) -> None:
@@ -121,18 +122,19 @@ def unpack_ternary(packed: torch.Tensor, count: int) -> torch.Tensor:
 
 
 def weight_codes(weight: torch.Tensor, bits: int, rate_level: int = 0,
-                 dead_zones: tuple[float, ...] = (NEAREST,)) -> WeightCodes:
+                 dead_zones: tuple[float, ...] = (NEAREST,), log_scales: bool = False) -> WeightCodes:
     """The nearest b-bit codes of a weight tensor (output channels first), at each channel's least-error scale; at
     `rate_level` k >= 1, the scale of least error + RATE_PRICES[k - 1] x mean squared weight x the channel's bits
     (its codes' empirical entropy), which for entropy-coded codes trades error for fewer bytes."""
-    return weight_codes_at_levels(weight, bits, [rate_level], dead_zones)[rate_level]
+    return weight_codes_at_levels(weight, bits, [rate_level], dead_zones, log_scales)[rate_level]
 
 
 def weight_codes_at_levels(weight: torch.Tensor, bits: int, rate_levels: list[int],
-                           dead_zones: tuple[float, ...] = (NEAREST,)) -> dict[int, WeightCodes]:
+                           dead_zones: tuple[float, ...] = (NEAREST,), log_scales: bool = False) -> dict[int, WeightCodes]:
     """weight_codes at each of `rate_levels`, searching the clipping points once for all of them; at rate levels
     >= 1 and bits <= DEAD_ZONE_MAX_BITS, each channel also takes the rounding of `dead_zones` (`dead_zone_round`)
-    that, with its scale, has the least priced error."""
+    that, with its scale, has the least priced error. `log_scales`: the scales are points of scale_grid (below the
+    layer's largest |w| / limit), else fp16."""
     rows = weight.detach().float().reshape(weight.shape[0], -1)
     limit = code_limit(bits)
     largest = rows.abs().amax(dim=1, keepdim=True)
@@ -142,8 +144,14 @@ def weight_codes_at_levels(weight: torch.Tensor, bits: int, rate_levels: list[in
     best_error = {level: torch.full_like(largest, math.inf) for level in rate_levels}
     best_scale = {level: torch.ones_like(largest) for level in rate_levels}
     best_zone = {level: torch.full_like(largest, NEAREST) for level in rate_levels}
-    for fraction in torch.linspace(MIN_CLIP_FRACTION, 1.0, CLIP_POINTS).tolist():
-        scale = (largest * fraction / limit).half().float().clamp_min(FP16_TINY)
+    fractions = torch.linspace(MIN_CLIP_FRACTION, 1.0, CLIP_POINTS).tolist()
+    if log_scales:  # the grid points nearest each clipping point, and the lowest that clips nothing
+        top = scale_grid.layer_top(float(largest.max()) / limit)
+        candidates = [scale_grid.snapped(largest * fraction / limit, top) for fraction in fractions]
+        candidates.append(scale_grid.snapped(largest / limit, top, up=True))
+    else:
+        candidates = [(largest * fraction / limit).half().float().clamp_min(FP16_TINY) for fraction in fractions]
+    for scale in candidates:
         for zone in zones:
             codes = dead_zone_round(rows / scale, zone).clamp(-limit, limit)
             squared = ((codes * scale - rows) ** 2).sum(dim=1, keepdim=True)
@@ -157,7 +165,7 @@ def weight_codes_at_levels(weight: torch.Tensor, bits: int, rate_levels: list[in
                 best_scale[level] = torch.where(better, scale, best_scale[level])
                 best_zone[level] = torch.where(better, zone, best_zone[level])
     return {level: WeightCodes(dead_zone_round(rows / scale, best_zone[level]).clamp(-limit, limit)
-                               .reshape(weight.shape), scale.reshape(-1).half(), bits)
+                               .reshape(weight.shape), scale.reshape(-1) if log_scales else scale.reshape(-1).half(), bits)
             for level, scale in best_scale.items()}
 
 
@@ -190,9 +198,9 @@ def unpack_weight_codes(packed: torch.Tensor, scale: torch.Tensor, shape: tuple[
     return WeightCodes(codes.reshape(shape), scale.reshape(-1), bits)
 
 
-def code_bytes(shape: tuple[int, ...] | torch.Size, bits: int) -> int:
-    """Bytes of one layer's codes, packed at a fixed width, and scales."""
-    return packed_codes_size(math.prod(shape), bits) + 2 * shape[0]
+def code_bytes(shape: tuple[int, ...] | torch.Size, bits: int, log_scales: bool = False) -> int:
+    """Bytes of one layer's codes, packed at a fixed width, and scales (on the grid, else fp16)."""
+    return packed_codes_size(math.prod(shape), bits) + scale_grid.scale_bytes(shape[0], log_scales)
 
 
 def packed_codes_size(count: int, bits: int) -> int:

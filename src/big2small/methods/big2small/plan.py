@@ -11,6 +11,7 @@ size the budget and the codec choice see is that of the stream (`stored_codes_si
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -27,14 +28,15 @@ from big2small.methods.big2small.layer_codes import (
     MAX_CODE_BITS,
     NEAREST,
     WeightCodes,
-    code_bytes,
     code_option,
     option_bits,
     option_rate_level,
+    packed_codes_size,
     weight_codes,
     weight_codes_at_levels,
 )
 from big2small.methods.big2small.reconstruct import LayerCode
+from big2small.methods.big2small.scale_grid import scale_bytes
 from big2small.methods.big2small.settings import INRSettings, OutlierSettings
 
 # A channel order applied before fitting: (the channel space it permutes, the permutation as a LongTensor).
@@ -54,6 +56,7 @@ class Big2SmallPlan:
     inr_bits: dict[str, int] = field(default_factory=dict)      # target key -> storage bits, for INR targets
     entropy_coding: bool = False                                # coded layers as rANS streams where smaller
     dead_zone: bool = False                       # codes at rate levels >= 1 may round with a dead zone
+    log_scales: bool = False                      # coded layers' scales on scale_grid's grid, else fp16
     # The model's 1-D parameters that are not replaced (BatchNorm scales and shifts, biases) and that the refinement
     # tunes (refinement.affine_lr), by name in the model's parameter order, and their values in the model itself:
     # stored beside the codes as their changes (tuned_values.py) or in fp16; empty when they stay the model's own
@@ -65,13 +68,14 @@ class Big2SmallPlan:
     @classmethod
     def prepare(cls, weights: dict[str, torch.Tensor], orders: list[ChannelOrder], inr: INRSettings,
                 outliers: OutlierSettings, codes_below: int = 0, entropy_coding: bool = False,
-                dead_zone: bool = False) -> Big2SmallPlan:
+                dead_zone: bool = False, log_scales: bool = False) -> Big2SmallPlan:
         """The plan before the budget; layers under `codes_below` weights (stored as codes) are never part of a
         family INR (scope `model`)."""
         prepared = {name: outlier_coding.preprocess(w, outliers) for name, w in weights.items()}
         alone = {name for name, w in weights.items() if w.numel() < codes_below}
         targets = build_targets({n: p.target for n, p in prepared.items()}, inr.unit, inr.scope, alone)
-        return cls(weights, prepared, targets, orders, entropy_coding=entropy_coding, dead_zone=dead_zone)
+        return cls(weights, prepared, targets, orders, entropy_coding=entropy_coding, dead_zone=dead_zone,
+                   log_scales=log_scales)
 
     def with_widths(self, widths: dict[str, int | None], code_bits: dict[str, int] | None = None,
                     default_bits: int = MAX_CODE_BITS, inr_bits: int | dict[str, int] | None = None) -> Big2SmallPlan:
@@ -93,7 +97,7 @@ class Big2SmallPlan:
     def with_nearest_codes(self) -> Big2SmallPlan:
         """Every coded target's weights as their nearest codes at its bits."""
         return self.with_codes({s.name: weight_codes(self.weights[s.name], self.code_bits[t.key],
-                                                     self.code_rates.get(t.key, 0), self.dead_zones)
+                                                     self.code_rates.get(t.key, 0), self.dead_zones, self.log_scales)
                                 for t in self.targets if self.widths[t.key] == CODES for s in t.segments})
 
     @property
@@ -117,7 +121,7 @@ class Big2SmallPlan:
             return coded.stored_size(self.entropy_coding)
         shape = self.weights[name].shape
         if not self.entropy_coding:
-            return PACKED, code_bytes(shape, bits) - 2 * shape[0]
+            return PACKED, packed_codes_size(math.prod(shape), bits)
         if (name, option) not in self.nearest_sizes:
             self.nearest_codes(name, bits, [option_rate_level(option)])
         return self.nearest_sizes[(name, option)]
@@ -125,15 +129,15 @@ class Big2SmallPlan:
     def nearest_codes(self, name: str, bits: int, rate_levels: list[int]) -> dict[int, WeightCodes]:
         """One layer's nearest codes at `bits` and each of `rate_levels`, their stored sizes kept for
         `stored_codes_size`."""
-        codes = weight_codes_at_levels(self.weights[name], bits, rate_levels, self.dead_zones)
+        codes = weight_codes_at_levels(self.weights[name], bits, rate_levels, self.dead_zones, self.log_scales)
         for level, coded in codes.items():
             if self.entropy_coding and (name, code_option(bits, level)) not in self.nearest_sizes:
                 self.nearest_sizes[(name, code_option(bits, level))] = coded.stored_size(True)
         return codes
 
     def stored_code_bytes(self, name: str, option: int) -> int:
-        """Bytes of one layer's codes at a code option and its fp16 scales."""
-        return self.stored_codes_size(name, option)[1] + 2 * self.weights[name].shape[0]
+        """Bytes of one layer's codes at a code option and its scales."""
+        return self.stored_codes_size(name, option)[1] + scale_bytes(self.weights[name].shape[0], self.log_scales)
 
     def layer_codes(self) -> dict[str, LayerCode]:
         """What turns each layer's standardised INR output back into its weights."""

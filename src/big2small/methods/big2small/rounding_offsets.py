@@ -150,9 +150,9 @@ class RoundingOffsets(nn.Module):
             return [self._codes(i) for i in range(len(self.names))]
 
     def codes(self, coded: dict[str, WeightCodes]) -> dict[str, WeightCodes]:
-        """`coded` with the codes (and scales) the refinement now chooses, on the CPU."""
+        """`coded` with the codes (and scales, in their dtype) the refinement now chooses, on the CPU."""
         with torch.no_grad():
             return {name: WeightCodes(self._codes(i).cpu(),
-                                      self._scale(i).reshape(-1).clamp_min(FP16_TINY).half().cpu(),
+                                      self._scale(i).reshape(-1).clamp_min(FP16_TINY).to(coded[name].scale.dtype).cpu(),
                                       coded[name].bits)
                     for i, name in enumerate(self.names)}

@@ -162,6 +162,9 @@ class StorageSettings:
     # (layer_codes.dead_zone_round: a wider zero bin, every code pulled towards zero), which reaches rates below
     # 1 bit per weight; false: nearest rounding only (the artifacts of earlier versions)
     dead_zone: bool = True
+    # Coded layers' scales on a logarithmic grid (scale_grid.py: 1/32 octave apart, a byte per output channel and two
+    # per layer), searched on that grid; false: an fp16 scale per output channel (the artifacts of earlier versions)
+    log_scales: bool = True
 
     def __post_init__(self) -> None:
         choices = list(self.bits) if isinstance(self.bits, (list, tuple)) else [self.bits]
@@ -176,6 +179,7 @@ class StorageSettings:
         self.entropy_coding = _flag("storage", "entropy_coding", self.entropy_coding)
         self.rate_levels = _integer("storage", "rate_levels", self.rate_levels, 0)
         self.dead_zone = _flag("storage", "dead_zone", self.dead_zone)
+        self.log_scales = _flag("storage", "log_scales", self.log_scales)
         if self.rate_levels > RATE_LEVELS:
             raise ConfigError(f"big2small.storage.rate_levels must be at most {RATE_LEVELS} (got {self.rate_levels})")
         self.choice_error = _choice("storage", "choice_error", self.choice_error,
