@@ -80,7 +80,7 @@ class RoundingOffsets(nn.Module):
     In a layer where more than `keep_zeros_above` of the stored codes are 0, those codes stay 0.
 
     With `learn_scales`, each output channel's scale is also trained, as scale * exp(g) with g starting at 0 (the
-    codes stay rounded against the initial scale); the stored fp16 scale is then the trained one.
+    codes stay rounded against the initial scale); the stored scale is then the trained one (on a log grid, its nearest point).
     """
 
     def __init__(self, weights: dict[str, torch.Tensor], coded: dict[str, WeightCodes],

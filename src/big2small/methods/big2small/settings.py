@@ -139,7 +139,7 @@ class StorageSettings:
     qat_steps: int = 100           # last steps of fitting that see the coded weights (straight-through); every
                                    # step when fit.steps is no more than this
     # Targets (layers, or families with inr.scope=model) with fewer weights than this are stored as the weights'
-    # own 8-bit codes (an fp16 scale per output channel) instead of an INR: an INR of a few hundred weights holds
+    # own 8-bit codes (a scale per output channel) instead of an INR: an INR of a few hundred weights holds
     # little (docs/results.md, "Per layer against quant"); on CIFAR ResNets this takes the stem and the classifier.
     # 0: every target that an INR fits gets one (the paper's method).
     codes_below: int = 1000
