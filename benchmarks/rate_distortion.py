@@ -31,7 +31,8 @@ from big2small.codec import write_artifact
 from big2small.config_store import register_compressor_defaults
 from big2small.encodings.bitpack import packed_size
 from big2small.methods import code_streams
-from big2small.methods.big2small.layer_codes import code_bytes
+from big2small.methods.big2small.layer_codes import packed_codes_size
+from big2small.methods.big2small.scale_grid import scale_bytes
 from big2small.methods.kmeans import CENTROID_BYTES, index_bits
 from big2small.pipeline import rebuild_from_artifact
 
@@ -49,8 +50,9 @@ def layer_bytes(compressor: str, meta: dict) -> dict[str, int]:
             packed = packed_size(count, index_bits(layer["centroids"]))
             sizes[layer["name"]] = code_streams.stored_bytes(layer, packed) + CENTROID_BYTES * layer["centroids"]
         elif compressor == "big2small" and layer["name"] in meta["code_bits"]:
-            bits = meta["code_bits"][layer["name"]]
-            sizes[layer["name"]] = layer.get("code_bytes", code_bytes(layer["shape"], bits) - 2 * channels) + 2 * channels
+            packed = packed_codes_size(count, meta["code_bits"][layer["name"]])
+            sizes[layer["name"]] = (layer.get("code_bytes", packed)
+                                    + scale_bytes(channels, meta.get("log_scales", False)))
     return sizes
 
 

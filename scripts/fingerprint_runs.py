@@ -24,7 +24,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # metrics.json keys that measure time or name paths of this machine: they differ between any two runs.
-VOLATILE_KEYS = ("fit_seconds", "decode_seconds", "artifact")
+VOLATILE_KEYS = ("fit_seconds", "decode_seconds", "phase_seconds", "artifact")
 COMMON = ["data=digits", "model=small_cnn", "task.epochs=3", "logger=none", "seed=0"]
 B2S_FAST = ["compressor=big2small", "compressor.fit.steps=60", "compressor.storage.qat_steps=10"]
 RUNS: dict[str, list[str]] = {

@@ -1,8 +1,8 @@
 """Layers stored as their weights' own b-bit codes instead of an INR (b = 2..8, or TERNARY).
 
 Codes are symmetric integers q in [-(2^(b-1) - 1), 2^(b-1) - 1], one scale per output channel (dim 0), in fp16 or on
-a logarithmic grid (scale_grid.py); the weight is q * scale. b = TERNARY (1) holds the three codes {-1, 0, 1} of b = 2 in 1.6 bits: five codes per byte,
-as base-3 digits (3^5 = 243 values); b = 2 stays readable but is never chosen, being the same codes in more bytes.
+a logarithmic grid (scale_grid.py); the weight is q * scale. b = TERNARY (1) holds the three codes {-1, 0, 1} of
+b = 2 in 1.6 bits: five codes per byte, as base-3 digits (3^5 = 243 values); b = 2 stays readable but is never chosen, being the same codes in more bytes.
 Each channel's scale is the one of least squared error among clipping points from
 MIN_CLIP_FRACTION to all of its max |w| (weights beyond the clipping point take the outermost code), since at
 2-4 bits clipping the tails costs far less than spreading few levels over the whole range. They are bit-packed
@@ -164,8 +164,9 @@ def weight_codes_at_levels(weight: torch.Tensor, bits: int, rate_levels: list[in
                 best_error[level] = torch.where(better, error, best_error[level])
                 best_scale[level] = torch.where(better, scale, best_scale[level])
                 best_zone[level] = torch.where(better, zone, best_zone[level])
+    stored_dtype = torch.float32 if log_scales else torch.float16
     return {level: WeightCodes(dead_zone_round(rows / scale, best_zone[level]).clamp(-limit, limit)
-                               .reshape(weight.shape), scale.reshape(-1) if log_scales else scale.reshape(-1).half(), bits)
+                               .reshape(weight.shape), scale.reshape(-1).to(stored_dtype), bits)
             for level, scale in best_scale.items()}
 
 
@@ -198,9 +199,9 @@ def unpack_weight_codes(packed: torch.Tensor, scale: torch.Tensor, shape: tuple[
     return WeightCodes(codes.reshape(shape), scale.reshape(-1), bits)
 
 
-def code_bytes(shape: tuple[int, ...] | torch.Size, bits: int, log_scales: bool = False) -> int:
-    """Bytes of one layer's codes, packed at a fixed width, and scales (on the grid, else fp16)."""
-    return packed_codes_size(math.prod(shape), bits) + scale_grid.scale_bytes(shape[0], log_scales)
+def code_bytes(shape: tuple[int, ...] | torch.Size, bits: int) -> int:
+    """Bytes of one layer's codes, packed at a fixed width, and fp16 scales."""
+    return packed_codes_size(math.prod(shape), bits) + scale_grid.scale_bytes(shape[0], log_scales=False)
 
 
 def packed_codes_size(count: int, bits: int) -> int:

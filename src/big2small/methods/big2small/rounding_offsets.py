@@ -80,7 +80,8 @@ class RoundingOffsets(nn.Module):
     In a layer where more than `keep_zeros_above` of the stored codes are 0, those codes stay 0.
 
     With `learn_scales`, each output channel's scale is also trained, as scale * exp(g) with g starting at 0 (the
-    codes stay rounded against the initial scale); the stored scale is then the trained one (on a log grid, its nearest point).
+    codes stay rounded against the initial scale); the stored scale is then the trained one (on the scales' log
+    grid, its nearest point).
     """
 
     def __init__(self, weights: dict[str, torch.Tensor], coded: dict[str, WeightCodes],
@@ -153,6 +154,7 @@ class RoundingOffsets(nn.Module):
         """`coded` with the codes (and scales, in their dtype) the refinement now chooses, on the CPU."""
         with torch.no_grad():
             return {name: WeightCodes(self._codes(i).cpu(),
-                                      self._scale(i).reshape(-1).clamp_min(FP16_TINY).to(coded[name].scale.dtype).cpu(),
+                                      self._scale(i).reshape(-1).clamp_min(FP16_TINY)
+                                      .to(coded[name].scale.dtype).cpu(),
                                       coded[name].bits)
                     for i, name in enumerate(self.names)}

@@ -29,14 +29,12 @@ def scale_bytes(channels: int, log_scales: bool) -> int:
 
 def layer_top(largest: float) -> int:
     """The grid's top for a layer whose scales are at most `largest` (the nearest grid point at or above it)."""
-    k = math.ceil(math.log2(largest) * STEPS_PER_OCTAVE) if largest > 0 else LOWEST_K
-    return min(max(k, LOWEST_K + LEVELS - 1), HIGHEST_K)
+    return _top(math.ceil(math.log2(largest) * STEPS_PER_OCTAVE) if largest > 0 else LOWEST_K)
 
 
 def snapped(scale: torch.Tensor, top: int, up: bool = False) -> torch.Tensor:
     """Each of `scale` at its nearest point of the grid under `top` (float32); `up`: at the nearest at or above it."""
-    k = torch.ceil(torch.log2(scale.double()) * STEPS_PER_OCTAVE).clamp_min(LOWEST_K) if up else _nearest_k(scale)
-    return grid_values(k.clamp(top - LEVELS + 1, top))
+    return grid_values(_grid_k(scale, up).clamp(top - LEVELS + 1, top))
 
 
 def grid_values(k: torch.Tensor) -> torch.Tensor:
@@ -47,19 +45,25 @@ def grid_values(k: torch.Tensor) -> torch.Tensor:
 def encode(scale: torch.Tensor) -> tuple[int, torch.Tensor]:
     """(top, steps: uint8) of one layer's scales, each at its nearest grid point; scales off the grid (a refinement
     that trains them) land on it, and any more than LEVELS - 1 steps below the largest land on the lowest step."""
-    k = _nearest_k(scale)
-    top = int(k.max()) if k.numel() else LOWEST_K + LEVELS - 1
-    top = min(max(top, LOWEST_K + LEVELS - 1), HIGHEST_K)
+    k = _grid_k(scale)
+    top = _top(int(k.max()) if k.numel() else LOWEST_K)
     return top, (top - k).clamp(0, LEVELS - 1).to(torch.uint8)
 
 
 def decode(top: int, steps: torch.Tensor) -> torch.Tensor:
     """One layer's scales (float32) from its top and steps; ValueError for a top off the grid's range."""
-    if not LOWEST_K + LEVELS - 1 <= top <= HIGHEST_K:
+    if _top(top) != top:
         raise ValueError(f"a scale grid top of {top} is outside {LOWEST_K + LEVELS - 1}..{HIGHEST_K}")
     return grid_values(top - steps.long())
 
 
-def _nearest_k(scale: torch.Tensor) -> torch.Tensor:
-    """The k of each scale's nearest grid point (float64), never below LOWEST_K."""
-    return torch.round(torch.log2(scale.double()) * STEPS_PER_OCTAVE).clamp_min(LOWEST_K)
+def _grid_k(scale: torch.Tensor, up: bool = False) -> torch.Tensor:
+    """The k of each scale's nearest grid point, or with `up` the nearest at or above it (float64), never below
+    LOWEST_K."""
+    exact = torch.log2(scale.double()) * STEPS_PER_OCTAVE
+    return (torch.ceil(exact) if up else torch.round(exact)).clamp_min(LOWEST_K)
+
+
+def _top(k: int) -> int:
+    """`k` within the tops a file may hold: a whole grid of LEVELS points inside LOWEST_K..HIGHEST_K."""
+    return min(max(k, LOWEST_K + LEVELS - 1), HIGHEST_K)
