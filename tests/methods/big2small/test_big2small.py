@@ -85,6 +85,7 @@ def _round_trip(compressor, model, root):
     (dict(refinement={"code_reserve": 0.5}), "refinement.code_reserve"),
     (dict(refinement={"code_reserve": -0.1}), "refinement.code_reserve"),
     (dict(refinement={"light_above_bits": 0}), "refinement.light_above_bits"),
+    (dict(refinement={"heavy_below_bits": 0}), "refinement.heavy_below_bits"),
     (dict(refinement={"affine_lr": -0.1}), "refinement.affine_lr"),
     (dict(refinement={"light_above_bits": "3"}), "refinement.light_above_bits"),
     (dict(refinement={"hard_weight": "abc"}), "refinement.hard_weight must be a non-negative number .got 'abc'"),

@@ -85,7 +85,8 @@ def test_an_unknown_start_is_a_config_error():
 
 
 def test_plans_under_compensate_above_bits_start_from_nearest_codes():
-    settings = RefinementSettings(start="compensated", compensate_above_bits=1.5, light_above_bits=3.0)
+    settings = RefinementSettings(start="compensated", compensate_above_bits=1.5, light_above_bits=3.0,
+                                  heavy_below_bits=None)
     assert settings.for_bits_per_weight(1.9).start == "compensated"
     assert settings.for_bits_per_weight(3.6).start == "compensated"
     coarse = settings.for_bits_per_weight(1.0)

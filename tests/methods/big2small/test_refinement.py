@@ -281,6 +281,26 @@ def test_a_plan_of_many_bits_per_weight_is_refined_on_the_light_budget(tmp_path,
     assert ("refining on 8 inputs, 6 input steps (cosine from lr 0.3) and 5 steps" in caplog.text) == light
 
 
+@pytest.mark.parametrize(("heavy_below_bits", "heavy"), [(1000.0, True), (0.01, False), (None, False)])
+def test_a_plan_of_few_bits_per_weight_is_refined_for_more_steps(tmp_path, caplog, heavy_below_bits, heavy):
+    compressor = Big2SmallCompressor(target_ratio=3, fit={"steps": 5}, input_shape=[1, 8, 8],  # ~10 bits per weight
+                                     refinement={"steps": 2, "num_inputs": 8, "input_steps": 2, "batch_size": 4,
+                                                 "light_above_bits": None, "heavy_below_bits": heavy_below_bits})
+    with caplog.at_level(logging.INFO, logger="big2small"):
+        compressor.fit(tiny_cnn(), trainer_factory=trainer_factory(tmp_path))
+    assert ("(< refinement.heavy_below_bits 1000): refining for 5 steps" in caplog.text) == heavy
+
+
+def test_the_heavy_budget_multiplies_the_steps_of_coarse_plans_only():
+    settings = RefinementSettings(num_inputs=256, input_steps=100, steps=600, heavy_below_bits=1.3)
+    heavy = settings.for_bits_per_weight(0.9)
+    assert (heavy.num_inputs, heavy.input_steps, heavy.steps, heavy.batch_size) == (256, 100, 1500, 32)
+    assert settings.for_bits_per_weight(1.9) is settings
+    assert RefinementSettings(heavy_below_bits=None).for_bits_per_weight(0.5).steps == 600
+    with pytest.raises(ConfigError, match="heavy_below_bits"):
+        RefinementSettings(heavy_below_bits=4.0, light_above_bits=3.0)
+
+
 def test_the_light_budget_shortens_the_synthesis_on_a_cosine_schedule_and_the_steps():
     settings = RefinementSettings(num_inputs=256, input_steps=100, steps=600, light_above_bits=3.0)
     light = settings.for_bits_per_weight(3.6)

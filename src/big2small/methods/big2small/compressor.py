@@ -404,7 +404,8 @@ class Big2SmallCompressor(Compressor):
         return digest.hexdigest()[:16]
 
     def _refinement_budget(self, plan: Big2SmallPlan, groups: list[INRGroup]) -> RefinementSettings:
-        """The refinement settings with the budget the chosen plan's bits per weight call for (light_above_bits)."""
+        """The refinement settings with the budget the chosen plan's bits per weight call for (light_above_bits,
+        heavy_below_bits)."""
         weights = sum(weight.numel() for weight in plan.weights.values())
         bits = 8 * len(self._pack(plan, groups, sizing_only=True).to_bytes()) / weights
         refinement = self.refinement.for_bits_per_weight(bits)
@@ -416,6 +417,9 @@ class Big2SmallCompressor(Compressor):
                      "refining on %d inputs, %d input steps (%s from lr %g) and %d steps", bits,
                      self.refinement.light_above_bits, refinement.num_inputs, refinement.input_steps,
                      refinement.input_schedule, refinement.input_lr, refinement.steps)
+        if self.refinement.heavy_below_bits is not None and bits < self.refinement.heavy_below_bits:
+            log.info("big2small: the chosen plan takes %.2f bits per weight (< refinement.heavy_below_bits %g): "
+                     "refining for %d steps", bits, self.refinement.heavy_below_bits, refinement.steps)
         return refinement
 
     def _inputs(self, model, data, trainer_factory, seconds: PhaseClock, refinement: RefinementSettings

@@ -22,6 +22,8 @@ STORAGE_BITS = (4, 6, 8, 16)  # what an INR's parameters may be stored as (stora
 LIGHT_INPUT_STEP_SHARE = 0.6
 LIGHT_INPUT_LR_FACTOR = 3.0
 LIGHT_STEP_SHARE = 5 / 6
+# The heavy refinement budget (RefinementSettings.heavy_below_bits): this many times the refinement steps
+HEAVY_STEP_FACTOR = 2.5
 
 
 def from_config(cls, values, group: str):
@@ -283,6 +285,10 @@ class RefinementSettings:
     # synthesis (docs/decisions.md). null = the whole budget at every rate. The inputs follow it only where they
     # are made after the codec choice (storage.choice_error=squared).
     light_above_bits: float | None = 3.0
+    # A plan under this many bits per weight before refinement (32x is about 1, 16x 1.9) is refined for
+    # HEAVY_STEP_FACTOR x steps: there the refinement, not the codes, recovers most of the accuracy, and it is still
+    # gaining on real images when the whole budget ends (docs/decisions.md). null = the whole budget at every rate
+    heavy_below_bits: float | None = 1.3
     lr: float = 1e-5               # small: SIREN's omega0 multiplies every parameter change
     # Adam's step on the rounding offsets of layers stored as codes (layer_codes.py; an offset of 1 is one level)
     code_lr: float = 1e-2
@@ -354,13 +360,20 @@ class RefinementSettings:
             self.light_above_bits = _positive(g, "light_above_bits", self.light_above_bits)
         if self.compensate_above_bits is not None:
             self.compensate_above_bits = _positive(g, "compensate_above_bits", self.compensate_above_bits)
+        if self.heavy_below_bits is not None:
+            self.heavy_below_bits = _positive(g, "heavy_below_bits", self.heavy_below_bits)
+            if self.light_above_bits is not None and self.heavy_below_bits > self.light_above_bits:
+                raise ConfigError(f"big2small.refinement.heavy_below_bits ({self.heavy_below_bits}) is above "
+                                  f"light_above_bits ({self.light_above_bits}): a plan cannot take both budgets")
 
     def for_bits_per_weight(self, bits_per_weight: float) -> RefinementSettings:
-        """These settings with the budget a plan of `bits_per_weight` is refined on (light_above_bits) and the codes
-        it starts from (compensate_above_bits)."""
+        """These settings with the budget a plan of `bits_per_weight` is refined on (light_above_bits,
+        heavy_below_bits) and the codes it starts from (compensate_above_bits)."""
         settings = self
         if self.compensate_above_bits is not None and bits_per_weight < self.compensate_above_bits:
             settings = dataclasses.replace(settings, start="nearest")
+        if self.heavy_below_bits is not None and bits_per_weight < self.heavy_below_bits:
+            settings = dataclasses.replace(settings, steps=round(HEAVY_STEP_FACTOR * self.steps))
         if self.light_above_bits is None or bits_per_weight < self.light_above_bits:
             return settings
         return dataclasses.replace(settings, input_steps=round(LIGHT_INPUT_STEP_SHARE * self.input_steps),
