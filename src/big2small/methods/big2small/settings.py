@@ -22,8 +22,10 @@ STORAGE_BITS = (4, 6, 8, 16)  # what an INR's parameters may be stored as (stora
 LIGHT_INPUT_STEP_SHARE = 0.6
 LIGHT_INPUT_LR_FACTOR = 3.0
 LIGHT_STEP_SHARE = 5 / 6
-# The heavy refinement budget (RefinementSettings.heavy_below_bits): this many times the refinement steps
+# The heavy refinement budget (RefinementSettings.heavy_below_bits): this many times the refinement steps, and the
+# layer outputs weighted this many times as much against the logits
 HEAVY_STEP_FACTOR = 2.5
+HEAVY_FEATURE_FACTOR = 3.0
 
 
 def from_config(cls, values, group: str):
@@ -286,8 +288,9 @@ class RefinementSettings:
     # are made after the codec choice (storage.choice_error=squared).
     light_above_bits: float | None = 3.0
     # A plan under this many bits per weight before refinement (32x is about 1, 16x 1.9) is refined for
-    # HEAVY_STEP_FACTOR x steps: there the refinement, not the codes, recovers most of the accuracy, and it is still
-    # gaining on real images when the whole budget ends (docs/decisions.md). null = the whole budget at every rate
+    # HEAVY_STEP_FACTOR x steps with HEAVY_FEATURE_FACTOR x feature_weight: there the refinement, not the codes,
+    # recovers most of the accuracy, it is still gaining on real images when the whole budget ends, and matching
+    # the layer outputs is what carries it (docs/decisions.md). null = the whole budget at every rate
     heavy_below_bits: float | None = 1.3
     lr: float = 1e-5               # small: SIREN's omega0 multiplies every parameter change
     # Adam's step on the rounding offsets of layers stored as codes (layer_codes.py; an offset of 1 is one level)
@@ -373,7 +376,8 @@ class RefinementSettings:
         if self.compensate_above_bits is not None and bits_per_weight < self.compensate_above_bits:
             settings = dataclasses.replace(settings, start="nearest")
         if self.heavy_below_bits is not None and bits_per_weight < self.heavy_below_bits:
-            settings = dataclasses.replace(settings, steps=round(HEAVY_STEP_FACTOR * self.steps))
+            settings = dataclasses.replace(settings, steps=round(HEAVY_STEP_FACTOR * self.steps),
+                                           feature_weight=HEAVY_FEATURE_FACTOR * self.feature_weight)
         if self.light_above_bits is None or bits_per_weight < self.light_above_bits:
             return settings
         return dataclasses.replace(settings, input_steps=round(LIGHT_INPUT_STEP_SHARE * self.input_steps),
