@@ -2,8 +2,8 @@
 
 For each Big2Small artifact (rebuilt with `big2small.load` from its file and the model's checkpoint alone) it prints
 the refinement's own loss against the uncompressed model (the logits' and every compressed layer's output, each a
-mean squared error over the batch's variance, as refinement.py computes it with its default `match: layers` and
-`feature_weight: 1`) on two sets of inputs: the synthetic inputs the compressor makes for the run's seed (the
+mean squared error over the batch's variance: refinement.matching_loss with the default `match: layers` and
+`feature_weight`) on two sets of inputs: the synthetic inputs the compressor makes for the run's seed (the
 default `bn_stats` synthesis of `--num-inputs` inputs, `--input-steps` steps) and the first `--images` of the 10,000
 CIFAR-10 training images of ../shared (never seen by the compressor). A loss much lower on the synthetic inputs than
 on real ones is a refinement fitted to its inputs rather than to the network.
@@ -21,12 +21,13 @@ from big2small_common import CIFAR_CHECKPOINTS, cifar_resnet, trainer_factory
 from training_image_scores import training_images
 
 from big2small.api import load
-from big2small.methods.big2small.refinement import batch_variances, input_sums, observing, relative_mse
+from big2small.methods.big2small.refinement import batch_variances, input_sums, matching_loss, observing
 from big2small.methods.big2small.seeds import input_seed
 from big2small.methods.big2small.settings import RefinementSettings
 from big2small.methods.big2small.synthesis import synthetic_inputs
 
 BATCH = 32  # the refinement's default batch: the variances that scale each term are a batch's
+FEATURE_WEIGHT = RefinementSettings().feature_weight  # the default weight of the layer outputs (coarse plans: x3)
 
 
 def refinement_loss(student: torch.nn.Module, teacher: torch.nn.Module, layers: list[str],
@@ -42,8 +43,7 @@ def refinement_loss(student: torch.nn.Module, teacher: torch.nn.Module, layers: 
             wanted_all = [wanted, *wanted_features]
             variances = batch_variances(torch.stack([input_sums(t) for t in wanted_all]),
                                         [t[0].numel() for t in wanted_all])
-            gaps = [relative_mse(a, b, v) for a, b, v in zip(features, wanted_features, variances[1:], strict=True)]
-            per_input = relative_mse(got, wanted, variances[0]) + torch.stack(gaps).mean(dim=0)
+            per_input = matching_loss(got, wanted, features, wanted_features, variances, FEATURE_WEIGHT)
             losses.append(float(per_input.mean()))
     return sum(losses) / len(losses)
 

@@ -2,9 +2,9 @@
 
 Codes are symmetric integers q in [-(2^(b-1) - 1), 2^(b-1) - 1], one scale per output channel (dim 0), in fp16 or on
 a logarithmic grid (scale_grid.py); the weight is q * scale. b = TERNARY (1) holds the three codes {-1, 0, 1} of
-b = 2 in 1.6 bits: five codes per byte, as base-3 digits (3^5 = 243 values); b = 2 stays readable but is never chosen, being the same codes in more bytes.
-Each channel's scale is the one of least squared error among clipping points from
-MIN_CLIP_FRACTION to all of its max |w| (weights beyond the clipping point take the outermost code), since at
+b = 2 in 1.6 bits: five codes per byte, as base-3 digits (3^5 = 243 values); b = 2 stays readable but is never
+chosen, being the same codes in more bytes. Each channel's scale is the one of least squared error among clipping
+points from MIN_CLIP_FRACTION to all of its max |w| (weights beyond the clipping point take the outermost code), since at
 2-4 bits clipping the tails costs far less than spreading few levels over the whole range. They are bit-packed
 per layer at b bits (TERNARY: in base 3), or, with entropy coding, as an rANS stream of the codes
 (encodings/entropy_codes.py) wherever that is smaller.

@@ -140,10 +140,7 @@ class RefineModule(L.LightningModule):
             weights = {name: w for name, w in reconstruct(self.groups, self.codes()).items() if name in self.inr_layers}
             output = functional_call(self.student, {**weights, **coded.weights}, (images,), strict=False)
         variances = batch_variances(sums, [t[0].numel() for t in [wanted, *wanted_features]])
-        per_input = relative_mse(output, wanted, variances[0])
-        if self.settings.feature_weight > 0:
-            gaps = [relative_mse(a, b, v) for a, b, v in zip(features, wanted_features, variances[1:], strict=True)]
-            per_input = per_input + self.settings.feature_weight * torch.stack(gaps).mean(dim=0)
+        per_input = matching_loss(output, wanted, features, wanted_features, variances, self.settings.feature_weight)
         loss = hard_sample_mean(per_input, self.settings.hard_weight)
         self.log("refine_loss", per_input.mean(), prog_bar=True)
         if self.rate is not None:
@@ -227,6 +224,17 @@ def relative_mse(got: torch.Tensor, wanted: torch.Tensor, variance: torch.Tensor
     """Each input's mean squared error over `variance` (the batch's variance of `wanted`; one value per input)."""
     gap = (got - wanted).reshape(len(got), -1)  # one dot product per input: the square and the sum in one pass
     return torch.linalg.vecdot(gap, gap) / (gap.shape[1] * variance.clamp_min(DENOMINATOR_FLOOR))
+
+
+def matching_loss(output: torch.Tensor, wanted: torch.Tensor, features: list[torch.Tensor],
+                  wanted_features: list[torch.Tensor], variances: torch.Tensor, feature_weight: float) -> torch.Tensor:
+    """Each input's loss: the relative_mse of the logits plus `feature_weight` x the mean relative_mse of the matched
+    outputs (`variances`: batch_variances of the logits, then of each matched output)."""
+    per_input = relative_mse(output, wanted, variances[0])
+    if feature_weight > 0:
+        gaps = [relative_mse(a, b, v) for a, b, v in zip(features, wanted_features, variances[1:], strict=True)]
+        per_input = per_input + feature_weight * torch.stack(gaps).mean(dim=0)
+    return per_input
 
 
 def hard_sample_mean(losses: torch.Tensor, power: float) -> torch.Tensor:
