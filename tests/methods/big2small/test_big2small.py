@@ -77,6 +77,7 @@ def _round_trip(compressor, model, root):
     (dict(storage={"choice_error": "fisher"}), "storage.choice_error"),
     (dict(fit={"screen_at": -0.1}), "fit.screen_at"),
     (dict(refinement={"views": "crop"}), "refinement.views"),
+    (dict(refinement={"heavy_views": "blend"}), "refinement.heavy_views"),
     (dict(refinement={"match": "stages"}), "refinement.match"),
     (dict(refinement={"refresh": 0}), "refinement.refresh"),
     (dict(refinement={"hard_weight": -1}), "refinement.hard_weight"),
@@ -124,6 +125,10 @@ def test_default_fit_meets_the_ratio_and_reports_per_layer_results(tmp_path):
          input_shape=[1, 8, 8]),
     dict(refinement={"enabled": True, "steps": 3, "input_steps": 3, "num_inputs": 8, "batch_size": 4,
                      "views": "flip_shift", "hard_weight": 1.0}, input_shape=[1, 8, 8]),
+    dict(refinement={"enabled": True, "steps": 3, "input_steps": 3, "num_inputs": 8, "batch_size": 4,
+                     "views": "mixup"}, input_shape=[1, 8, 8]),
+    dict(refinement={"enabled": True, "steps": 3, "input_steps": 3, "num_inputs": 8, "batch_size": 4,
+                     "views": "cutmix"}, input_shape=[1, 8, 8]),
 ])
 def test_every_option_fits_and_round_trips(tmp_path, options):
     options = {"fit": {"steps": 10}, "refinement": NO_REFINEMENT, **options}

@@ -288,7 +288,8 @@ def test_a_plan_of_few_bits_per_weight_is_refined_for_more_steps(tmp_path, caplo
                                                  "light_above_bits": None, "heavy_below_bits": heavy_below_bits})
     with caplog.at_level(logging.INFO, logger="big2small"):
         compressor.fit(tiny_cnn(), trainer_factory=trainer_factory(tmp_path))
-    assert ("(< refinement.heavy_below_bits 1000): refining for 5 steps, layer outputs weighted 3" in caplog.text) == heavy
+    assert ("(< refinement.heavy_below_bits 1000): refining for 5 steps, layer outputs weighted 3, inputs seen as mixup"
+            in caplog.text) == heavy
 
 
 def test_the_heavy_budget_multiplies_the_steps_and_the_layer_weight_of_coarse_plans_only():
@@ -296,6 +297,9 @@ def test_the_heavy_budget_multiplies_the_steps_and_the_layer_weight_of_coarse_pl
     heavy = settings.for_bits_per_weight(0.9)
     assert (heavy.num_inputs, heavy.input_steps, heavy.steps, heavy.batch_size) == (256, 100, 1500, 32)
     assert heavy.feature_weight == pytest.approx(3.0)
+    assert heavy.views == "mixup" and settings.views == "none"
+    assert RefinementSettings(views="flip_shift").for_bits_per_weight(0.9).views == "flip_shift"  # a set view stays
+    assert RefinementSettings(heavy_views="none").for_bits_per_weight(0.9).views == "none"
     assert RefinementSettings(feature_weight=0.0, heavy_below_bits=1.3).for_bits_per_weight(0.9).feature_weight == 0
     assert settings.for_bits_per_weight(1.9) is settings
     assert RefinementSettings(heavy_below_bits=None).for_bits_per_weight(0.5).steps == 600

@@ -1,7 +1,7 @@
 import torch
 
 from big2small.methods.big2small.refinement import hard_sample_mean
-from big2small.methods.big2small.views import random_views
+from big2small.methods.big2small.views import random_views, views_of
 
 
 def _images():
@@ -30,6 +30,47 @@ def test_views_are_reproducible_from_the_generator_and_leave_other_inputs_alone(
     assert not torch.equal(first, random_views(images, torch.Generator().manual_seed(6)))
     vectors = torch.randn(8, 48)
     assert random_views(vectors, torch.Generator().manual_seed(5)) is vectors
+
+
+def test_a_mixup_view_is_each_input_on_the_segment_to_another_input_of_the_batch():
+    images = _images()[:16]
+    views = views_of(images, "mixup", torch.Generator().manual_seed(2))
+    flat, mixed = images.flatten(1), views.flatten(1)
+    own_shares = []
+    for view in mixed:
+        # the view is lam x_i + (1 - lam) x_j for one pair (i, j) of the batch and lam in [0, 1]
+        fits = []
+        for i in range(len(flat)):
+            for j in range(len(flat)):
+                gap = flat[i] - flat[j]
+                share = 1.0 if i == j else float((view - flat[j]) @ gap / (gap @ gap))
+                if -1e-5 <= share <= 1 + 1e-5 and torch.allclose(share * flat[i] + (1 - share) * flat[j], view,
+                                                                  atol=1e-5):
+                    fits.append(max(share, 1 - share))
+        assert fits
+        own_shares.append(fits[0])
+    assert 0.55 < sum(own_shares) / len(own_shares) < 0.95  # uniform shares: the larger one averages 3/4
+    assert torch.equal(views, views_of(images, "mixup", torch.Generator().manual_seed(2)))
+
+
+def test_a_cutmix_view_is_its_image_with_one_box_from_another_image_of_the_batch():
+    images = _images()
+    views = views_of(images, "cutmix", torch.Generator().manual_seed(3))
+    replaced_shares = []
+    for image, view in zip(images, views, strict=True):
+        changed = (view != image).any(dim=0)
+        if changed.any():
+            rows, columns = changed.any(dim=1).nonzero().flatten(), changed.any(dim=0).nonzero().flatten()
+            box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(columns[0]), int(columns[-1]) + 1))
+            donors = [other for other in images if torch.equal(view[:, box[0], box[1]], other[:, box[0], box[1]])]
+            assert donors  # the box comes whole from one image of the batch
+            outside = torch.ones_like(changed)
+            outside[box] = False
+            assert torch.equal(view[:, outside], image[:, outside])  # and nothing outside it changed
+        replaced_shares.append(float(changed.float().mean()))
+    assert 0.3 < sum(replaced_shares) / len(replaced_shares) < 0.7  # a uniform share of the area: 1/2 on average
+    vectors = torch.randn(8, 48)
+    assert views_of(vectors, "cutmix", torch.Generator().manual_seed(3)) is vectors
 
 
 def test_hard_sample_weighting_counts_the_worse_matched_inputs_more():

@@ -2,7 +2,7 @@
 stored as codes, so that the rebuilt network's outputs match the original network's on synthetic inputs. No data
 module is ever touched.
 
-The inputs come from synthesis.py (seen as random flips and shifts with `views: flip_shift`, views.py); the
+The inputs come from synthesis.py (seen flipped and shifted, or mixed in pairs, with `views`: views.py); the
 refinement is a Lightning fit of the INR parameters and rounding offsets.
 """
 
@@ -21,7 +21,7 @@ from big2small.methods.big2small.fitting import INRGroup, adam_with_cosine_decay
 from big2small.methods.big2small.reconstruct import LayerCode, reconstruct
 from big2small.methods.big2small.rounding_offsets import RoundingOffsets
 from big2small.methods.big2small.settings import RefinementSettings
-from big2small.methods.big2small.views import random_views
+from big2small.methods.big2small.views import views_of
 from big2small.numerics import DENOMINATOR_FLOOR
 
 # How fast the weight of the codes' bits in the loss follows their excess over the limit: each step it grows by this
@@ -115,9 +115,9 @@ class RefineModule(L.LightningModule):
                                                num_samples=self.settings.steps * batch, generator=generator)
         sampler = PoolByStep(draws, pool_size, batch, self.settings.steps, pools)
         collate = None
-        if self.settings.views == "flip_shift":
-            view_generator = torch.Generator().manual_seed(self.seed)
-            collate = lambda items: [random_views(torch.stack([item[0] for item in items]), view_generator),  # noqa: E731
+        if self.settings.views != "none":
+            view_generator, kind = torch.Generator().manual_seed(self.seed), self.settings.views
+            collate = lambda items: [views_of(torch.stack([item[0] for item in items]), kind, view_generator),  # noqa: E731
                                      torch.stack([item[1] for item in items])]
         return DataLoader(TensorDataset(self.inputs, torch.arange(len(self.inputs))),
                           batch_size=self.settings.batch_size, sampler=sampler, collate_fn=collate)

@@ -14,6 +14,7 @@ from big2small.errors import ConfigError
 from big2small.methods.big2small.layer_codes import RATE_LEVELS
 from big2small.methods.big2small.tuned_values import MAX_BITS as TUNED_MAX_BITS
 from big2small.methods.big2small.tuned_values import MIN_BITS as TUNED_MIN_BITS
+from big2small.methods.big2small.views import KINDS as VIEW_KINDS
 
 STORAGE_BITS = (4, 6, 8, 16)  # what an INR's parameters may be stored as (storage.py)
 # The light refinement budget (RefinementSettings.light_above_bits): every input, this share of the input steps on a
@@ -288,10 +289,14 @@ class RefinementSettings:
     # are made after the codec choice (storage.choice_error=squared).
     light_above_bits: float | None = 3.0
     # A plan under this many bits per weight before refinement (32x is about 1, 16x 1.9) is refined for
-    # HEAVY_STEP_FACTOR x steps with HEAVY_FEATURE_FACTOR x feature_weight: there the refinement, not the codes,
+    # HEAVY_STEP_FACTOR x steps with HEAVY_FEATURE_FACTOR x feature_weight, on heavy_views: there the refinement, not the codes,
     # recovers most of the accuracy, it is still gaining on real images when the whole budget ends, and matching
     # the layer outputs is what carries it (docs/decisions.md). null = the whole budget at every rate
     heavy_below_bits: float | None = 1.3
+    # How a plan under heavy_below_bits sees its inputs where `views` is none (views.py): with coarse codes the
+    # refinement fits its few hundred inputs far better than other images, and inputs mixed in pairs cover more of
+    # the space the network must match (docs/decisions.md). none = as `views` says
+    heavy_views: str = "mixup"
     lr: float = 1e-5               # small: SIREN's omega0 multiplies every parameter change
     # Adam's step on the rounding offsets of layers stored as codes (layer_codes.py; an offset of 1 is one level)
     code_lr: float = 1e-2
@@ -323,7 +328,9 @@ class RefinementSettings:
     # module that holds a compressed layer, where it returns one tensor, as in BRECQ's block reconstruction; else
     # the layer itself), so that the layers of a block may trade errors that cancel at its output
     match: str = "layers"
-    views: str = "none"            # none | flip_shift: each batch seen randomly flipped and shifted (views.py)
+    # How each batch is seen (views.py): none (as made) | flip_shift (randomly flipped and shifted) | mixup (each
+    # input mixed with another of the batch) | cutmix (a random box of each image taken from another)
+    views: str = "none"
     # Hard-sample weighting: each input's loss weighted by (its loss / the batch's mean loss)^hard_weight, so the
     # inputs the compressed network gets most wrong count most (as in HAST); 0 = every input alike
     hard_weight: float = 0.0
@@ -332,7 +339,8 @@ class RefinementSettings:
         g = "refinement"
         self.enabled = bool(self.enabled)
         self.inputs = _choice(g, "inputs", self.inputs, ("bn_stats", "noise", "data"))
-        self.views = _choice(g, "views", self.views, ("none", "flip_shift"))
+        self.views = _choice(g, "views", self.views, VIEW_KINDS)
+        self.heavy_views = _choice(g, "heavy_views", self.heavy_views, VIEW_KINDS)
         self.input_precision = _choice(g, "input_precision", str(self.input_precision), ("auto", "32", "bf16"))
         self.match = _choice(g, "match", self.match, ("layers", "blocks"))
         self.start = _choice(g, "start", self.start, ("nearest", "compensated", "sequential"))
@@ -377,7 +385,8 @@ class RefinementSettings:
             settings = dataclasses.replace(settings, start="nearest")
         if self.heavy_below_bits is not None and bits_per_weight < self.heavy_below_bits:
             settings = dataclasses.replace(settings, steps=round(HEAVY_STEP_FACTOR * self.steps),
-                                           feature_weight=HEAVY_FEATURE_FACTOR * self.feature_weight)
+                                           feature_weight=HEAVY_FEATURE_FACTOR * self.feature_weight,
+                                           views=self.heavy_views if self.views == "none" else self.views)
         if self.light_above_bits is None or bits_per_weight < self.light_above_bits:
             return settings
         return dataclasses.replace(settings, input_steps=round(LIGHT_INPUT_STEP_SHARE * self.input_steps),
