@@ -288,8 +288,25 @@ def test_a_plan_of_few_bits_per_weight_is_refined_for_more_steps(tmp_path, caplo
                                                  "light_above_bits": None, "heavy_below_bits": heavy_below_bits})
     with caplog.at_level(logging.INFO, logger="big2small"):
         compressor.fit(tiny_cnn(), trainer_factory=trainer_factory(tmp_path))
-    assert ("(< refinement.heavy_below_bits 1000): refining for 5 steps, layer outputs weighted 3, inputs seen as mixup"
-            in caplog.text) == heavy
+    assert ("(< refinement.heavy_below_bits 1000): refining for 5 steps, layer outputs weighted 3" in caplog.text) == heavy
+
+
+@pytest.mark.parametrize(("mix_below_bits", "mixed"), [(1000.0, True), (0.01, False), (None, False)])
+def test_a_plan_of_few_bits_per_weight_sees_its_inputs_mixed(tmp_path, caplog, mix_below_bits, mixed):
+    compressor = Big2SmallCompressor(target_ratio=3, fit={"steps": 5}, input_shape=[1, 8, 8],  # ~10 bits per weight
+                                     refinement={"steps": 2, "num_inputs": 8, "input_steps": 2, "batch_size": 4,
+                                                 "light_above_bits": None, "mix_below_bits": mix_below_bits})
+    with caplog.at_level(logging.INFO, logger="big2small"):
+        compressor.fit(tiny_cnn(), trainer_factory=trainer_factory(tmp_path))
+    assert ("(< refinement.mix_below_bits 1000): its inputs are seen as mixup" in caplog.text) == mixed
+
+
+def test_plans_under_mix_below_bits_take_the_mixed_views_unless_views_names_one():
+    settings = RefinementSettings(mix_below_bits=3.0, heavy_below_bits=1.3, light_above_bits=3.0)
+    assert [settings.for_bits_per_weight(bits).views for bits in (0.9, 1.9, 3.6)] == ["mixup", "mixup", "none"]
+    assert RefinementSettings(views="flip_shift").for_bits_per_weight(0.9).views == "flip_shift"  # a set view stays
+    assert RefinementSettings(mixed_views="cutmix").for_bits_per_weight(1.9).views == "cutmix"
+    assert RefinementSettings(mix_below_bits=None).for_bits_per_weight(0.9).views == "none"
 
 
 def test_the_heavy_budget_multiplies_the_steps_and_the_layer_weight_of_coarse_plans_only():
@@ -297,11 +314,8 @@ def test_the_heavy_budget_multiplies_the_steps_and_the_layer_weight_of_coarse_pl
     heavy = settings.for_bits_per_weight(0.9)
     assert (heavy.num_inputs, heavy.input_steps, heavy.steps, heavy.batch_size) == (256, 100, 1500, 32)
     assert heavy.feature_weight == pytest.approx(3.0)
-    assert heavy.views == "mixup" and settings.views == "none"
-    assert RefinementSettings(views="flip_shift").for_bits_per_weight(0.9).views == "flip_shift"  # a set view stays
-    assert RefinementSettings(heavy_views="none").for_bits_per_weight(0.9).views == "none"
     assert RefinementSettings(feature_weight=0.0, heavy_below_bits=1.3).for_bits_per_weight(0.9).feature_weight == 0
-    assert settings.for_bits_per_weight(1.9) is settings
+    assert settings.for_bits_per_weight(1.9).steps == 600 and settings.for_bits_per_weight(1.9).feature_weight == 1
     assert RefinementSettings(heavy_below_bits=None).for_bits_per_weight(0.5).steps == 600
     with pytest.raises(ConfigError, match="heavy_below_bits"):
         RefinementSettings(heavy_below_bits=4.0, light_above_bits=3.0)
@@ -312,7 +326,7 @@ def test_the_light_budget_shortens_the_synthesis_on_a_cosine_schedule_and_the_st
     light = settings.for_bits_per_weight(3.6)
     assert (light.num_inputs, light.input_steps, light.steps, light.batch_size) == (256, 60, 500, 32)
     assert (light.input_lr, light.input_schedule) == (pytest.approx(0.3), "cosine")
-    assert settings.for_bits_per_weight(1.9) is settings
+    assert settings.for_bits_per_weight(1.9).steps == 600 and settings.for_bits_per_weight(1.9).feature_weight == 1
     assert RefinementSettings(light_above_bits=None).for_bits_per_weight(32.0) == RefinementSettings(
         light_above_bits=None)
 

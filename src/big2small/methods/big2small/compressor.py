@@ -419,8 +419,12 @@ class Big2SmallCompressor(Compressor):
                      refinement.input_schedule, refinement.input_lr, refinement.steps)
         if self.refinement.heavy_below_bits is not None and bits < self.refinement.heavy_below_bits:
             log.info("big2small: the chosen plan takes %.2f bits per weight (< refinement.heavy_below_bits %g): "
-                     "refining for %d steps, layer outputs weighted %g, inputs seen as %s", bits,
-                     self.refinement.heavy_below_bits, refinement.steps, refinement.feature_weight, refinement.views)
+                     "refining for %d steps, layer outputs weighted %g", bits, self.refinement.heavy_below_bits,
+                     refinement.steps, refinement.feature_weight)
+        if refinement.views != self.refinement.views:
+            log.info("big2small: the chosen plan takes %.2f bits per weight (< refinement.mix_below_bits %g): its "
+                     "inputs are seen as %s (refinement.mixed_views)", bits, self.refinement.mix_below_bits,
+                     refinement.views)
         return refinement
 
     def _inputs(self, model, data, trainer_factory, seconds: PhaseClock, refinement: RefinementSettings

@@ -289,14 +289,17 @@ class RefinementSettings:
     # are made after the codec choice (storage.choice_error=squared).
     light_above_bits: float | None = 3.0
     # A plan under this many bits per weight before refinement (32x is about 1, 16x 1.9) is refined for
-    # HEAVY_STEP_FACTOR x steps with HEAVY_FEATURE_FACTOR x feature_weight, on heavy_views: there the refinement, not the codes,
+    # HEAVY_STEP_FACTOR x steps with HEAVY_FEATURE_FACTOR x feature_weight: there the refinement, not the codes,
     # recovers most of the accuracy, it is still gaining on real images when the whole budget ends, and matching
     # the layer outputs is what carries it (docs/decisions.md). null = the whole budget at every rate
     heavy_below_bits: float | None = 1.3
-    # How a plan under heavy_below_bits sees its inputs where `views` is none (views.py): with coarse codes the
-    # refinement fits its few hundred inputs far better than other images, and inputs mixed in pairs cover more of
-    # the space the network must match (docs/decisions.md). none = as `views` says
-    heavy_views: str = "mixup"
+    # A plan under this many bits per weight before refinement (32x is about 1, 16x 1.9; 8x, 3.6, is not) sees each
+    # batch of its inputs as `mixed_views` where `views` is none (views.py): there the refinement fits its few
+    # hundred inputs far better than other images, and inputs mixed in pairs cover more of the inputs the network
+    # is matched on; the teacher then runs beside the student on every batch (docs/decisions.md). null = `views`
+    # at every rate
+    mix_below_bits: float | None = 3.0
+    mixed_views: str = "mixup"
     lr: float = 1e-5               # small: SIREN's omega0 multiplies every parameter change
     # Adam's step on the rounding offsets of layers stored as codes (layer_codes.py; an offset of 1 is one level)
     code_lr: float = 1e-2
@@ -340,7 +343,7 @@ class RefinementSettings:
         self.enabled = bool(self.enabled)
         self.inputs = _choice(g, "inputs", self.inputs, ("bn_stats", "noise", "data"))
         self.views = _choice(g, "views", self.views, VIEW_KINDS)
-        self.heavy_views = _choice(g, "heavy_views", self.heavy_views, VIEW_KINDS)
+        self.mixed_views = _choice(g, "mixed_views", self.mixed_views, VIEW_KINDS)
         self.input_precision = _choice(g, "input_precision", str(self.input_precision), ("auto", "32", "bf16"))
         self.match = _choice(g, "match", self.match, ("layers", "blocks"))
         self.start = _choice(g, "start", self.start, ("nearest", "compensated", "sequential"))
@@ -371,6 +374,8 @@ class RefinementSettings:
             self.light_above_bits = _positive(g, "light_above_bits", self.light_above_bits)
         if self.compensate_above_bits is not None:
             self.compensate_above_bits = _positive(g, "compensate_above_bits", self.compensate_above_bits)
+        if self.mix_below_bits is not None:
+            self.mix_below_bits = _positive(g, "mix_below_bits", self.mix_below_bits)
         if self.heavy_below_bits is not None:
             self.heavy_below_bits = _positive(g, "heavy_below_bits", self.heavy_below_bits)
             if self.light_above_bits is not None and self.heavy_below_bits > self.light_above_bits:
@@ -379,14 +384,16 @@ class RefinementSettings:
 
     def for_bits_per_weight(self, bits_per_weight: float) -> RefinementSettings:
         """These settings with the budget a plan of `bits_per_weight` is refined on (light_above_bits,
-        heavy_below_bits) and the codes it starts from (compensate_above_bits)."""
+        heavy_below_bits), the views of its inputs (mix_below_bits) and the codes it starts from
+        (compensate_above_bits)."""
         settings = self
         if self.compensate_above_bits is not None and bits_per_weight < self.compensate_above_bits:
             settings = dataclasses.replace(settings, start="nearest")
         if self.heavy_below_bits is not None and bits_per_weight < self.heavy_below_bits:
             settings = dataclasses.replace(settings, steps=round(HEAVY_STEP_FACTOR * self.steps),
-                                           feature_weight=HEAVY_FEATURE_FACTOR * self.feature_weight,
-                                           views=self.heavy_views if self.views == "none" else self.views)
+                                           feature_weight=HEAVY_FEATURE_FACTOR * self.feature_weight)
+        if self.mix_below_bits is not None and bits_per_weight < self.mix_below_bits and self.views == "none":
+            settings = dataclasses.replace(settings, views=self.mixed_views)
         if self.light_above_bits is None or bits_per_weight < self.light_above_bits:
             return settings
         return dataclasses.replace(settings, input_steps=round(LIGHT_INPUT_STEP_SHARE * self.input_steps),
