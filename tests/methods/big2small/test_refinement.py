@@ -271,34 +271,31 @@ def test_the_teachers_outputs_kept_once_refine_as_the_teacher_run_on_every_batch
         assert (ours[name] - theirs[name]).abs().max() <= 0.05 * ours[name].abs().max(), name
 
 
-@pytest.mark.parametrize(("light_above_bits", "light"), [(3.0, True), (1000.0, False), (None, False)])
-def test_a_plan_of_many_bits_per_weight_is_refined_on_the_light_budget(tmp_path, caplog, light_above_bits, light):
-    compressor = Big2SmallCompressor(target_ratio=3, fit={"steps": 5}, input_shape=[1, 8, 8],  # ~10 bits per weight
-                                     refinement={"steps": 6, "num_inputs": 8, "input_steps": 10, "batch_size": 4,
-                                                 "light_above_bits": light_above_bits})
+def _fit_log(tmp_path, caplog, **refinement) -> str:
+    """The log of a tiny CNN's fit at about 10 bits per weight with these refinement settings."""
+    compressor = Big2SmallCompressor(target_ratio=3, fit={"steps": 5}, input_shape=[1, 8, 8],
+                                     refinement={"num_inputs": 8, "batch_size": 4, **refinement})
     with caplog.at_level(logging.INFO, logger="big2small"):
         compressor.fit(tiny_cnn(), trainer_factory=trainer_factory(tmp_path))
-    assert ("refining on 8 inputs, 6 input steps (cosine from lr 0.3) and 5 steps" in caplog.text) == light
+    return caplog.text
+
+
+@pytest.mark.parametrize(("light_above_bits", "light"), [(3.0, True), (1000.0, False), (None, False)])
+def test_a_plan_of_many_bits_per_weight_is_refined_on_the_light_budget(tmp_path, caplog, light_above_bits, light):
+    log = _fit_log(tmp_path, caplog, steps=6, input_steps=10, light_above_bits=light_above_bits)
+    assert ("refining on 8 inputs, 6 input steps (cosine from lr 0.3) and 5 steps" in log) == light
 
 
 @pytest.mark.parametrize(("heavy_below_bits", "heavy"), [(1000.0, True), (0.01, False), (None, False)])
 def test_a_plan_of_few_bits_per_weight_is_refined_for_more_steps(tmp_path, caplog, heavy_below_bits, heavy):
-    compressor = Big2SmallCompressor(target_ratio=3, fit={"steps": 5}, input_shape=[1, 8, 8],  # ~10 bits per weight
-                                     refinement={"steps": 2, "num_inputs": 8, "input_steps": 2, "batch_size": 4,
-                                                 "light_above_bits": None, "heavy_below_bits": heavy_below_bits})
-    with caplog.at_level(logging.INFO, logger="big2small"):
-        compressor.fit(tiny_cnn(), trainer_factory=trainer_factory(tmp_path))
-    assert ("(< refinement.heavy_below_bits 1000): refining for 5 steps, layer outputs weighted 3" in caplog.text) == heavy
+    log = _fit_log(tmp_path, caplog, steps=2, input_steps=2, light_above_bits=None, heavy_below_bits=heavy_below_bits)
+    assert ("(< refinement.heavy_below_bits 1000): refining for 5 steps, layer outputs weighted 3" in log) == heavy
 
 
 @pytest.mark.parametrize(("mix_below_bits", "mixed"), [(1000.0, True), (0.01, False), (None, False)])
 def test_a_plan_of_few_bits_per_weight_sees_its_inputs_mixed(tmp_path, caplog, mix_below_bits, mixed):
-    compressor = Big2SmallCompressor(target_ratio=3, fit={"steps": 5}, input_shape=[1, 8, 8],  # ~10 bits per weight
-                                     refinement={"steps": 2, "num_inputs": 8, "input_steps": 2, "batch_size": 4,
-                                                 "light_above_bits": None, "mix_below_bits": mix_below_bits})
-    with caplog.at_level(logging.INFO, logger="big2small"):
-        compressor.fit(tiny_cnn(), trainer_factory=trainer_factory(tmp_path))
-    assert ("(< refinement.mix_below_bits 1000): its inputs are seen as mixup" in caplog.text) == mixed
+    log = _fit_log(tmp_path, caplog, steps=2, input_steps=2, light_above_bits=None, mix_below_bits=mix_below_bits)
+    assert ("(< refinement.mix_below_bits 1000): its inputs are seen as mixup" in log) == mixed
 
 
 def test_plans_under_mix_below_bits_take_the_mixed_views_unless_views_names_one():
