@@ -1,4 +1,5 @@
 import base64
+import hashlib
 import json
 import os
 import zlib
@@ -11,6 +12,7 @@ from safetensors.torch import save as safetensors_save
 from big2small import codec
 from big2small.codec import HEADER_TENSOR, MAX_HEADER_BYTES, Compressed, read_artifact, write_artifact
 from big2small.errors import ArtifactError
+from big2small.header_dictionary import HEADER_DICTIONARY
 
 
 def _sample() -> Compressed:
@@ -53,8 +55,9 @@ def _wrapper(data: bytes) -> dict:
     return json.loads(json.loads(data[8:8 + length])["__metadata__"]["big2small"])
 
 
-def _deflate(text: bytes) -> bytes:
-    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+def _deflate(text: bytes, dictionary: bytes = HEADER_DICTIONARY) -> bytes:
+    """Raw DEFLATE as a version-4 header is stored (from the preset dictionary; b"": none, as versions 2 and 3)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, **({"zdict": dictionary} if dictionary else {}))
     return packer.compress(text) + packer.flush()
 
 
@@ -67,7 +70,8 @@ def _rewritten(data: bytes, stored_header: bytes | None = None, **fields) -> byt
 
 
 def _stored_header(data: bytes) -> dict:
-    return json.loads(zlib.decompress(safetensors_load(data)[HEADER_TENSOR].numpy().tobytes(), -15))
+    unpacker = zlib.decompressobj(-15, zdict=HEADER_DICTIONARY)
+    return json.loads(unpacker.decompress(safetensors_load(data)[HEADER_TENSOR].numpy().tobytes()))
 
 
 def test_the_header_is_stored_deflated_and_costs_a_fraction_of_its_json(tmp_path):
@@ -75,10 +79,26 @@ def test_the_header_is_stored_deflated_and_costs_a_fraction_of_its_json(tmp_path
     meta = {"replaced": names, "layers": [{"name": n, "shape": [64, 64, 3, 3], "bits": 3} for n in names]}
     compressed = Compressed("quant", {"bits": 4}, {"codes": torch.zeros(16, dtype=torch.uint8)}, meta)
     data = compressed.to_bytes()
-    assert b"conv1.weight" not in data and _wrapper(data)["format_version"] == "3"
+    assert b"conv1.weight" not in data and _wrapper(data)["format_version"] == "4"
     assert _stored_header(data)["compressor"] == "quant"
     assert len(data) < len(json.dumps(meta)) / 4
     assert Compressed.from_bytes(data).meta == meta
+
+
+def test_the_header_dictionary_is_frozen():
+    # Every version-4 artifact is inflated from exactly these bytes: a new dictionary needs a new format version.
+    assert hashlib.sha256(HEADER_DICTIONARY).hexdigest() == \
+        "4d78b18b0745394bafc8bcf8d977de4e7766f8b9554d13b1ce178de91dbff600"
+
+
+def test_the_dictionary_makes_a_usual_header_a_fraction_of_its_plain_deflate():
+    from big2small import compress
+    from tests.methods.roundtrip import digits_sized_cnn
+
+    data = compress(digits_sized_cnn(seed=3), "quant", target_ratio=6).to_bytes()
+    stored = safetensors_load(data)[HEADER_TENSOR].numpy().tobytes()
+    plain = _deflate(json.dumps(_stored_header(data), sort_keys=True, separators=(",", ":")).encode(), b"")
+    assert len(stored) < len(plain) / 2
 
 
 def test_the_size_depends_on_the_shapes_alone():
@@ -108,7 +128,17 @@ def test_a_version_2_file_is_still_read():
     tensors = {name: t for name, t in safetensors_load(data).items() if name != HEADER_TENSOR}
     header["checksum"] = codec._checksum({k: v for k, v in header.items() if k != "checksum"}, tensors)
     wrapper = {"format": "big2small-artifact", "format_version": "2",
-               "header": base64.b85encode(_deflate(json.dumps(header).encode())).decode()}
+               "header": base64.b85encode(_deflate(json.dumps(header).encode(), b"")).decode()}
+    loaded = Compressed.from_bytes(safetensors_save(tensors, metadata={"big2small": json.dumps(wrapper)}))
+    assert loaded.meta == _sample().meta and torch.equal(loaded.tensors["codes"], _sample().tensors["codes"])
+
+
+def test_a_version_3_file_is_still_read():
+    data = _sample().to_bytes()
+    header = {**_stored_header(data), "format_version": "3"}
+    tensors = {name: t for name, t in safetensors_load(data).items() if name != HEADER_TENSOR}
+    wrapper = {"format": "big2small-artifact", "format_version": "3", "checksum": codec._checksum(header, tensors)}
+    tensors[HEADER_TENSOR] = torch.frombuffer(bytearray(_deflate(json.dumps(header).encode(), b"")), dtype=torch.uint8)
     loaded = Compressed.from_bytes(safetensors_save(tensors, metadata={"big2small": json.dumps(wrapper)}))
     assert loaded.meta == _sample().meta and torch.equal(loaded.tensors["codes"], _sample().tensors["codes"])
 
@@ -133,7 +163,7 @@ def _with_empty(entries: dict) -> bytes:
     (_deflate(b"{" * 30 + b"}" * 30), "truncated or corrupt"),
     (_deflate(b" " * (MAX_HEADER_BYTES + 1)), "inflates to more than"),
     (_deflate(json.dumps({"format": "big2small-artifact", "format_version": "2"}).encode()), "format differs"),
-    (_deflate(json.dumps({"format": "big2small-artifact", "format_version": "3", "checksum": "0"}).encode()),
+    (_deflate(json.dumps({"format": "big2small-artifact", "format_version": "4", "checksum": "0"}).encode()),
      "malformed stored header"),
     (_with_empty({"x": ["float32", [2, 3]]}), "empty tensor 'x'"),
     (_with_empty({"x": ["object", [0]]}), "empty tensor 'x'"),
@@ -157,8 +187,8 @@ def test_a_file_without_its_stored_header_is_refused():
 
 def test_a_later_format_version_is_named(tmp_path):
     path = tmp_path / "a.safetensors"
-    path.write_bytes(_rewritten(_sample().to_bytes(), format_version="4"))
-    with pytest.raises(ArtifactError, match="format version 4 is not supported"):
+    path.write_bytes(_rewritten(_sample().to_bytes(), format_version="5"))
+    with pytest.raises(ArtifactError, match="format version 5 is not supported"):
         read_artifact(path)
 
 

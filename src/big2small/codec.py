@@ -1,15 +1,16 @@
 """Artifact format: one file that holds everything needed to rebuild the compressed parameters.
 
 The file is a safetensors file. Its tensors are the compressor's payload (packed codes, scales, INR
-parameters, ...) and, under HEADER_TENSOR, our JSON header below deflated (zlib's raw DEFLATE, level 9) as uint8
-bytes: the header counts in every artifact's bytes and is mostly names and settings, so it is stored compressed
-(docs/decisions.md). Payload tensors with no elements are not written; the header lists each one's dtype and shape
+parameters, ...) and, under HEADER_TENSOR, our JSON header below deflated (zlib's raw DEFLATE, level 9, from the
+preset dictionary of header_dictionary.py) as uint8 bytes: the header counts in every artifact's bytes and is
+mostly the same names and settings in every artifact, so it is stored compressed against them (docs/decisions.md). Payload tensors with no elements are not written; the header lists each one's dtype and shape
 (`empty`), and reading gives them back. The file's string metadata holds one entry, `big2small` (one entry, because
 safetensors writes metadata entries in hash order; a single canonical string keeps files byte-identical across
 runs), whose value is the JSON `{"format", "format_version", "checksum", "hmac"}`. The checksum lives there, outside
 the deflated header, so a file's size depends on its tensors' shapes alone and never on their values: sizing a
 payload of zeros gives the written size to the byte. Format version 1 stored the header as plain JSON in that entry,
-version 2 deflated in base85 with the checksum inside; both are still read.
+version 2 deflated in base85 with the checksum inside, version 3 as now but deflated without a dictionary; all are
+still read.
 
     format          "big2small-artifact"
     format_version  FORMAT_VERSION
@@ -56,10 +57,11 @@ from safetensors.torch import save as safetensors_save
 
 from big2small.errors import ArtifactError
 from big2small.files import write_atomically
+from big2small.header_dictionary import HEADER_DICTIONARY
 
 FORMAT_NAME = "big2small-artifact"
-FORMAT_VERSION = 3
-READ_VERSIONS = ("1", "2", "3")
+FORMAT_VERSION = 4
+READ_VERSIONS = ("1", "2", "3", "4")
 HEADER_KEY = "big2small"
 HEADER_TENSOR = "big2small/header"
 # The most bytes a stored header may inflate to: a forged one is refused before it can take more memory.
@@ -134,8 +136,8 @@ class Compressed:
         if key is not None:
             wrapper["hmac"] = _hmac(key, wrapper["checksum"])
         stored = {name: t for name, t in tensors.items() if t.numel()}
-        stored[HEADER_TENSOR] = torch.frombuffer(bytearray(_deflate(_canonical_json(header).encode())),
-                                                 dtype=torch.uint8)
+        stored[HEADER_TENSOR] = torch.frombuffer(
+            bytearray(_deflate(_canonical_json(header).encode(), HEADER_DICTIONARY)), dtype=torch.uint8)
         return safetensors_save(stored, metadata={HEADER_KEY: _canonical_json(wrapper)})
 
     @classmethod
@@ -208,8 +210,8 @@ def first_nonfinite(tensors: dict[str, torch.Tensor]) -> str | None:
 
 
 def _read_header(data: bytes, tensors: dict[str, torch.Tensor]) -> dict:
-    """The file's header fields, checksum and hmac among them; for version 3 `tensors` loses the stored header and
-    gets back the empty tensors it lists."""
+    """The file's header fields, checksum and hmac among them; from version 3 on `tensors` loses the stored header
+    and gets back the empty tensors it lists."""
     # safetensors layout: 8-byte little-endian header length, then the JSON header.
     length = int.from_bytes(data[:8], "little")
     header = _parse_json(data[8 : 8 + length].decode("utf-8"))
@@ -220,7 +222,7 @@ def _read_header(data: bytes, tensors: dict[str, torch.Tensor]) -> dict:
     if not isinstance(fields, dict):
         raise ValueError("malformed big2small header")
     version = fields.get("format_version")
-    if fields.get("format") != FORMAT_NAME or version not in ("2", "3"):
+    if fields.get("format") != FORMAT_NAME or version not in ("2", "3", "4"):
         return fields  # a foreign header, or a version that stores it plain (1) or is not read
     if version == "2":
         packed = fields.get("header")
@@ -231,7 +233,8 @@ def _read_header(data: bytes, tensors: dict[str, torch.Tensor]) -> dict:
         packed = tensors.pop(HEADER_TENSOR, None)
         if packed is None or packed.dtype != torch.uint8 or packed.dim() != 1:
             raise ValueError(f"no stored header (a 1-D uint8 tensor {HEADER_TENSOR!r})")
-        stored = _parse_json(_inflate(packed.numpy().tobytes()).decode("utf-8"))
+        dictionary = HEADER_DICTIONARY if version == "4" else b""
+        stored = _parse_json(_inflate(packed.numpy().tobytes(), dictionary).decode("utf-8"))
         if not isinstance(stored, dict) or {"checksum", "hmac"} & set(stored):
             raise ValueError("malformed stored header")
         stored.update({key: fields[key] for key in ("checksum", "hmac") if key in fields})
@@ -243,7 +246,7 @@ def _read_header(data: bytes, tensors: dict[str, torch.Tensor]) -> dict:
 
 
 def _empty_tensors(text, stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The empty tensors a version-3 header lists (`empty`), ValueError for any entry that is not a known dtype and
+    """The empty tensors a version-3 or 4 header lists (`empty`), ValueError for any entry that is not a known dtype and
     a shape with no elements, or that names a tensor the file holds."""
     listed = _parse_json(text) if isinstance(text, str) else None
     if not isinstance(listed, dict):
@@ -259,14 +262,16 @@ def _empty_tensors(text, stored: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     return empty
 
 
-def _deflate(data: bytes) -> bytes:
-    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
+def _deflate(data: bytes, dictionary: bytes = b"") -> bytes:
+    """Raw DEFLATE of `data`, starting from the preset `dictionary` where one is given."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, **({"zdict": dictionary} if dictionary else {}))
     return packer.compress(data) + packer.flush()
 
 
-def _inflate(data: bytes) -> bytes:
-    """Raw DEFLATE data inflated, refused (ValueError) beyond MAX_HEADER_BYTES or where the stream does not end."""
-    unpacker = zlib.decompressobj(-15)
+def _inflate(data: bytes, dictionary: bytes = b"") -> bytes:
+    """Raw DEFLATE data (from the preset `dictionary` where one is given) inflated, refused (ValueError) beyond
+    MAX_HEADER_BYTES or where the stream does not end."""
+    unpacker = zlib.decompressobj(-15, **({"zdict": dictionary} if dictionary else {}))
     inflated = unpacker.decompress(data, MAX_HEADER_BYTES)
     if not unpacker.eof and len(inflated) >= MAX_HEADER_BYTES:
         raise ValueError(f"the stored header inflates to more than {MAX_HEADER_BYTES} bytes")
