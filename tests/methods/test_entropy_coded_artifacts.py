@@ -264,11 +264,11 @@ def test_a_ratio_no_inr_reaches_is_reached_by_codes_or_refused_before_refinement
     original = 4 * sum(w.numel() for w in weights(model).values())
     settings = {"fit": {"steps": 5}, "input_shape": [1, 8, 8], "refinement": NO_REFINEMENT}
     with pytest.raises(ConfigError, match="out of reach"):  # the INRs alone: outliers and stats take too much
-        Big2SmallCompressor(target_ratio=60.0, storage={"layer_choice": "inr"}, **settings).compress(
+        Big2SmallCompressor(target_ratio=70.0, storage={"layer_choice": "inr"}, **settings).compress(
             copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path / "inr"))
-    compressed = Big2SmallCompressor(target_ratio=60.0, **settings).compress(
+    compressed = Big2SmallCompressor(target_ratio=70.0, **settings).compress(
         copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path / "codes"))
-    assert original / len(compressed.to_bytes()) >= 60.0
+    assert original / len(compressed.to_bytes()) >= 70.0
     assert {row["stored_as"] for row in compressed.layer_stats.values()} == {"codes"}
     with pytest.raises(ConfigError, match="fewest-byte codes gives"):
         Big2SmallCompressor(target_ratio=200.0, **settings).compress(

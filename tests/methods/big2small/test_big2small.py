@@ -550,7 +550,7 @@ def test_the_screening_retires_the_inrs_that_cannot_be_kept_and_fits_the_others_
 
     trainers, make = _recording_factory(tmp_path)
     # Nearest codes: with dead-zone codes beside it, the noise layer's INR is still keepable at step 10 here.
-    compressed = Big2SmallCompressor(target_ratio=16, fit={"steps": 40, "screen_at": 0.25, "inrs": "all"},
+    compressed = Big2SmallCompressor(target_ratio=20, fit={"steps": 40, "screen_at": 0.25, "inrs": "all"},
                                      storage={"codes_below": 0, "dead_zone": False}, inr={"unit": "weight"},
                                      refinement=NO_REFINEMENT,
                                      input_shape=[160]).fit(_noise_and_smooth_layers(), trainer_factory=make)
