@@ -57,7 +57,7 @@ def _wrapper(data: bytes) -> dict:
 
 def _deflate(text: bytes, dictionary: bytes = HEADER_DICTIONARY) -> bytes:
     """Raw DEFLATE as a version-4 header is stored (from the preset dictionary; b"": none, as versions 2 and 3)."""
-    packer = zlib.compressobj(9, zlib.DEFLATED, -15, **({"zdict": dictionary} if dictionary else {}))
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=dictionary)
     return packer.compress(text) + packer.flush()
 
 

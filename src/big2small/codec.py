@@ -3,8 +3,9 @@
 The file is a safetensors file. Its tensors are the compressor's payload (packed codes, scales, INR
 parameters, ...) and, under HEADER_TENSOR, our JSON header below deflated (zlib's raw DEFLATE, level 9, from the
 preset dictionary of header_dictionary.py) as uint8 bytes: the header counts in every artifact's bytes and is
-mostly the same names and settings in every artifact, so it is stored compressed against them (docs/decisions.md). Payload tensors with no elements are not written; the header lists each one's dtype and shape
-(`empty`), and reading gives them back. The file's string metadata holds one entry, `big2small` (one entry, because
+mostly the same names and settings in every artifact, so it is stored compressed against them
+(docs/decisions.md). Payload tensors with no elements are not written; the header lists each one's dtype and
+shape (`empty`), and reading gives them back. The file's string metadata holds one entry, `big2small` (one entry, because
 safetensors writes metadata entries in hash order; a single canonical string keeps files byte-identical across
 runs), whose value is the JSON `{"format", "format_version", "checksum", "hmac"}`. The checksum lives there, outside
 the deflated header, so a file's size depends on its tensors' shapes alone and never on their values: sizing a
@@ -62,6 +63,8 @@ from big2small.header_dictionary import HEADER_DICTIONARY
 FORMAT_NAME = "big2small-artifact"
 FORMAT_VERSION = 4
 READ_VERSIONS = ("1", "2", "3", "4")
+# The preset dictionary each version's stored header is deflated from (version 2 keeps it in base85, 1 plain).
+HEADER_DICTIONARIES = {"2": b"", "3": b"", "4": HEADER_DICTIONARY}
 HEADER_KEY = "big2small"
 HEADER_TENSOR = "big2small/header"
 # The most bytes a stored header may inflate to: a forged one is refused before it can take more memory.
@@ -137,7 +140,8 @@ class Compressed:
             wrapper["hmac"] = _hmac(key, wrapper["checksum"])
         stored = {name: t for name, t in tensors.items() if t.numel()}
         stored[HEADER_TENSOR] = torch.frombuffer(
-            bytearray(_deflate(_canonical_json(header).encode(), HEADER_DICTIONARY)), dtype=torch.uint8)
+            bytearray(_deflate(_canonical_json(header).encode(), HEADER_DICTIONARIES[str(FORMAT_VERSION)])),
+            dtype=torch.uint8)
         return safetensors_save(stored, metadata={HEADER_KEY: _canonical_json(wrapper)})
 
     @classmethod
@@ -222,7 +226,7 @@ def _read_header(data: bytes, tensors: dict[str, torch.Tensor]) -> dict:
     if not isinstance(fields, dict):
         raise ValueError("malformed big2small header")
     version = fields.get("format_version")
-    if fields.get("format") != FORMAT_NAME or version not in ("2", "3", "4"):
+    if fields.get("format") != FORMAT_NAME or not isinstance(version, str) or version not in HEADER_DICTIONARIES:
         return fields  # a foreign header, or a version that stores it plain (1) or is not read
     if version == "2":
         packed = fields.get("header")
@@ -233,8 +237,7 @@ def _read_header(data: bytes, tensors: dict[str, torch.Tensor]) -> dict:
         packed = tensors.pop(HEADER_TENSOR, None)
         if packed is None or packed.dtype != torch.uint8 or packed.dim() != 1:
             raise ValueError(f"no stored header (a 1-D uint8 tensor {HEADER_TENSOR!r})")
-        dictionary = HEADER_DICTIONARY if version == "4" else b""
-        stored = _parse_json(_inflate(packed.numpy().tobytes(), dictionary).decode("utf-8"))
+        stored = _parse_json(_inflate(packed.numpy().tobytes(), HEADER_DICTIONARIES[version]).decode("utf-8"))
         if not isinstance(stored, dict) or {"checksum", "hmac"} & set(stored):
             raise ValueError("malformed stored header")
         stored.update({key: fields[key] for key in ("checksum", "hmac") if key in fields})
@@ -246,8 +249,8 @@ def _read_header(data: bytes, tensors: dict[str, torch.Tensor]) -> dict:
 
 
 def _empty_tensors(text, stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The empty tensors a version-3 or 4 header lists (`empty`), ValueError for any entry that is not a known dtype and
-    a shape with no elements, or that names a tensor the file holds."""
+    """The empty tensors a header of version 3 on lists (`empty`), ValueError for any entry that is not a known
+    dtype and a shape with no elements, or that names a tensor the file holds."""
     listed = _parse_json(text) if isinstance(text, str) else None
     if not isinstance(listed, dict):
         raise ValueError("the header's empty tensors are not a JSON object")
@@ -263,15 +266,15 @@ def _empty_tensors(text, stored: dict[str, torch.Tensor]) -> dict[str, torch.Ten
 
 
 def _deflate(data: bytes, dictionary: bytes = b"") -> bytes:
-    """Raw DEFLATE of `data`, starting from the preset `dictionary` where one is given."""
-    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, **({"zdict": dictionary} if dictionary else {}))
+    """Raw DEFLATE of `data`, starting from the preset `dictionary` (b"": none)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zdict=dictionary)
     return packer.compress(data) + packer.flush()
 
 
 def _inflate(data: bytes, dictionary: bytes = b"") -> bytes:
-    """Raw DEFLATE data (from the preset `dictionary` where one is given) inflated, refused (ValueError) beyond
+    """Raw DEFLATE data (from the preset `dictionary`; b"": none) inflated, refused (ValueError) beyond
     MAX_HEADER_BYTES or where the stream does not end."""
-    unpacker = zlib.decompressobj(-15, **({"zdict": dictionary} if dictionary else {}))
+    unpacker = zlib.decompressobj(-15, zdict=dictionary)
     inflated = unpacker.decompress(data, MAX_HEADER_BYTES)
     if not unpacker.eof and len(inflated) >= MAX_HEADER_BYTES:
         raise ValueError(f"the stored header inflates to more than {MAX_HEADER_BYTES} bytes")
