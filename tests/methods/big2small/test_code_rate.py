@@ -37,6 +37,22 @@ def test_bits_are_the_codes_entropy_and_the_soft_bits_and_counts_agree_at_intege
     torch.testing.assert_close(step.weights["w"], stored.values())
 
 
+def test_an_unpriced_step_counts_the_levels_and_gives_the_weights_their_gradient_without_soft_bits():
+    stored = ternary([0, 0, 0, 0, 0, 0, 1, -1])
+    offset = torch.tensor([[0.9, -0.9, 0.0, 0.3, 0.0, 0.0, 0.0, 0.0]])  # codes 1, -1, 0, 0, 0, 0, 1, -1
+    priced_rounding, priced = soft_step(stored, offset)
+    rounding = RoundingOffsets({"w": stored.values()}, {"w": stored})
+    with torch.no_grad():
+        rounding.offsets[0].copy_(offset)
+    unpriced = rounding(CodeRate({"w": stored}).tables(), priced=False)
+    assert float(unpriced.soft_bits) == 0 and not unpriced.soft_bits.requires_grad
+    assert [c.tolist() for c in unpriced.counts] == [c.tolist() for c in priced.counts] == [[2, 4, 2]]
+    torch.testing.assert_close(unpriced.weights["w"], priced.weights["w"], rtol=0, atol=0)
+    (unpriced.weights["w"] * torch.arange(8.0)).sum().backward()
+    (priced.weights["w"] * torch.arange(8.0)).sum().backward()
+    torch.testing.assert_close(rounding.offsets[0].grad, priced_rounding.offsets[0].grad, rtol=0, atol=0)
+
+
 def test_a_code_moved_off_the_common_level_costs_bits_in_proportion():
     stored = ternary([0, 0, 0, 0, 0, 0, 1, -1])
     rounding, step = soft_step(stored)

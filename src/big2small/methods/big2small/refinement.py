@@ -21,6 +21,7 @@ from big2small.methods.big2small.fitting import INRGroup, adam_with_cosine_decay
 from big2small.methods.big2small.reconstruct import LayerCode, reconstruct
 from big2small.methods.big2small.rounding_offsets import RoundingOffsets
 from big2small.methods.big2small.settings import RefinementSettings
+from big2small.methods.big2small.synthesis import native_bf16
 from big2small.methods.big2small.views import views_of
 from big2small.numerics import DENOMINATOR_FLOOR
 
@@ -65,6 +66,7 @@ class RefineModule(L.LightningModule):
         self.seed = seed
         self.settings, self.inr_layers, self.rounding = settings, inr_layers, rounding
         self.rate, self.bit_limit, self.rate_weight = rate, bit_limit, 0.0
+        self.bf16 = False  # whether the student runs under bf16 autocast: set on the trainer's device (on_fit_start)
         self.progress_label = refined_label(bool(groups), bool(rounding.names), settings.inputs)  # logs.PhaseProgressBar shows it
         # Submodules and buffers, so that all of it is on the trainer's device from setup on: the INRs with their
         # coordinate tables, each layer's outlier code, and the two networks (the teacher frozen; of the student
@@ -90,6 +92,10 @@ class RefineModule(L.LightningModule):
         self.wanted_sums: torch.Tensor | None = None  # and their input_sums, stacked: (outputs, inputs, 2)
 
     def on_fit_start(self) -> None:
+        self.bf16 = self.settings.precision == "bf16" or (self.settings.precision == "auto"
+                                                          and native_bf16(self.device))
+        if self.bf16:
+            self.progress_label += " (bf16)"
         if self.settings.views == "none" and teacher_output_bytes(self.teacher, self.observed, self.inputs) \
                 <= TEACHER_CACHE_BYTES:
             self.wanted = teacher_outputs(self.teacher, self.observed, self.inputs.to(self.device),
@@ -135,8 +141,10 @@ class RefineModule(L.LightningModule):
             with torch.no_grad(), observing(self.teacher, self.observed) as wanted_features:
                 wanted = self.teacher(images)
             sums = torch.stack([input_sums(outputs) for outputs in [wanted, *wanted_features]])
-        coded = self.rounding(None if self.rate is None else self.rate.tables())
-        with observing(self.student, self.observed) as features:
+        priced = self.rate_weight > 0  # a rate term of weight 0 adds nothing to the loss or its gradient
+        coded = self.rounding(None if self.rate is None else self.rate.tables(), priced=priced)
+        with observing(self.student, self.observed) as features, \
+                torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             weights = {name: w for name, w in reconstruct(self.groups, self.codes()).items() if name in self.inr_layers}
             output = functional_call(self.student, {**weights, **coded.weights}, (images,), strict=False)
         variances = batch_variances(sums, [t[0].numel() for t in [wanted, *wanted_features]])
@@ -144,7 +152,8 @@ class RefineModule(L.LightningModule):
         loss = hard_sample_mean(per_input, self.settings.hard_weight)
         self.log("refine_loss", per_input.mean(), prog_bar=True)
         if self.rate is not None:
-            loss = loss + self.rate_weight * loss.detach() * coded.soft_bits / self.bit_limit
+            if priced:
+                loss = loss + self.rate_weight * loss.detach() * coded.soft_bits / self.bit_limit
             used = entropy_bits(coded.counts) / self.bit_limit
             self.rate_weight = max(0.0, self.rate_weight + RATE_WEIGHT_STEP * (used - 1))
             self.log("bits_over_limit", used, prog_bar=True)

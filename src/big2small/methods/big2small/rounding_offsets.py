@@ -32,11 +32,12 @@ class RoundedStep:
 class CodedLayer(torch.autograd.Function):
     """A coded layer's weights, soft bits and level counts from its offsets v: codes before rounding
     u = base + tanh(v) x movable, codes round(u) clipped to +-limit, weights codes x scale. The soft bits price a code
-    u between levels b and b + 1 at cost(b) + (u - b) x slope(b) (`costs`, `slopes`: the layer's tables, or None
-    for no rate); backward passes the weights' gradient straight through the rounding."""
+    u between levels b and b + 1 at cost(b) + (u - b) x slope(b) (`costs`, `slopes`: the layer's tables, or None:
+    soft bits 0, without a gradient); the level counts are made where `counted` (else empty); backward passes the
+    weights' gradient straight through the rounding."""
 
     @staticmethod
-    def forward(ctx, offset, scale, base, movable, limit: int, costs, slopes):
+    def forward(ctx, offset, scale, base, movable, limit: int, costs, slopes, counted: bool):
         tanh = torch.tanh(offset)
         unrounded = base + tanh * movable
         codes = torch.round(unrounded).clamp_(-limit, limit)
@@ -53,6 +54,7 @@ class CodedLayer(torch.autograd.Function):
             soft = at_levels @ costs + ((inside - below) * slope).sum()
             within = (unrounded >= -limit) & (unrounded <= limit)  # beyond the outer levels the clip holds them
             slope = torch.where(within, slope, 0.0).half()
+        if counted:
             counts = torch.bincount((codes + limit).to(torch.int32).reshape(-1), minlength=2 * limit + 1)
         ctx.mark_non_differentiable(counts)
         if costs is None:
@@ -69,7 +71,7 @@ class CodedLayer(torch.autograd.Function):
         grad_scale = None
         if codes is not None:
             grad_scale = (grad_weight * codes).sum(dim=tuple(range(1, grad_weight.dim())), keepdim=True)
-        return grad_unrounded * derivative, grad_scale, None, None, None, None, None
+        return grad_unrounded * derivative, grad_scale, None, None, None, None, None, None
 
 
 class RoundingOffsets(nn.Module):
@@ -119,15 +121,17 @@ class RoundingOffsets(nn.Module):
     def _scale(self, index: int) -> torch.Tensor:
         return getattr(self, f"scale_{index}") * torch.exp(self.log_gains[index])
 
-    def forward(self, tables: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> RoundedStep:
+    def forward(self, tables: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                priced: bool = True) -> RoundedStep:
         """The coded layers' weights as they round now; with `tables` (each layer's (costs, slopes),
-        code_rate.CodeRate.tables) also their codes' soft bits and level counts."""
+        code_rate.CodeRate.tables) also their level counts and, where `priced`, their codes' soft bits (else 0,
+        without a gradient: a rate term of weight 0 needs no prices)."""
         weights, soft, counts = {}, [], []
         for index, name in enumerate(self.names):
-            costs, slopes = tables[index] if tables is not None else (None, None)
+            costs, slopes = tables[index] if tables is not None and priced else (None, None)
             weight, layer_soft, layer_counts = CodedLayer.apply(
                 self.offsets[index], self._scale(index), getattr(self, f"unrounded_{index}"),
-                getattr(self, f"movable_{index}"), code_limit(self.bits[index]), costs, slopes)
+                getattr(self, f"movable_{index}"), code_limit(self.bits[index]), costs, slopes, tables is not None)
             weights[name] = weight
             soft.append(layer_soft)
             counts.append(layer_counts)

@@ -265,7 +265,7 @@ class RefinementSettings:
     input_schedule: str = "constant"
     # The arithmetic the synthetic inputs are optimised in (synthesis.py): 32 (fp32), bf16 (the model's forward and
     # backward under bf16 autocast, the statistics in fp32), or auto: bf16 on a device that computes it natively (a
-    # CUDA GPU that supports it, a CPU with AVX512-BF16 or AMX), else 32. The refinement runs at trainer.precision.
+    # CUDA GPU that supports it, a CPU with AVX512-BF16 or AMX), else 32.
     input_precision: str = "32"
     # bn_stats on a classifier (2-D outputs): weight of the cross-entropy that pulls image i towards class
     # i mod classes, so that every class is represented; 0 = BatchNorm statistics only
@@ -326,6 +326,10 @@ class RefinementSettings:
     # refined codes (moved codes have another histogram and take other bytes)
     code_reserve: float = 0.1
     batch_size: int = 32
+    # The arithmetic of the refined network's pass in each refinement step: 32 (fp32), bf16 (its forward and backward
+    # under bf16 autocast; the codes, the loss and the optimiser in fp32), or auto as for input_precision. Lightning's
+    # trainer.precision would put the loss, the codes' rounding and the evaluation in bf16 too.
+    precision: str = "32"
     feature_weight: float = 1.0    # weight of matching intermediate outputs (see `match`); 0 = logits only
     # Which intermediate outputs are matched: every compressed layer's (layers), or every block's (blocks: the
     # module that holds a compressed layer, where it returns one tensor, as in BRECQ's block reconstruction; else
@@ -345,6 +349,7 @@ class RefinementSettings:
         self.views = _choice(g, "views", self.views, VIEW_KINDS)
         self.mixed_views = _choice(g, "mixed_views", self.mixed_views, VIEW_KINDS)
         self.input_precision = _choice(g, "input_precision", str(self.input_precision), ("auto", "32", "bf16"))
+        self.precision = _choice(g, "precision", str(self.precision), ("auto", "32", "bf16"))
         self.match = _choice(g, "match", self.match, ("layers", "blocks"))
         self.start = _choice(g, "start", self.start, ("nearest", "compensated", "sequential"))
         self.input_schedule = _choice(g, "input_schedule", self.input_schedule, ("constant", "cosine"))
