@@ -318,11 +318,12 @@ def test_the_heavy_budget_multiplies_the_steps_and_the_layer_weight_of_coarse_pl
         RefinementSettings(heavy_below_bits=4.0, light_above_bits=3.0)
 
 
-def test_the_light_budget_shortens_the_synthesis_on_a_cosine_schedule_and_the_steps():
+def test_the_light_budget_shortens_the_synthesis_on_a_cosine_schedule_and_the_steps_and_rounds_at_once():
     settings = RefinementSettings(num_inputs=256, input_steps=100, steps=600, light_above_bits=3.0)
     light = settings.for_bits_per_weight(3.6)
     assert (light.num_inputs, light.input_steps, light.steps, light.batch_size) == (256, 60, 500, 32)
     assert (light.input_lr, light.input_schedule) == (pytest.approx(0.3), "cosine")
+    assert light.soft_share == 0 and settings.for_bits_per_weight(1.9).soft_share == 0.5  # fine codes round at once
     assert settings.for_bits_per_weight(1.9).steps == 600 and settings.for_bits_per_weight(1.9).feature_weight == 1
     assert RefinementSettings(light_above_bits=None).for_bits_per_weight(32.0) == RefinementSettings(
         light_above_bits=None)

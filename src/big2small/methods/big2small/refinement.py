@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from big2small.methods.big2small.code_rate import CodeRate, entropy_bits
 from big2small.methods.big2small.fitting import INRGroup, adam_with_cosine_decay
 from big2small.methods.big2small.reconstruct import LayerCode, reconstruct
-from big2small.methods.big2small.rounding_offsets import RoundingOffsets
+from big2small.methods.big2small.rounding_offsets import RoundingOffsets, soft_blend
 from big2small.methods.big2small.settings import RefinementSettings
 from big2small.methods.big2small.synthesis import native_bf16
 from big2small.methods.big2small.views import views_of
@@ -142,7 +142,8 @@ class RefineModule(L.LightningModule):
                 wanted = self.teacher(images)
             sums = torch.stack([input_sums(outputs) for outputs in [wanted, *wanted_features]])
         priced = self.rate_weight > 0  # a rate term of weight 0 adds nothing to the loss or its gradient
-        coded = self.rounding(None if self.rate is None else self.rate.tables(), priced=priced)
+        blend = soft_blend(self.global_step, self.settings.steps, self.settings.soft_share)
+        coded = self.rounding(None if self.rate is None else self.rate.tables(), priced=priced, blend=blend)
         with observing(self.student, self.observed) as features, \
                 torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             weights = {name: w for name, w in reconstruct(self.groups, self.codes()).items() if name in self.inr_layers}

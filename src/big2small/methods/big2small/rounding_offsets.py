@@ -29,19 +29,30 @@ class RoundedStep:
     counts: list[torch.Tensor] | None
 
 
+def soft_blend(step: int, steps: int, soft_share: float) -> float:
+    """How far refinement step `step` of `steps` blends the coded weights towards the codes before rounding
+    (RefinementSettings.soft_share): 1 at the first step, falling linearly to 0 at `soft_share` of the steps, 0
+    after; 0 throughout where `soft_share` is 0."""
+    if soft_share <= 0:
+        return 0.0
+    return max(0.0, 1.0 - step / (soft_share * steps))
+
+
 class CodedLayer(torch.autograd.Function):
     """A coded layer's weights, soft bits and level counts from its offsets v: codes before rounding
-    u = base + tanh(v) x movable, codes round(u) clipped to +-limit, weights codes x scale. The soft bits price a code
-    u between levels b and b + 1 at cost(b) + (u - b) x slope(b) (`costs`, `slopes`: the layer's tables, or None:
-    soft bits 0, without a gradient); the level counts are made where `counted` (else empty); backward passes the
-    weights' gradient straight through the rounding."""
+    u = base + tanh(v) x movable, codes round(u) clipped to +-limit, weights (codes + blend x (u clipped - codes)) x
+    scale (blend 0: the codes as stored). The soft bits price a code u between levels b and b + 1 at
+    cost(b) + (u - b) x slope(b) (`costs`, `slopes`: the layer's tables, or None: soft bits 0, without a gradient);
+    the level counts (of the rounded codes) are made where `counted` (else empty); backward passes the weights'
+    gradient straight through the rounding, whatever the blend."""
 
     @staticmethod
-    def forward(ctx, offset, scale, base, movable, limit: int, costs, slopes, counted: bool):
+    def forward(ctx, offset, scale, base, movable, limit: int, costs, slopes, counted: bool, blend: float):
         tanh = torch.tanh(offset)
         unrounded = base + tanh * movable
         codes = torch.round(unrounded).clamp_(-limit, limit)
-        weight = codes * scale
+        seen = codes if blend == 0 else torch.lerp(codes, unrounded.clamp(-limit, limit), blend)
+        weight = seen * scale
         derivative = ((1 - tanh * tanh) * movable).half()  # d unrounded / d offset
         del tanh
         slope, soft, counts = None, unrounded.new_zeros(()), unrounded.new_zeros(0, dtype=torch.long)
@@ -59,7 +70,9 @@ class CodedLayer(torch.autograd.Function):
         ctx.mark_non_differentiable(counts)
         if costs is None:
             ctx.mark_non_differentiable(soft)
-        ctx.save_for_backward(derivative, slope, scale, codes.to(torch.int8) if ctx.needs_input_grad[1] else None)
+        # the scales' gradient needs the codes as the weights saw them: int8 when rounded, else as they were
+        seen_codes = (codes.to(torch.int8) if blend == 0 else seen) if ctx.needs_input_grad[1] else None
+        ctx.save_for_backward(derivative, slope, scale, seen_codes)
         return weight, soft, counts
 
     @staticmethod
@@ -71,7 +84,7 @@ class CodedLayer(torch.autograd.Function):
         grad_scale = None
         if codes is not None:
             grad_scale = (grad_weight * codes).sum(dim=tuple(range(1, grad_weight.dim())), keepdim=True)
-        return grad_unrounded * derivative, grad_scale, None, None, None, None, None, None
+        return grad_unrounded * derivative, grad_scale, None, None, None, None, None, None, None
 
 
 class RoundingOffsets(nn.Module):
@@ -122,8 +135,9 @@ class RoundingOffsets(nn.Module):
         return getattr(self, f"scale_{index}") * torch.exp(self.log_gains[index])
 
     def forward(self, tables: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
-                priced: bool = True) -> RoundedStep:
-        """The coded layers' weights as they round now; with `tables` (each layer's (costs, slopes),
+                priced: bool = True, blend: float = 0.0) -> RoundedStep:
+        """The coded layers' weights as they round now (with `blend` in (0, 1], that share of the way from the
+        rounded codes to the codes before rounding: soft_blend); with `tables` (each layer's (costs, slopes),
         code_rate.CodeRate.tables) also their level counts and, where `priced`, their codes' soft bits (else 0,
         without a gradient: a rate term of weight 0 needs no prices)."""
         weights, soft, counts = {}, [], []
@@ -131,7 +145,8 @@ class RoundingOffsets(nn.Module):
             costs, slopes = tables[index] if tables is not None and priced else (None, None)
             weight, layer_soft, layer_counts = CodedLayer.apply(
                 self.offsets[index], self._scale(index), getattr(self, f"unrounded_{index}"),
-                getattr(self, f"movable_{index}"), code_limit(self.bits[index]), costs, slopes, tables is not None)
+                getattr(self, f"movable_{index}"), code_limit(self.bits[index]), costs, slopes, tables is not None,
+                blend)
             weights[name] = weight
             soft.append(layer_soft)
             counts.append(layer_counts)

@@ -19,7 +19,7 @@ from big2small.methods.big2small.views import KINDS as VIEW_KINDS
 STORAGE_BITS = (4, 6, 8, 16)  # what an INR's parameters may be stored as (storage.py)
 # The light refinement budget (RefinementSettings.light_above_bits): every input, this share of the input steps on a
 # cosine schedule from this many times input_lr, and this share of the refinement steps (on ResNet-20 at 8x: 256
-# inputs of 60 input steps from lr 0.3, 500 steps)
+# inputs of 60 input steps from lr 0.3, 500 steps), the rounded codes from the first step (soft_share 0)
 LIGHT_INPUT_STEP_SHARE = 0.6
 LIGHT_INPUT_LR_FACTOR = 3.0
 LIGHT_STEP_SHARE = 5 / 6
@@ -303,6 +303,12 @@ class RefinementSettings:
     lr: float = 1e-5               # small: SIREN's omega0 multiplies every parameter change
     # Adam's step on the rounding offsets of layers stored as codes (layer_codes.py; an offset of 1 is one level)
     code_lr: float = 1e-2
+    # For this share of the steps the coded layers' weights are blended between their codes before rounding and the
+    # rounded codes, the rounded codes' part rising linearly from 0 at the first step to 1 (alpha blending, Liu and
+    # Mattina 2019); the steps after it see the rounded codes alone, as stored. The gradient passes straight through
+    # the rounding throughout. 0 = the rounded codes from the first step, as on the light budget (light_above_bits):
+    # there the codes are fine and the blend was no better (docs/decisions.md)
+    soft_share: float = 0.5
     # Adam's step on the log of each coded channel's scale; 0 = the scales stay those of least weight error
     scale_lr: float = 0.0
     # Adam's step on the model's 1-D parameters that are not compressed (BatchNorm scales and shifts, biases), tuned
@@ -359,6 +365,9 @@ class RefinementSettings:
             setattr(self, key, _integer(g, key, getattr(self, key), 1 if key != "input_steps" else 0))
         self.lr = _positive(g, "lr", self.lr)
         self.code_lr = _positive(g, "code_lr", self.code_lr)
+        self.soft_share = _positive(g, "soft_share", self.soft_share, allow_zero=True)
+        if self.soft_share > 1:
+            raise ConfigError(f"big2small.refinement.soft_share is a share in [0, 1] (got {self.soft_share})")
         self.scale_lr = _positive(g, "scale_lr", self.scale_lr, allow_zero=True)
         self.affine_lr = _positive(g, "affine_lr", self.affine_lr, allow_zero=True)
         if self.affine_bits is not None:
@@ -403,7 +412,7 @@ class RefinementSettings:
             return settings
         return dataclasses.replace(settings, input_steps=round(LIGHT_INPUT_STEP_SHARE * self.input_steps),
                                    input_lr=LIGHT_INPUT_LR_FACTOR * self.input_lr, input_schedule="cosine",
-                                   steps=max(1, round(LIGHT_STEP_SHARE * self.steps)))
+                                   steps=max(1, round(LIGHT_STEP_SHARE * self.steps)), soft_share=0.0)
 
 
 def input_shape_setting(value) -> list[int] | None:
