@@ -323,7 +323,7 @@ def test_the_light_budget_shortens_the_synthesis_on_a_cosine_schedule_and_the_st
     light = settings.for_bits_per_weight(3.6)
     assert (light.num_inputs, light.input_steps, light.steps, light.batch_size) == (256, 60, 500, 32)
     assert (light.input_lr, light.input_schedule) == (pytest.approx(0.3), "cosine")
-    assert light.soft_share == 0 and settings.for_bits_per_weight(1.9).soft_share == 0.5  # fine codes round at once
+    assert light.soft_share == 0 and settings.for_bits_per_weight(1.9).soft_share == 0.8  # fine codes round at once
     assert settings.for_bits_per_weight(1.9).steps == 600 and settings.for_bits_per_weight(1.9).feature_weight == 1
     assert RefinementSettings(light_above_bits=None).for_bits_per_weight(32.0) == RefinementSettings(
         light_above_bits=None)

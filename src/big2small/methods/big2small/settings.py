@@ -308,7 +308,7 @@ class RefinementSettings:
     # Mattina 2019); the steps after it see the rounded codes alone, as stored. The gradient passes straight through
     # the rounding throughout. 0 = the rounded codes from the first step, as on the light budget (light_above_bits):
     # there the codes are fine and the blend was no better (docs/decisions.md)
-    soft_share: float = 0.5
+    soft_share: float = 0.8
     # Adam's step on the log of each coded channel's scale; 0 = the scales stay those of least weight error
     scale_lr: float = 0.0
     # Adam's step on the model's 1-D parameters that are not compressed (BatchNorm scales and shifts, biases), tuned
