@@ -16,13 +16,14 @@ def ternary(codes: list[int]) -> WeightCodes:
     return WeightCodes(torch.tensor([codes]), torch.ones(1).half(), TERNARY)
 
 
-def soft_step(stored: WeightCodes, offset: torch.Tensor | None = None, rate: CodeRate | None = None):
+def soft_step(stored: WeightCodes, offset: torch.Tensor | None = None, rate: CodeRate | None = None,
+              priced: bool = True):
     """A refinement step over one layer whose codes start at `stored` (weights at those codes), offsets set."""
     rounding = RoundingOffsets({"w": stored.values()}, {"w": stored})
     if offset is not None:
         with torch.no_grad():
             rounding.offsets[0].copy_(offset)
-    return rounding, rounding((rate or CodeRate({"w": stored})).tables())
+    return rounding, rounding((rate or CodeRate({"w": stored})).tables(), priced=priced)
 
 
 def test_bits_are_the_codes_entropy_and_the_soft_bits_and_counts_agree_at_integer_codes():
@@ -41,10 +42,7 @@ def test_an_unpriced_step_counts_the_levels_and_gives_the_weights_their_gradient
     stored = ternary([0, 0, 0, 0, 0, 0, 1, -1])
     offset = torch.tensor([[0.9, -0.9, 0.0, 0.3, 0.0, 0.0, 0.0, 0.0]])  # codes 1, -1, 0, 0, 0, 0, 1, -1
     priced_rounding, priced = soft_step(stored, offset)
-    rounding = RoundingOffsets({"w": stored.values()}, {"w": stored})
-    with torch.no_grad():
-        rounding.offsets[0].copy_(offset)
-    unpriced = rounding(CodeRate({"w": stored}).tables(), priced=False)
+    rounding, unpriced = soft_step(stored, offset, priced=False)
     assert float(unpriced.soft_bits) == 0 and not unpriced.soft_bits.requires_grad
     assert [c.tolist() for c in unpriced.counts] == [c.tolist() for c in priced.counts] == [[2, 4, 2]]
     torch.testing.assert_close(unpriced.weights["w"], priced.weights["w"], rtol=0, atol=0)

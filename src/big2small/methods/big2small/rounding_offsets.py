@@ -51,13 +51,13 @@ class CodedLayer(torch.autograd.Function):
         tanh = torch.tanh(offset)
         unrounded = base + tanh * movable
         codes = torch.round(unrounded).clamp_(-limit, limit)
-        seen = codes if blend == 0 else torch.lerp(codes, unrounded.clamp(-limit, limit), blend)
+        inside = unrounded.clamp(-limit, limit) if blend != 0 or costs is not None else None
+        seen = codes if blend == 0 else torch.lerp(codes, inside, blend)
         weight = seen * scale
         derivative = ((1 - tanh * tanh) * movable).half()  # d unrounded / d offset
         del tanh
         slope, soft, counts = None, unrounded.new_zeros(()), unrounded.new_zeros(0, dtype=torch.long)
         if costs is not None:
-            inside = unrounded.clamp(-limit, limit)
             below = torch.floor(inside).clamp_(-limit, limit - 1)
             level = (below + limit).long()
             slope = slopes[level]
