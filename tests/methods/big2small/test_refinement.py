@@ -27,16 +27,21 @@ def _bn_gap(model, images):
     return sum(gaps)
 
 
-@pytest.mark.parametrize("precision, schedule", [("32", "constant"), ("bf16", "constant"), ("32", "cosine")])
-def test_bn_statistics_inputs_match_the_running_statistics_better_than_noise(tmp_path, precision, schedule):
+def cnn_with_known_statistics() -> nn.Module:
+    """A tiny CNN (eval mode) whose BatchNorm running statistics are those of a "training set" the generator never
+    sees: 256 images with mean 0.5 and std 2."""
     model = tiny_cnn()
-    # Running statistics of a "training set" the generator never sees: images with mean 0.5 and std 2.
     for module in model.modules():
         if isinstance(module, nn.BatchNorm2d):
             module.momentum = None
     with torch.no_grad():
         model.train()(0.5 + 2 * torch.randn(256, 1, 8, 8, generator=torch.Generator().manual_seed(3)))
-    model.eval()
+    return model.eval()
+
+
+@pytest.mark.parametrize("precision, schedule", [("32", "constant"), ("bf16", "constant"), ("32", "cosine")])
+def test_bn_statistics_inputs_match_the_running_statistics_better_than_noise(tmp_path, precision, schedule):
+    model = cnn_with_known_statistics()
     noise = synthetic_inputs(model, [1, 8, 8], RefinementSettings(inputs="noise", num_inputs=16), seed=0,
                              trainer_factory=trainer_factory(tmp_path))
     settings = RefinementSettings(num_inputs=16, input_steps=100, input_precision=precision, input_schedule=schedule)
@@ -70,7 +75,7 @@ def test_a_class_weight_makes_the_synthetic_images_cover_their_assigned_classes(
     model.eval()
 
     def assigned_share(class_weight: float) -> float:
-        settings = RefinementSettings(num_inputs=20, input_steps=60, class_weight=class_weight)
+        settings = RefinementSettings(num_inputs=20, input_steps=60, class_weight=class_weight, input_jitter=0)
         images = synthetic_inputs(model, [1, 8, 8], settings, seed=0, trainer_factory=trainer_factory(tmp_path))
         with torch.no_grad():
             predicted = model(images).argmax(dim=1)
@@ -325,8 +330,8 @@ def test_the_light_budget_shortens_the_synthesis_on_a_cosine_schedule_and_the_st
     assert (light.input_lr, light.input_schedule) == (pytest.approx(0.3), "cosine")
     assert light.soft_share == 0 and settings.for_bits_per_weight(1.9).soft_share == 0.8  # fine codes round at once
     assert settings.for_bits_per_weight(1.9).steps == 600 and settings.for_bits_per_weight(1.9).feature_weight == 1
-    assert RefinementSettings(light_above_bits=None).for_bits_per_weight(32.0) == RefinementSettings(
-        light_above_bits=None)
+    whole = RefinementSettings(light_above_bits=None, jitter_below_bits=None)
+    assert whole.for_bits_per_weight(32.0) == whole
 
 
 def test_the_refined_1d_parameters_are_stored_counted_and_rebuilt(tmp_path):

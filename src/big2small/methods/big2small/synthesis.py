@@ -2,7 +2,8 @@
 
 `bn_stats` (as in ZeroQ): Gaussian noise optimised until every BatchNorm layer's batch mean and standard deviation
 match its stored running statistics; on a classifier, `class_weight` adds a cross-entropy that assigns image i to
-class i mod classes (as in GDFQ and Genie), so the images cover every class. `noise`: the Gaussian noise as is.
+class i mod classes (as in GDFQ and Genie), so the images cover every class; with `input_jitter` each step sees the
+images rolled by a few pixels and mirrored at random (as DeepInversion jitters its images). `noise`: the Gaussian noise as is.
 The optimisation is a Lightning fit whose only parameters are the images (the model is frozen), so it runs on the
 trainer's device and shows a progress bar named for its phase.
 """
@@ -32,7 +33,7 @@ def synthetic_inputs(model: nn.Module, shape: list[int], settings: RefinementSet
             isinstance(m, NORM_TYPES) for m in model.modules()):
         return images
     module = StatisticsMatching(model, images, settings.input_steps, settings.class_weight, settings.input_precision,
-                                settings.input_lr, settings.input_schedule)
+                                settings.input_lr, settings.input_schedule, settings.input_jitter, seed)
     trainer = trainer_factory(max_steps=settings.input_steps, max_epochs=-1, use_distributed_sampler=False,
                               enable_checkpointing=False, devices=1, strategy="auto", num_nodes=1)
     try:
@@ -52,11 +53,13 @@ class StatisticsMatching(L.LightningModule):
     progress_label = "synthesising inputs"  # names the progress bar (logs.PhaseProgressBar)
 
     def __init__(self, model: nn.Module, images: torch.Tensor, steps: int, class_weight: float = 0.0,
-                 precision: str = "32", lr: float = 0.1, schedule: str = "constant") -> None:
+                 precision: str = "32", lr: float = 0.1, schedule: str = "constant", jitter: float = 0.0,
+                 seed: int = 0) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.steps, self.class_weight, self.precision = steps, class_weight, precision
-        self.lr, self.schedule = lr, schedule
+        self.lr, self.schedule, self.jitter = lr, schedule, jitter
+        self.jitter_draws = torch.Generator().manual_seed(seed)  # the jitter's own stream, on the CPU
         self.bf16 = False  # set on the trainer's device (on_fit_start)
         self.chunks = nn.ParameterList(nn.Parameter(chunk.clone()) for chunk in images.split(CHUNK))
         self.model = model.eval()  # a submodule so that it lives on the trainer's device; frozen below
@@ -89,8 +92,9 @@ class StatisticsMatching(L.LightningModule):
         first = 0
         for images in self.chunks:
             self.captured.clear()
+            seen = jittered(images, self.jitter, self.jitter_draws) if self.jitter else images
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                output = self.model(images).float()
+                output = self.model(seen).float()
             loss = sum(statistics_gap(x.float(), m) for x, m in zip(self.captured, self.norms, strict=False))
             if self.class_weight > 0 and output.dim() == 2:
                 loss = loss + self.class_weight * assigned_class_loss(output, first)
@@ -127,6 +131,18 @@ def native_bf16(device: torch.device) -> bool:
         probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
         return any(probe is not None and probe() for probe in probes)
     return False
+
+
+def jittered(images: torch.Tensor, share: float, generator: torch.Generator) -> torch.Tensor:
+    """A batch of images (N, C, H, W) rolled by one random whole number of pixels in [-p, p] down and one across,
+    p = `share` of the shorter side rounded (what leaves one edge comes back at the other), then mirrored left to
+    right with probability one half; inputs of other shapes as they are. Differentiable in the images."""
+    if images.dim() != 4:
+        return images
+    pixels = round(share * min(images.shape[2:]))
+    down, across = (int(v) for v in torch.randint(-pixels, pixels + 1, (2,), generator=generator))
+    seen = torch.roll(images, shifts=(down, across), dims=(2, 3))
+    return seen.flip(3) if bool(torch.rand((), generator=generator) < 0.5) else seen
 
 
 def assigned_class_loss(logits: torch.Tensor, first: int) -> torch.Tensor:
