@@ -55,11 +55,7 @@ def test_a_bad_jitter_is_refused(value):
         RefinementSettings(input_jitter=value)
 
 
-def test_only_plans_under_jitter_below_bits_jitter_their_inputs():
-    settings = RefinementSettings(jitter_below_bits=1.3)
-    assert settings.for_bits_per_weight(3.6).input_jitter == 0 and settings.for_bits_per_weight(1.9).input_jitter == 0
-    assert settings.for_bits_per_weight(0.9).input_jitter == settings.input_jitter == 0.0625
-    assert RefinementSettings(jitter_below_bits=None).for_bits_per_weight(3.6).input_jitter == 0.0625
-    assert RefinementSettings(input_jitter=0).for_bits_per_weight(0.9).input_jitter == 0
-    with pytest.raises(ConfigError, match="jitter_below_bits"):
-        RefinementSettings(jitter_below_bits=-1)
+def test_the_jitter_is_off_by_default_and_a_set_jitter_holds_at_every_rate():
+    assert RefinementSettings().input_jitter == 0
+    jittered_settings = RefinementSettings(input_jitter=0.0625)
+    assert all(jittered_settings.for_bits_per_weight(bits).input_jitter == 0.0625 for bits in (0.9, 1.9, 3.6))

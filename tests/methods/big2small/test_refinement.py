@@ -75,7 +75,7 @@ def test_a_class_weight_makes_the_synthetic_images_cover_their_assigned_classes(
     model.eval()
 
     def assigned_share(class_weight: float) -> float:
-        settings = RefinementSettings(num_inputs=20, input_steps=60, class_weight=class_weight, input_jitter=0)
+        settings = RefinementSettings(num_inputs=20, input_steps=60, class_weight=class_weight)
         images = synthetic_inputs(model, [1, 8, 8], settings, seed=0, trainer_factory=trainer_factory(tmp_path))
         with torch.no_grad():
             predicted = model(images).argmax(dim=1)
@@ -330,8 +330,8 @@ def test_the_light_budget_shortens_the_synthesis_on_a_cosine_schedule_and_the_st
     assert (light.input_lr, light.input_schedule) == (pytest.approx(0.3), "cosine")
     assert light.soft_share == 0 and settings.for_bits_per_weight(1.9).soft_share == 0.8  # fine codes round at once
     assert settings.for_bits_per_weight(1.9).steps == 600 and settings.for_bits_per_weight(1.9).feature_weight == 1
-    whole = RefinementSettings(light_above_bits=None, jitter_below_bits=None)
-    assert whole.for_bits_per_weight(32.0) == whole
+    assert RefinementSettings(light_above_bits=None).for_bits_per_weight(32.0) == RefinementSettings(
+        light_above_bits=None)
 
 
 def test_the_refined_1d_parameters_are_stored_counted_and_rebuilt(tmp_path):

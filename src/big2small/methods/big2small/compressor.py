@@ -421,10 +421,6 @@ class Big2SmallCompressor(Compressor):
             log.info("big2small: the chosen plan takes %.2f bits per weight (< refinement.heavy_below_bits %g): "
                      "refining for %d steps, layer outputs weighted %g", bits, self.refinement.heavy_below_bits,
                      refinement.steps, refinement.feature_weight)
-        if refinement.input_jitter != 0 and self.refinement.jitter_below_bits is not None:
-            log.info("big2small: the chosen plan takes %.2f bits per weight (< refinement.jitter_below_bits %g): its "
-                     "synthetic inputs are jittered by up to %g of their side (refinement.input_jitter)", bits,
-                     self.refinement.jitter_below_bits, refinement.input_jitter)
         if refinement.views != self.refinement.views:
             log.info("big2small: the chosen plan takes %.2f bits per weight (< refinement.mix_below_bits %g): its "
                      "inputs are seen as %s (refinement.mixed_views)", bits, self.refinement.mix_below_bits,

@@ -267,15 +267,11 @@ class RefinementSettings:
     # backward under bf16 autocast, the statistics in fp32), or auto: bf16 on a device that computes it natively (a
     # CUDA GPU that supports it, a CPU with AVX512-BF16 or AMX), else 32.
     input_precision: str = "32"
-    # On plans under `jitter_below_bits`, each input step sees every chunk of inputs rolled by a random whole number
-    # of pixels, at most this share of the shorter side (rounded: 2 pixels of CIFAR's 32), down and across, and half
-    # the time mirrored left to right (as DeepInversion jitters its images); images only (inputs of 4 dims).
-    # 0 = the inputs as they are at every rate
-    input_jitter: float = 0.0625
-    # A plan under this many bits per weight before refinement (32x is about 1; 16x, 1.9, is not) makes its synthetic
-    # inputs jittered (`input_jitter`): for such coarse codes that matched the network on real images better, for
-    # 16x codes worse (docs/decisions.md). null = jittered at every rate
-    jitter_below_bits: float | None = 1.3
+    # Each input step sees every chunk of inputs rolled by a random whole number of pixels, at most this share of the
+    # shorter side (rounded: 0.0625 is 2 pixels of CIFAR's 32), down and across, and half the time mirrored left to
+    # right (as DeepInversion jitters its images); images only (inputs of 4 dims). 0 = the inputs as they are: the
+    # jitter did not transfer from ResNet-20 at 32x to ResNet-32, and was worse at 16x (docs/decisions.md)
+    input_jitter: float = 0.0
     # bn_stats on a classifier (2-D outputs): weight of the cross-entropy that pulls image i towards class
     # i mod classes, so that every class is represented; 0 = BatchNorm statistics only
     class_weight: float = 0.0
@@ -403,8 +399,6 @@ class RefinementSettings:
             self.compensate_above_bits = _positive(g, "compensate_above_bits", self.compensate_above_bits)
         if self.mix_below_bits is not None:
             self.mix_below_bits = _positive(g, "mix_below_bits", self.mix_below_bits)
-        if self.jitter_below_bits is not None:
-            self.jitter_below_bits = _positive(g, "jitter_below_bits", self.jitter_below_bits)
         if self.heavy_below_bits is not None:
             self.heavy_below_bits = _positive(g, "heavy_below_bits", self.heavy_below_bits)
             if self.light_above_bits is not None and self.heavy_below_bits > self.light_above_bits:
@@ -413,16 +407,14 @@ class RefinementSettings:
 
     def for_bits_per_weight(self, bits_per_weight: float) -> RefinementSettings:
         """These settings with the budget a plan of `bits_per_weight` is refined on (light_above_bits,
-        heavy_below_bits), how its inputs are made and seen (jitter_below_bits, mix_below_bits) and the codes it
-        starts from (compensate_above_bits)."""
+        heavy_below_bits), the views of its inputs (mix_below_bits) and the codes it starts from
+        (compensate_above_bits)."""
         settings = self
         if self.compensate_above_bits is not None and bits_per_weight < self.compensate_above_bits:
             settings = dataclasses.replace(settings, start="nearest")
         if self.heavy_below_bits is not None and bits_per_weight < self.heavy_below_bits:
             settings = dataclasses.replace(settings, steps=round(HEAVY_STEP_FACTOR * self.steps),
                                            feature_weight=HEAVY_FEATURE_FACTOR * self.feature_weight)
-        if self.jitter_below_bits is not None and bits_per_weight >= self.jitter_below_bits:
-            settings = dataclasses.replace(settings, input_jitter=0.0)
         if self.mix_below_bits is not None and bits_per_weight < self.mix_below_bits and self.views == "none":
             settings = dataclasses.replace(settings, views=self.mixed_views)
         if self.light_above_bits is None or bits_per_weight < self.light_above_bits:
