@@ -269,8 +269,8 @@ class RefinementSettings:
     input_precision: str = "32"
     # Each input step sees every chunk of inputs rolled by a random whole number of pixels, at most this share of the
     # shorter side (rounded: 0.0625 is 2 pixels of CIFAR's 32), down and across, and half the time mirrored left to
-    # right (as DeepInversion jitters its images); images only (inputs of 4 dims). 0 = the inputs as they are: the
-    # jitter did not transfer from ResNet-20 at 32x to ResNet-32, and was worse at 16x (docs/decisions.md)
+    # right (as DeepInversion jitters its images); images only (inputs of 4 dims). 0 = the inputs as they are, the
+    # default at every rate (docs/decisions.md says why)
     input_jitter: float = 0.0
     # bn_stats on a classifier (2-D outputs): weight of the cross-entropy that pulls image i towards class
     # i mod classes, so that every class is represented; 0 = BatchNorm statistics only

@@ -3,8 +3,8 @@
 `bn_stats` (as in ZeroQ): Gaussian noise optimised until every BatchNorm layer's batch mean and standard deviation
 match its stored running statistics; on a classifier, `class_weight` adds a cross-entropy that assigns image i to
 class i mod classes (as in GDFQ and Genie), so the images cover every class; with `input_jitter` each step sees the
-images rolled by a few pixels and mirrored at random (as DeepInversion jitters its images). `noise`: the Gaussian noise as is.
-The optimisation is a Lightning fit whose only parameters are the images (the model is frozen), so it runs on the
+images rolled by a few pixels and mirrored at random (as DeepInversion jitters its images). `noise`: the Gaussian
+noise as is. The optimisation is a Lightning fit whose only parameters are the images (the model is frozen), so it runs on the
 trainer's device and shows a progress bar named for its phase.
 """
 
