@@ -2,7 +2,7 @@
 
 For each Big2Small artifact (rebuilt with `big2small.load` from its file and the model's checkpoint alone) it prints
 the refinement's own loss against the uncompressed model (the logits' and every compressed layer's output, each a
-mean squared error over the batch's variance: refinement.matching_loss with the default `match: layers` and
+mean squared error over the batch's variance: matching.matching_loss with the default `match: layers` and
 `feature_weight`) on two sets of inputs: the synthetic inputs the compressor makes for the run's seed (the
 default `bn_stats` synthesis of `--num-inputs` inputs, `--input-steps` steps) and the first `--images` of the 10,000
 CIFAR-10 training images of ../shared (never seen by the compressor). A loss much lower on the synthetic inputs than
@@ -21,7 +21,7 @@ from big2small_common import CIFAR_CHECKPOINTS, cifar_resnet, trainer_factory
 from training_image_scores import training_images
 
 from big2small.api import load
-from big2small.methods.big2small.refinement import batch_variances, input_sums, matching_loss, observing
+from big2small.methods.big2small.matching import batch_variances, input_sums, matching_loss, observing
 from big2small.methods.big2small.seeds import input_seed
 from big2small.methods.big2small.settings import RefinementSettings
 from big2small.methods.big2small.synthesis import synthetic_inputs

@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 import logging
 import math
 
@@ -8,7 +9,8 @@ from torch import nn
 
 from big2small.errors import ConfigError
 from big2small.methods.big2small.compressor import Big2SmallCompressor
-from big2small.methods.big2small.refinement import PoolByStep, matched_modules, observing
+from big2small.methods.big2small.matching import observing
+from big2small.methods.big2small.refinement import PoolByStep, matched_modules
 from big2small.methods.big2small.settings import RefinementSettings
 from big2small.methods.big2small.synthesis import native_bf16, statistics_gap, synthetic_inputs
 from big2small.methods.registry import rebuild
@@ -330,8 +332,8 @@ def test_the_light_budget_shortens_the_synthesis_on_a_cosine_schedule_and_the_st
     assert (light.input_lr, light.input_schedule) == (pytest.approx(0.3), "cosine")
     assert light.soft_share == 0 and settings.for_bits_per_weight(1.9).soft_share == 0.8  # fine codes round at once
     assert settings.for_bits_per_weight(1.9).steps == 600 and settings.for_bits_per_weight(1.9).feature_weight == 1
-    assert RefinementSettings(light_above_bits=None).for_bits_per_weight(32.0) == RefinementSettings(
-        light_above_bits=None)
+    whole = RefinementSettings(light_above_bits=None)
+    assert whole.for_bits_per_weight(32.0) == dataclasses.replace(whole, adversarial_step=0.0)
 
 
 def test_the_refined_1d_parameters_are_stored_counted_and_rebuilt(tmp_path):
@@ -426,7 +428,7 @@ def test_a_refinement_in_bf16_brings_the_rebuilt_outputs_close_as_one_in_fp32_do
 
 
 def test_relative_mse_divides_by_the_batch_variance_its_row_sums_give():
-    from big2small.methods.big2small.refinement import batch_variances, input_sums, relative_mse
+    from big2small.methods.big2small.matching import batch_variances, input_sums, relative_mse
 
     torch.manual_seed(0)
     wanted = [3.0 + 0.5 * torch.randn(6, 4, 5, 5), torch.randn(6, 10)]  # a mean far from 0 must not cancel away

@@ -1,6 +1,6 @@
 import torch
 
-from big2small.methods.big2small.refinement import hard_sample_mean
+from big2small.methods.big2small.matching import hard_sample_mean
 from big2small.methods.big2small.views import random_views, views_of
 
 

@@ -405,7 +405,7 @@ class Big2SmallCompressor(Compressor):
 
     def _refinement_budget(self, plan: Big2SmallPlan, groups: list[INRGroup]) -> RefinementSettings:
         """The refinement settings with the budget the chosen plan's bits per weight call for (light_above_bits,
-        heavy_below_bits)."""
+        heavy_below_bits, mix_below_bits, adversarial_below_bits)."""
         weights = sum(weight.numel() for weight in plan.weights.values())
         bits = 8 * len(self._pack(plan, groups, sizing_only=True).to_bytes()) / weights
         refinement = self.refinement.for_bits_per_weight(bits)
@@ -425,6 +425,10 @@ class Big2SmallCompressor(Compressor):
             log.info("big2small: the chosen plan takes %.2f bits per weight (< refinement.mix_below_bits %g): its "
                      "inputs are seen as %s (refinement.mixed_views)", bits, self.refinement.mix_below_bits,
                      refinement.views)
+        if refinement.adversarial_step > 0 and self.refinement.adversarial_below_bits is not None:
+            log.info("big2small: the chosen plan takes %.2f bits per weight (< refinement.adversarial_below_bits %g): "
+                     "each batch is first moved by %g towards a worse match (refinement.adversarial_step)", bits,
+                     self.refinement.adversarial_below_bits, refinement.adversarial_step)
         return refinement
 
     def _inputs(self, model, data, trainer_factory, seconds: PhaseClock, refinement: RefinementSettings

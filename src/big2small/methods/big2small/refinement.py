@@ -8,22 +8,28 @@ refinement is a Lightning fit of the INR parameters and rounding offsets.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import lightning as L
 import torch
 from torch import nn
 from torch.func import functional_call
 from torch.utils.data import DataLoader, TensorDataset
 
+from big2small.methods.big2small.adversarial import adversarial_inputs
 from big2small.methods.big2small.code_rate import CodeRate, entropy_bits
 from big2small.methods.big2small.fitting import INRGroup, adam_with_cosine_decay
+from big2small.methods.big2small.matching import (
+    batch_variances,
+    hard_sample_mean,
+    input_sums,
+    matching_loss,
+    observing,
+    outputs_of,
+)
 from big2small.methods.big2small.reconstruct import LayerCode, reconstruct
 from big2small.methods.big2small.rounding_offsets import RoundingOffsets, soft_blend
 from big2small.methods.big2small.settings import RefinementSettings
 from big2small.methods.big2small.synthesis import native_bf16
 from big2small.methods.big2small.views import views_of
-from big2small.numerics import DENOMINATOR_FLOOR
 
 # How fast the weight of the codes' bits in the loss follows their excess over the limit: each step it grows by this
 # times (bits / limit - 1), and never falls below 0 (a Lagrange multiplier by dual ascent).
@@ -96,8 +102,8 @@ class RefineModule(L.LightningModule):
                                                           and native_bf16(self.device))
         if self.bf16:
             self.progress_label += " (bf16)"
-        if self.settings.views == "none" and teacher_output_bytes(self.teacher, self.observed, self.inputs) \
-                <= TEACHER_CACHE_BYTES:
+        as_made = self.settings.views == "none" and self.settings.adversarial_step == 0  # the inputs as they are
+        if as_made and teacher_output_bytes(self.teacher, self.observed, self.inputs) <= TEACHER_CACHE_BYTES:
             self.wanted = teacher_outputs(self.teacher, self.observed, self.inputs.to(self.device),
                                           self.settings.batch_size)
             self.wanted_sums = torch.stack([input_sums(outputs) for outputs in self.wanted])
@@ -112,6 +118,12 @@ class RefineModule(L.LightningModule):
         """Each layer's code, its outlier tensors on the module's device."""
         return {name: LayerCode(*self.scales[name], getattr(self, index), getattr(self, value))
                 for name, (index, value) in self.outlier_buffers.items()}
+
+    def inr_weights(self) -> dict[str, torch.Tensor]:
+        """The weights of the layers held as INRs, as the INRs now give them."""
+        if not self.groups:
+            return {}
+        return {name: w for name, w in reconstruct(self.groups, self.codes()).items() if name in self.inr_layers}
 
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(0)
@@ -134,6 +146,15 @@ class RefineModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         images, indices = batch
+        priced = self.rate_weight > 0  # a rate term of weight 0 adds nothing to the loss or its gradient
+        blend = soft_blend(self.global_step, self.settings.steps, self.settings.soft_share)
+        coded = self.rounding(None if self.rate is None else self.rate.tables(), priced=priced, blend=blend)
+        if self.settings.adversarial_step > 0:
+            with torch.no_grad():
+                inr_weights = self.inr_weights()
+            images = adversarial_inputs(self.student, {**inr_weights, **coded.weights}, self.teacher, self.observed,
+                                        images, self.settings.feature_weight, self.settings.adversarial_step,
+                                        self.bf16)
         if self.wanted is not None:
             wanted, *wanted_features = (outputs[indices] for outputs in self.wanted)
             sums = self.wanted_sums[:, indices]
@@ -141,13 +162,9 @@ class RefineModule(L.LightningModule):
             with torch.no_grad(), observing(self.teacher, self.observed) as wanted_features:
                 wanted = self.teacher(images)
             sums = torch.stack([input_sums(outputs) for outputs in [wanted, *wanted_features]])
-        priced = self.rate_weight > 0  # a rate term of weight 0 adds nothing to the loss or its gradient
-        blend = soft_blend(self.global_step, self.settings.steps, self.settings.soft_share)
-        coded = self.rounding(None if self.rate is None else self.rate.tables(), priced=priced, blend=blend)
         with observing(self.student, self.observed) as features, \
                 torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            weights = {name: w for name, w in reconstruct(self.groups, self.codes()).items() if name in self.inr_layers}
-            output = functional_call(self.student, {**weights, **coded.weights}, (images,), strict=False)
+            output = functional_call(self.student, {**self.inr_weights(), **coded.weights}, (images,), strict=False)
         variances = batch_variances(sums, [t[0].numel() for t in [wanted, *wanted_features]])
         per_input = matching_loss(output, wanted, features, wanted_features, variances, self.settings.feature_weight)
         loss = hard_sample_mean(per_input, self.settings.hard_weight)
@@ -213,68 +230,3 @@ def matched_modules(model: nn.Module, layers: list[str], match: str, example: to
         model(example)
     return sorted({parent if isinstance(returns.get(parent), torch.Tensor) else name
                    for name, parent in parents.items()})
-
-
-def input_sums(outputs: torch.Tensor) -> torch.Tensor:
-    """The sum and the sum of squares of each input's `outputs` (one row per input), in float64: (inputs, 2). A
-    batch's variance follows from its rows' sums alone, so kept outputs need no pass over them for it."""
-    flat = outputs.reshape(len(outputs), -1)
-    return torch.stack([flat.sum(1, dtype=torch.float64), flat.square().sum(1, dtype=torch.float64)], dim=1)
-
-
-def batch_variances(sums: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-    """The variance (unbiased, as torch.var) of each output over a batch, from the batch's input_sums of each
-    stacked (outputs, batch, 2) and each output's values per input `sizes`: one value per output, float32."""
-    counts = sums.new_tensor(sizes) * sums.shape[1]
-    total, squares = sums.sum(dim=1).unbind(dim=1)
-    return ((squares - total * total / counts) / (counts - 1).clamp_min(1)).float()
-
-
-def relative_mse(got: torch.Tensor, wanted: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
-    """Each input's mean squared error over `variance` (the batch's variance of `wanted`; one value per input)."""
-    gap = (got - wanted).reshape(len(got), -1)  # one dot product per input: the square and the sum in one pass
-    return torch.linalg.vecdot(gap, gap) / (gap.shape[1] * variance.clamp_min(DENOMINATOR_FLOOR))
-
-
-def matching_loss(output: torch.Tensor, wanted: torch.Tensor, features: list[torch.Tensor],
-                  wanted_features: list[torch.Tensor], variances: torch.Tensor, feature_weight: float) -> torch.Tensor:
-    """Each input's loss: the relative_mse of the logits plus `feature_weight` x the mean relative_mse of the matched
-    outputs (`variances`: batch_variances of the logits, then of each matched output)."""
-    per_input = relative_mse(output, wanted, variances[0])
-    if feature_weight > 0:
-        gaps = [relative_mse(a, b, v) for a, b, v in zip(features, wanted_features, variances[1:], strict=True)]
-        per_input = per_input + feature_weight * torch.stack(gaps).mean(dim=0)
-    return per_input
-
-
-def hard_sample_mean(losses: torch.Tensor, power: float) -> torch.Tensor:
-    """The mean of `losses` with input i weighted by (loss_i / mean loss)^power, the weights held constant
-    (no gradient) and scaled to average 1; power 0 is the plain mean."""
-    if power == 0:
-        return losses.mean()
-    weights = (losses.detach() / losses.detach().mean().clamp_min(DENOMINATOR_FLOOR)) ** power
-    return (losses * weights / weights.mean().clamp_min(DENOMINATOR_FLOOR)).mean()
-
-
-@contextmanager
-def outputs_of(model: nn.Module, names: list[str]):
-    """Yields a dict that holds, once the block inside has run, the output of each named submodule that ran (its
-    last output if it ran more than once)."""
-    outputs: dict[str, object] = {}
-    hooks = [model.get_submodule(name).register_forward_hook(
-        lambda _m, _args, out, name=name: outputs.__setitem__(name, out)) for name in names]
-    try:
-        yield outputs
-    finally:
-        for hook in hooks:
-            hook.remove()
-
-
-@contextmanager
-def observing(model: nn.Module, names: list[str]):
-    """Collects the outputs of the named submodules, in `names` order, once the block inside has run (a module
-    called more than once contributes its last output)."""
-    collected: list[torch.Tensor] = []
-    with outputs_of(model, names) as outputs:
-        yield collected
-    collected.extend(outputs[name] for name in names if name in outputs)

@@ -305,6 +305,13 @@ class RefinementSettings:
     # at every rate
     mix_below_bits: float | None = 3.0
     mixed_views: str = "mixup"
+    # A plan under this many bits per weight before refinement (32x is about 1, 16x 1.9) sees each batch of its
+    # inputs first moved by +-adversarial_step per value towards a worse match of the refined network
+    # (adversarial.py), the teacher then running beside the student on every batch: there the refinement fits its
+    # inputs far better than other images, and inputs moved to where it matches worst teach it more of the network
+    # (docs/decisions.md). null = no plan; adversarial_step 0 = never
+    adversarial_below_bits: float | None = 1.3
+    adversarial_step: float = 0.05
     lr: float = 1e-5               # small: SIREN's omega0 multiplies every parameter change
     # Adam's step on the rounding offsets of layers stored as codes (layer_codes.py; an offset of 1 is one level)
     code_lr: float = 1e-2
@@ -399,6 +406,9 @@ class RefinementSettings:
             self.compensate_above_bits = _positive(g, "compensate_above_bits", self.compensate_above_bits)
         if self.mix_below_bits is not None:
             self.mix_below_bits = _positive(g, "mix_below_bits", self.mix_below_bits)
+        if self.adversarial_below_bits is not None:
+            self.adversarial_below_bits = _positive(g, "adversarial_below_bits", self.adversarial_below_bits)
+        self.adversarial_step = _positive(g, "adversarial_step", self.adversarial_step, allow_zero=True)
         if self.heavy_below_bits is not None:
             self.heavy_below_bits = _positive(g, "heavy_below_bits", self.heavy_below_bits)
             if self.light_above_bits is not None and self.heavy_below_bits > self.light_above_bits:
@@ -407,8 +417,8 @@ class RefinementSettings:
 
     def for_bits_per_weight(self, bits_per_weight: float) -> RefinementSettings:
         """These settings with the budget a plan of `bits_per_weight` is refined on (light_above_bits,
-        heavy_below_bits), the views of its inputs (mix_below_bits) and the codes it starts from
-        (compensate_above_bits)."""
+        heavy_below_bits), the views of its inputs (mix_below_bits, adversarial_below_bits) and the codes it starts
+        from (compensate_above_bits)."""
         settings = self
         if self.compensate_above_bits is not None and bits_per_weight < self.compensate_above_bits:
             settings = dataclasses.replace(settings, start="nearest")
@@ -417,6 +427,8 @@ class RefinementSettings:
                                            feature_weight=HEAVY_FEATURE_FACTOR * self.feature_weight)
         if self.mix_below_bits is not None and bits_per_weight < self.mix_below_bits and self.views == "none":
             settings = dataclasses.replace(settings, views=self.mixed_views)
+        if self.adversarial_below_bits is None or bits_per_weight >= self.adversarial_below_bits:
+            settings = dataclasses.replace(settings, adversarial_step=0.0)
         if self.light_above_bits is None or bits_per_weight < self.light_above_bits:
             return settings
         return dataclasses.replace(settings, input_steps=round(LIGHT_INPUT_STEP_SHARE * self.input_steps),
