@@ -2,7 +2,8 @@
 stored as codes, so that the rebuilt network's outputs match the original network's on synthetic inputs. No data
 module is ever touched.
 
-The inputs come from synthesis.py (seen flipped and shifted, or mixed in pairs, with `views`: views.py); the
+The inputs come from synthesis.py (seen flipped and shifted, or mixed in pairs, with `views`: views.py; then, with an
+`adversarial_step`, moved towards a worse match: adversarial.py); the outputs are compared as matching.py says; the
 refinement is a Lightning fit of the INR parameters and rounding offsets.
 """
 
@@ -54,8 +55,8 @@ class RefineModule(L.LightningModule):
     variance, so outputs of any scale count alike). Matching every layer gives each INR its own signal instead
     of one shared through the whole network, which on ResNet-20 generalised better from few synthetic images to
     real ones. The teacher's outputs on the inputs are computed once before the first step where the inputs are
-    seen as they are (`views: none`) and those outputs take at most TEACHER_CACHE_BYTES; else the teacher runs
-    alongside the student on every batch. With `hard_weight` > 0 each input's terms are weighted by how badly the
+    seen as they are (`views: none`, no `adversarial_step`) and those outputs take at most TEACHER_CACHE_BYTES; else
+    the teacher runs alongside the student on every batch. With `hard_weight` > 0 each input's terms are weighted by how badly the
     student matches it (`hard_sample_mean`).
 
     With a `rate` (code_rate.CodeRate of the coded layers) and `bit_limit`, the codes' bits are held near the limit:
