@@ -425,7 +425,7 @@ class Big2SmallCompressor(Compressor):
             log.info("big2small: the chosen plan takes %.2f bits per weight (< refinement.mix_below_bits %g): its "
                      "inputs are seen as %s (refinement.mixed_views)", bits, self.refinement.mix_below_bits,
                      refinement.views)
-        if refinement.adversarial_step > 0 and self.refinement.adversarial_below_bits is not None:
+        if refinement.adversarial_step > 0:  # only a plan under adversarial_below_bits keeps its step
             log.info("big2small: the chosen plan takes %.2f bits per weight (< refinement.adversarial_below_bits %g): "
                      "each batch is first moved by %g towards a worse match (refinement.adversarial_step)", bits,
                      self.refinement.adversarial_below_bits, refinement.adversarial_step)

@@ -56,8 +56,8 @@ class RefineModule(L.LightningModule):
     of one shared through the whole network, which on ResNet-20 generalised better from few synthetic images to
     real ones. The teacher's outputs on the inputs are computed once before the first step where the inputs are
     seen as they are (`views: none`, no `adversarial_step`) and those outputs take at most TEACHER_CACHE_BYTES; else
-    the teacher runs alongside the student on every batch. With `hard_weight` > 0 each input's terms are weighted by how badly the
-    student matches it (`hard_sample_mean`).
+    the teacher runs alongside the student on every batch. With `hard_weight` > 0 each input's terms are weighted
+    by how badly the student matches it (`hard_sample_mean`).
 
     With a `rate` (code_rate.CodeRate of the coded layers) and `bit_limit`, the codes' bits are held near the limit:
     the loss adds w x (its own value, held constant) x soft bits / bit_limit, where the weight w rises while the
@@ -122,8 +122,6 @@ class RefineModule(L.LightningModule):
 
     def inr_weights(self) -> dict[str, torch.Tensor]:
         """The weights of the layers held as INRs, as the INRs now give them."""
-        if not self.groups:
-            return {}
         return {name: w for name, w in reconstruct(self.groups, self.codes()).items() if name in self.inr_layers}
 
     def train_dataloader(self) -> DataLoader:
@@ -150,12 +148,11 @@ class RefineModule(L.LightningModule):
         priced = self.rate_weight > 0  # a rate term of weight 0 adds nothing to the loss or its gradient
         blend = soft_blend(self.global_step, self.settings.steps, self.settings.soft_share)
         coded = self.rounding(None if self.rate is None else self.rate.tables(), priced=priced, blend=blend)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            weights = {**self.inr_weights(), **coded.weights}
         if self.settings.adversarial_step > 0:
-            with torch.no_grad():
-                inr_weights = self.inr_weights()
-            images = adversarial_inputs(self.student, {**inr_weights, **coded.weights}, self.teacher, self.observed,
-                                        images, self.settings.feature_weight, self.settings.adversarial_step,
-                                        self.bf16)
+            images = adversarial_inputs(self.student, weights, self.teacher, self.observed, images,
+                                        self.settings.feature_weight, self.settings.adversarial_step, self.bf16)
         if self.wanted is not None:
             wanted, *wanted_features = (outputs[indices] for outputs in self.wanted)
             sums = self.wanted_sums[:, indices]
@@ -165,7 +162,7 @@ class RefineModule(L.LightningModule):
             sums = torch.stack([input_sums(outputs) for outputs in [wanted, *wanted_features]])
         with observing(self.student, self.observed) as features, \
                 torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            output = functional_call(self.student, {**self.inr_weights(), **coded.weights}, (images,), strict=False)
+            output = functional_call(self.student, weights, (images,), strict=False)
         variances = batch_variances(sums, [t[0].numel() for t in [wanted, *wanted_features]])
         per_input = matching_loss(output, wanted, features, wanted_features, variances, self.settings.feature_weight)
         loss = hard_sample_mean(per_input, self.settings.hard_weight)
