@@ -122,6 +122,8 @@ class RefineModule(L.LightningModule):
 
     def inr_weights(self) -> dict[str, torch.Tensor]:
         """The weights of the layers held as INRs, as the INRs now give them."""
+        if not self.groups:  # no INR: nothing to reconstruct on this step
+            return {}
         return {name: w for name, w in reconstruct(self.groups, self.codes()).items() if name in self.inr_layers}
 
     def train_dataloader(self) -> DataLoader:
