@@ -46,9 +46,10 @@ from tests.methods.roundtrip import digits_sized_cnn
 FIXTURES = PROJECT_ROOT / "tests" / "fixtures" / "format_v1"
 NAMES = sorted(p.stem for p in FIXTURES.glob("*.safetensors") if p.stem != "rebuilt_logits")
 CODES_ONLY = "big2small-codes"
-CODED = {"quant-rans": ("quant", {"bits": 6}),
+# Artifacts with coded streams: (compressor, settings, the stream codings some layer must use)
+CODED = {"quant-rans": ("quant", {"bits": 6}, {"rans"}),
          "big2small-rans": ("big2small", {"target_ratio": 6, "storage": {"codes_below": 10**9},
-                                          "refinement": {"enabled": False}})}
+                                          "refinement": {"enabled": False}}, {"rans", "context"})}
 ORIGINALS = sorted([*NAMES, CODES_ONLY, *CODED])
 KINDS = ("damage", "structure", "non-finite", "header value", "tensor value")
 OUTCOMES = ("refused", "same", "other")
@@ -80,9 +81,9 @@ def load_originals(names: list[str] = ORIGINALS) -> dict[str, Original]:
             compressed = big2small.compress(digits_sized_cnn(), "big2small", target_ratio=4,
                                             storage={"codes_below": 10**9}, refinement={"enabled": False})
         elif name in CODED:
-            compressor, settings = CODED[name]
+            compressor, settings, codings = CODED[name]
             compressed = big2small.compress(peaked_digits_cnn(), compressor, **{"target_ratio": None, **settings})
-            assert any("rans" in (layer.get("coding"), layer.get("code_coding")) for layer in compressed.meta["layers"])
+            assert codings <= {layer.get("coding") or layer.get("code_coding") for layer in compressed.meta["layers"]}
         else:
             compressed = read_artifact(FIXTURES / f"{name}.safetensors")
             compressed.uncompressed = uncompressed_state(digits_sized_cnn(), compressed.meta["replaced"])

@@ -273,3 +273,29 @@ def test_a_ratio_no_inr_reaches_is_reached_by_codes_or_refused_before_refinement
     with pytest.raises(ConfigError, match="fewest-byte codes gives"):
         Big2SmallCompressor(target_ratio=200.0, **settings).compress(
             copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path / "far"))
+
+
+def test_context_coded_codes_buy_a_lower_error_at_the_same_target(tmp_path):
+    from big2small.errors import ConfigError
+
+    model = laplace_cnn(0, 40, 80)
+    with torch.no_grad():  # half the kernels nearly silent, as some are in trained convs: their codes are zeros together
+        for module in model:
+            if isinstance(module, torch.nn.Conv2d):
+                quiet = torch.rand(module.weight.shape[:2], generator=torch.Generator().manual_seed(2)) < 0.5
+                module.weight.mul_(torch.where(quiet, 0.01, 1.0)[:, :, None, None])
+    original = 4 * sum(w.numel() for w in weights(model).values())
+    errors, codings = {}, {}
+    for context in (True, False):
+        method = Big2SmallCompressor(target_ratio=24.0, fit={"steps": 10}, input_shape=[1, 8, 8],
+                                     storage={"context_coding": context}, refinement={"enabled": False})
+        compressed = method.compress(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path / str(context)))
+        data = compressed.to_bytes()
+        assert original / len(data) >= 24.0
+        rebuilt = weights(rebuild_model(Compressed.from_bytes(data), model))
+        errors[context] = sum(float(((rebuilt[n] - w) ** 2).sum()) for n, w in weights(model).items())
+        codings[context] = {layer.get("code_coding") for layer in compressed.meta["layers"]}
+    assert "context" in codings[True] and "context" not in codings[False]
+    assert errors[True] < errors[False]
+    with pytest.raises(ConfigError, match="context_coding"):
+        Big2SmallCompressor(storage={"context_coding": "yes"})

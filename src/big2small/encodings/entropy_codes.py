@@ -56,10 +56,7 @@ def rans_decode(stream: torch.Tensor, alphabet: int, count: int) -> torch.Tensor
     """The `count` symbols (int64) of a stream made by rans_encode for this alphabet; ValueError when it is not one."""
     data = stream.numpy()
     table = data[: MAX_VARINT_BYTES * (alphabet + 2)].tobytes()  # the table lies within these bytes
-    low, at = read_varint(table, 0)
-    span, at = read_varint(table, at)
-    if low + span >= alphabet:
-        raise ValueError(f"the rANS table covers symbols {low}..{low + span}, beyond an alphabet of {alphabet}")
+    low, span, at = symbol_range(table, alphabet, "rANS")
     counts = []
     for _ in range(span + 1):
         value, at = read_varint(table, at)
@@ -67,13 +64,9 @@ def rans_decode(stream: torch.Tensor, alphabet: int, count: int) -> torch.Tensor
     if sum(counts) != count:
         raise ValueError(f"the rANS table counts {sum(counts)} symbols, the header declares {count}")
     words = data[at:]
-    if span == 0:
-        if words.size:
-            raise ValueError("an rANS stream of one symbol holds words")
+    coder = word_coder(words, span, "rANS")
+    if coder is None:
         return torch.full((count,), low, dtype=torch.int64)
-    if not words.size or words.size % WORD_BYTES:
-        raise ValueError(f"the rANS stream holds {words.size} bytes, not whole {WORD_BYTES}-byte words")
-    coder = constriction.stream.stack.AnsCoder(np.frombuffer(words.tobytes(), dtype="<u4").astype(np.uint32))
     decoded = coder.decode(_model(counts), count)
     if not coder.is_empty():
         raise ValueError("the rANS stream holds words beyond its symbols")
@@ -81,6 +74,28 @@ def rans_decode(stream: torch.Tensor, alphabet: int, count: int) -> torch.Tensor
         raise ValueError("the rANS stream does not decode to the histogram its table states (truncated or altered)")
     symbols = torch.from_numpy(decoded).to(torch.int64)
     return symbols.add_(low) if low else symbols
+
+
+def symbol_range(head: bytes, alphabet: int, stream: str) -> tuple[int, int, int]:
+    """(lo, span, position after them) of the two varints a stream begins with; ValueError when the symbols
+    lo..lo+span do not fit the alphabet."""
+    low, at = read_varint(head, 0)
+    span, at = read_varint(head, at)
+    if low + span >= alphabet:
+        raise ValueError(f"the {stream} stream covers symbols {low}..{low + span}, beyond an alphabet of {alphabet}")
+    return low, span, at
+
+
+def word_coder(words: np.ndarray, span: int, stream: str):
+    """An AnsCoder to decode a stream's words (uint8, little-endian uint32 words), None for a stream of one symbol
+    (span 0), which holds none; ValueError when the words are not what the span needs."""
+    if span == 0:
+        if words.size:
+            raise ValueError(f"a {stream} stream of one symbol holds words")
+        return None
+    if not words.size or words.size % WORD_BYTES:
+        raise ValueError(f"the {stream} stream holds {words.size} bytes, not whole {WORD_BYTES}-byte words")
+    return constriction.stream.stack.AnsCoder(np.frombuffer(words.tobytes(), dtype="<u4").astype(np.uint32))
 
 
 def smaller_coding(symbols: torch.Tensor, alphabet: int, packed: torch.Tensor) -> tuple[str, torch.Tensor]:

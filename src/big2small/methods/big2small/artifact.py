@@ -4,7 +4,8 @@ Tensors: `inr_fp16` (every INR's fp16 parameters, or its scales and biases with 
 weight codes) and `inr_packed` (6- and 4-bit codes, bit-packed per INR), each INR at the header's `bits` unless
 its target is listed in `inr_bits`, `raw` (targets stored in fp16),
 `layer_codes` and `layer_scales` (targets stored as their weights' own b-bit codes, bit-packed per layer or, where a
-layer's entry in the header's layer list says `code_coding: rans`, its rANS stream of `code_bytes` bytes, and an
+layer's entry in the header's layer list says `code_coding: rans` or `context`, its stream of `code_bytes` bytes
+(encodings/entropy_codes.py, encodings/context_codes.py), and an
 fp16 scale per output channel; present only when some are, with each target's b in the header's `code_bits`, 1 for
 ternary codes five to a byte: layer_codes.py; where the header says `log_scales`, the scales are SCALE_STEPS, a
 uint8 per output channel, and SCALE_TOPS, an int16 per coded layer, of scale_grid.py's grid instead),
@@ -28,6 +29,7 @@ from torch import nn
 from big2small.codec import Compressed
 from big2small.encodings import index_codes
 from big2small.encodings.bitpack import pack_uint, unpack_uint
+from big2small.encodings.context_codes import CONTEXT
 from big2small.encodings.entropy_codes import PACKED, RANS
 from big2small.graph.weights import set_parameter
 from big2small.methods.base import require_at_least
@@ -59,6 +61,7 @@ MAX_STORED_WIDTH = 1 << 16  # far above any inr.max_width a budget picks
 MAX_STORED_DEPTH = 64       # far above any inr.depth fitted, as the frequencies below: a forged header's size
 MAX_STORED_FREQUENCIES = 64  # is bounded before anything is built from it
 MAX_ORDER_BITS = 32         # bits per stored channel index
+STREAMS = (RANS, CONTEXT)   # the code_coding values of a coded layer stored as a stream of code_bytes bytes
 # The coded layers' scales on scale_grid's grid (header `log_scales`): a step per output channel, a top per layer.
 SCALE_STEPS, SCALE_TOPS = "layer_scale_steps", "layer_scale_tops"
 
@@ -100,7 +103,7 @@ def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup
                     scale = torch.ones(segment.shape[0])
                 else:
                     coded = plan.coded[segment.name]
-                    coding, data = coded.stored(plan.entropy_coding)
+                    coding, data = coded.stored(plan.entropy_coding, plan.context_coding)
                     size = data.numel()
                     layer_codes.append(data)
                     scale = coded.scale
@@ -110,8 +113,8 @@ def pack(plan: Big2SmallPlan, inr: INRSettings, bits: int, groups: list[INRGroup
                     scale_tops.append(top)
                 else:
                     layer_scales.append(scale.half())
-                if coding == RANS:  # absent: packed at its code bits, as every artifact before entropy coding
-                    layer_meta[segment.name] = {"code_coding": RANS, "code_bytes": size}
+                if coding != PACKED:  # absent: packed at its code bits, as every artifact before entropy coding
+                    layer_meta[segment.name] = {"code_coding": coding, "code_bytes": size}
             continue
         target_bits = plan.inr_bits[target.key]
         count16, count_codes = stored_counts(layer_sizes(inr, target.dims, target.outputs, width), target_bits)
@@ -214,7 +217,7 @@ def check_meta(meta: dict, model: nn.Module) -> None:
                 and _is_int(layer.get("index_bytes", 0)) and layer.get("index_bytes", 0) >= 0
                 and layer.get("coding", "varint") in ("varint", "bitmap")):
             raise ValueError(f"layer {layer['name']} has invalid outlier fields")
-        if "code_coding" in layer and not (layer["code_coding"] == RANS and _is_int(layer.get("code_bytes"))
+        if "code_coding" in layer and not (layer["code_coding"] in STREAMS and _is_int(layer.get("code_bytes"))
                                            and 0 < layer["code_bytes"] < numel * MAX_CODE_BITS // 8 + 1):
             raise ValueError(f"layer {layer['name']} has invalid code_coding / code_bytes fields")
         if "code_bytes" in layer and "code_coding" not in layer:
@@ -350,10 +353,10 @@ def rebuild(compressed: Compressed, model: nn.Module) -> nn.Module:
             for segment in target.segments:
                 size, channels = packed_codes_size(math.prod(segment.shape), segment_bits), segment.shape[0]
                 coding = layers[segment.name].get("code_coding", PACKED)
-                if coding == RANS:  # a stream is stored only where it is smaller than the packed codes
+                if coding in STREAMS:  # a stream is stored only where it is smaller than the packed codes
                     if layers[segment.name]["code_bytes"] >= size:
-                        raise ValueError(f"big2small artifact: {segment.name}'s rANS stream is not smaller than "
-                                         "its packed codes")
+                        raise ValueError(f"big2small artifact: {segment.name}'s {coding} stream is not smaller "
+                                         "than its packed codes")
                     size = layers[segment.name]["code_bytes"]
                 if layer_code_at + size > layer_codes.numel() or scale_at + channels > layer_scales.numel():
                     raise ValueError("big2small artifact: payload size does not match its layer list")

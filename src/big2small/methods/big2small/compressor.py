@@ -192,7 +192,7 @@ class Big2SmallCompressor(Compressor):
         with seconds("allocation"):
             plan = Big2SmallPlan.prepare(weights, orders, self.inr, self.outliers, self.storage.codes_below,
                                          self.storage.entropy_coding, self.storage.dead_zone,
-                                         self.storage.log_scales)
+                                         self.storage.log_scales, self.storage.context_coding)
             if self.tunes_affine:  # counted from the start, so the budget leaves them their bytes
                 plan = plan.with_tuned({name: model.get_parameter(name).detach().clone()
                                         for name in artifact.tuned_names(model, weights)})

@@ -7,7 +7,8 @@ chosen, being the same codes in more bytes. Each channel's scale is the one of l
 points from MIN_CLIP_FRACTION to all of its max |w| (weights beyond the clipping point take the outermost code), since at
 2-4 bits clipping the tails costs far less than spreading few levels over the whole range. They are bit-packed
 per layer at b bits (TERNARY: in base 3), or, with entropy coding, as an rANS stream of the codes
-(encodings/entropy_codes.py) wherever that is smaller.
+(encodings/entropy_codes.py) wherever that is smaller, or with context coding too as a stream whose model adapts
+to each kernel's earlier codes (encodings/context_codes.py) wherever that is smaller still.
 At rate levels >= 1 codes of up to DEAD_ZONE_MAX_BITS may round with a dead zone (`dead_zone_round`, chosen per
 channel with its scale): the decoder is the same, q * scale. Refinement may move each code by at most one level from
 its stored code (rounding_offsets.py), chosen for the network's output instead of for the weight.
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from big2small.encodings.bitpack import pack_uint, packed_size, unpack_uint
+from big2small.encodings.context_codes import CONTEXT, context_decode, context_encode
 from big2small.encodings.entropy_codes import PACKED, RANS, rans_decode, rans_encode, smaller_coding
 from big2small.methods.big2small import scale_grid
 from big2small.methods.big2small.storage import levels
@@ -63,23 +65,43 @@ class WeightCodes:
     def packed(self) -> torch.Tensor:
         return pack_ternary(self.symbols()) if self.bits == TERNARY else pack_uint(self.symbols(), self.bits)
 
-    def stored(self, entropy_coding: bool) -> tuple[str, torch.Tensor]:
+    def stored(self, entropy_coding: bool, context_coding: bool = False) -> tuple[str, torch.Tensor]:
         """(coding, bytes) of the codes as the artifact holds them: fixed-width packed, or with entropy_coding
-        the rANS stream where it is smaller."""
+        the rANS stream where it is smaller, and with context_coding too the context-coded stream where it is
+        smaller still."""
         if not entropy_coding:
             return PACKED, self.packed()
-        return smaller_coding(self.symbols(), 2 * code_limit(self.bits) + 1, self.packed())
+        coding, data = smaller_coding(self.symbols(), self.alphabet(), self.packed())
+        if context_coding and self.codes.numel():
+            stream = context_encode(self.symbols(), self.alphabet(), code_limit(self.bits), self.kernel())
+            if stream.numel() < data.numel():
+                return CONTEXT, stream
+        return coding, data
 
     def packed_size(self) -> int:
         """Bytes of the codes packed at their fixed width (scales not included)."""
         return packed_codes_size(self.codes.numel(), self.bits)
 
-    def stored_size(self, entropy_coding: bool) -> tuple[str, int]:
-        """(coding, byte count) of `stored(entropy_coding)`, without packing the codes to count them."""
+    def stored_size(self, entropy_coding: bool, context_coding: bool = False) -> tuple[str, int]:
+        """(coding, byte count) of `stored(entropy_coding, context_coding)`, without packing the codes to count
+        them."""
         if not entropy_coding or self.codes.numel() == 0:
             return PACKED, self.packed_size()
-        stream_bytes = rans_encode(self.symbols(), 2 * code_limit(self.bits) + 1).numel()
-        return (RANS, stream_bytes) if stream_bytes < self.packed_size() else (PACKED, self.packed_size())
+        stream_bytes = rans_encode(self.symbols(), self.alphabet()).numel()
+        best = (RANS, stream_bytes) if stream_bytes < self.packed_size() else (PACKED, self.packed_size())
+        if context_coding:
+            context_bytes = context_encode(self.symbols(), self.alphabet(), code_limit(self.bits), self.kernel()).numel()
+            if context_bytes < best[1]:
+                return CONTEXT, context_bytes
+        return best
+
+    def alphabet(self) -> int:
+        """How many symbols the codes may take: 2 x code_limit + 1."""
+        return 2 * code_limit(self.bits) + 1
+
+    def kernel(self) -> int:
+        """Codes per kernel, the context coder's unit: a conv's kh x kw (1 for a linear layer)."""
+        return math.prod(self.codes.shape[2:])
 
 
 RATE_OPTION_STEP = 100  # a code option is bits + RATE_OPTION_STEP x rate level (codec_choice's option keys)
@@ -192,6 +214,9 @@ def unpack_weight_codes(packed: torch.Tensor, scale: torch.Tensor, shape: tuple[
     if coding == RANS:
         limit = code_limit(bits)
         codes = rans_decode(packed, 2 * limit + 1, math.prod(shape)) - limit
+    elif coding == CONTEXT:
+        limit = code_limit(bits)
+        codes = context_decode(packed, 2 * limit + 1, math.prod(shape), limit, math.prod(shape[2:])) - limit
     elif bits == TERNARY:
         codes = unpack_ternary(packed, math.prod(shape)) - 1
     else:

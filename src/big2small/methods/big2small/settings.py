@@ -160,6 +160,10 @@ class StorageSettings:
     # packed at a fixed width, and the budget and the codec choice count the stream's bytes; false: always packed
     # (the artifacts and curves of earlier versions)
     entropy_coding: bool = True
+    # With entropy coding, a coded layer may also be stored under an adaptive model whose context is how many of
+    # its kernel's earlier codes are nonzero (encodings/context_codes.py) wherever that stream is smaller still, and
+    # the budget counts it; false: one static model per layer (the artifacts of earlier versions)
+    context_coding: bool = True
     # With entropy coding, each code width is also offered at this many rate levels (layer_codes.RATE_PRICES):
     # scales chosen for least error plus a price per coded bit, fewer bytes for more error; 0: least-error scales only
     rate_levels: int = 4
@@ -182,6 +186,7 @@ class StorageSettings:
         self.codes_below = _integer("storage", "codes_below", self.codes_below, 0)
         self.layer_choice = _choice("storage", "layer_choice", self.layer_choice, ("inr", "lower_error"))
         self.entropy_coding = _flag("storage", "entropy_coding", self.entropy_coding)
+        self.context_coding = _flag("storage", "context_coding", self.context_coding)
         self.rate_levels = _integer("storage", "rate_levels", self.rate_levels, 0)
         self.dead_zone = _flag("storage", "dead_zone", self.dead_zone)
         self.log_scales = _flag("storage", "log_scales", self.log_scales)

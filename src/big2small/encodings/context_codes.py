@@ -1,0 +1,116 @@
+"""Integer codes of a conv weight coded under an adaptive model with a context: how many of the kernel's earlier
+codes are nonzero.
+
+Within one k-element kernel (a conv's kh x kw codes for one output and one input channel), a code is more likely
+zero the more of the codes before it are zero, so each code is coded under the symbol counts of its context
+(0..k-1 nonzero codes before it in its kernel), as DeepCABAC's significance contexts do. The counts adapt as the
+codes go by (each starts at PRIOR_COUNT, a Krichevsky-Trofimov estimate), so no table is stored. They adapt in
+rounds that decoding can take whole: the kernels go in chunks of FIRST_CHUNK kernels, doubling up to MAX_CHUNK, and
+within a chunk position by position; every code of a round is coded under the counts of the rounds before it, so a
+round decodes in one call. A stream is one uint8 tensor:
+
+    varint lo      the smallest symbol that occurs
+    varint span    the largest minus the smallest
+    words          an rANS stream (constriction's AnsCoder, 32-bit words, little-endian); none when span is 0
+
+Decoding is bounded by what the caller declares (alphabet, count and kernel size, from a checked header): it never
+holds more than MAX_CHUNK x alphabet probabilities at once. A stream is refused (ValueError) when its symbol range
+does not fit the alphabet, when it is not whole words, or when decoding the declared symbols does not end the
+stream exactly where it began (what a truncated, extended or altered stream does, but for a chance of about 2^-32).
+"""
+
+from __future__ import annotations
+
+import constriction
+import numpy as np
+import torch
+
+from big2small.encodings.entropy_codes import symbol_range, word_coder
+from big2small.encodings.varints import MAX_VARINT_BYTES, write_varint
+
+CONTEXT = "context"  # the coding of a tensor stored as a stream of this module
+PRIOR_COUNT = 0.5
+FIRST_CHUNK, MAX_CHUNK = 16, 1 << 16
+
+
+def context_encode(symbols: torch.Tensor, alphabet: int, zero: int, kernel: int) -> torch.Tensor:
+    """Integers in 0..alphabet-1 (numel a multiple of `kernel`, kernels contiguous) -> the uint8 stream above;
+    `zero` is the symbol of the code 0."""
+    flat = symbols.reshape(-1).to(torch.int64)
+    if flat.numel() == 0 or kernel < 1 or flat.numel() % kernel:
+        raise ValueError(f"a context stream holds whole kernels of {kernel} symbols, got {flat.numel()}")
+    low, high = int(flat.min()), int(flat.max())
+    if low < 0 or high >= alphabet:
+        raise ValueError(f"symbols out of range for an alphabet of {alphabet}")
+    head = bytearray()
+    write_varint(low, head)
+    write_varint(high - low, head)
+    if high == low:
+        return torch.frombuffer(head, dtype=torch.uint8)
+    kernels = (flat - low).numpy().astype(np.int32).reshape(-1, kernel)
+    rounds = list(_rounds(kernels.shape[0], kernel))
+    model = _Counts(kernel, high - low + 1)
+    probabilities = []
+    for start, stop, position in rounds:
+        contexts = _contexts(kernels[start:stop, :position], zero - low)
+        probabilities.append(model.probabilities(contexts))
+        model.add(contexts, kernels[start:stop, position])
+    coder = constriction.stream.stack.AnsCoder()
+    family = constriction.stream.model.Categorical(perfect=False)
+    for (start, stop, position), table in zip(reversed(rounds), reversed(probabilities), strict=True):
+        coder.encode_reverse(np.ascontiguousarray(kernels[start:stop, position]), family, table)
+    words = coder.get_compressed().astype("<u4").tobytes()
+    return torch.frombuffer(bytearray(head + words), dtype=torch.uint8)
+
+
+def context_decode(stream: torch.Tensor, alphabet: int, count: int, zero: int, kernel: int) -> torch.Tensor:
+    """The `count` symbols (int64) of a stream made by context_encode with these arguments; ValueError when it is
+    not one."""
+    if count < 1 or kernel < 1 or count % kernel:
+        raise ValueError(f"a context stream holds whole kernels of {kernel} symbols, not {count}")
+    data = stream.numpy()
+    low, span, at = symbol_range(data[: 2 * MAX_VARINT_BYTES].tobytes(), alphabet, "context")
+    words = data[at:]
+    coder = word_coder(words, span, "context")
+    if coder is None:
+        return torch.full((count,), low, dtype=torch.int64)
+    family = constriction.stream.model.Categorical(perfect=False)
+    kernels = np.zeros((count // kernel, kernel), dtype=np.int32)
+    model = _Counts(kernel, span + 1)
+    for start, stop, position in _rounds(kernels.shape[0], kernel):
+        contexts = _contexts(kernels[start:stop, :position], zero - low)
+        kernels[start:stop, position] = coder.decode(family, model.probabilities(contexts))
+        model.add(contexts, kernels[start:stop, position])
+    if not coder.is_empty():
+        raise ValueError("the context stream does not end where its symbols do (truncated, extended or altered)")
+    symbols = torch.from_numpy(kernels.reshape(-1)).to(torch.int64)
+    return symbols.add_(low) if low else symbols
+
+
+class _Counts:
+    """The adaptive symbol counts of each context."""
+
+    def __init__(self, contexts: int, symbols: int) -> None:
+        self.counts = np.full((contexts, symbols), PRIOR_COUNT)
+
+    def probabilities(self, contexts: np.ndarray) -> np.ndarray:
+        return (self.counts / self.counts.sum(axis=1, keepdims=True))[contexts]
+
+    def add(self, contexts: np.ndarray, symbols: np.ndarray) -> None:
+        pairs = contexts * self.counts.shape[1] + symbols
+        self.counts += np.bincount(pairs, minlength=self.counts.size).reshape(self.counts.shape)
+
+
+def _rounds(kernels: int, kernel: int):
+    """(first kernel, end kernel, position) of each round, in coding order."""
+    start, chunk = 0, FIRST_CHUNK
+    while start < kernels:
+        stop = min(kernels, start + chunk)
+        for position in range(kernel):
+            yield start, stop, position
+        start, chunk = stop, min(2 * chunk, MAX_CHUNK)
+
+
+def _contexts(earlier: np.ndarray, zero: int) -> np.ndarray:
+    """Each kernel's count of nonzero codes among its earlier positions (`earlier`: kernels x positions so far)."""
+    return (earlier != zero).sum(axis=1) if earlier.shape[1] else np.zeros(earlier.shape[0], dtype=np.int64)
