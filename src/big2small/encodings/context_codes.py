@@ -14,7 +14,8 @@ round decodes in one call. A stream is one uint8 tensor:
     words          an rANS stream (constriction's AnsCoder, 32-bit words, little-endian); none when span is 0
 
 Decoding is bounded by what the caller declares (alphabet, count and kernel size, from a checked header): it never
-holds more than MAX_CHUNK x alphabet probabilities at once. A stream is refused (ValueError) when its symbol range
+holds more than PIECE_PROBABILITIES probabilities at once. The encoder knows every code, so it computes every
+round's counts at once and codes in a few calls. A stream is refused (ValueError) when its symbol range
 does not fit the alphabet, when it is not whole words, or when decoding the declared symbols does not end the
 stream exactly where it began (what a truncated, extended or altered stream does, but for a chance of about 2^-32).
 """
@@ -31,6 +32,7 @@ from big2small.encodings.varints import MAX_VARINT_BYTES, write_varint
 CONTEXT = "context"  # the coding of a tensor stored as a stream of this module
 PRIOR_COUNT = 0.5
 FIRST_CHUNK, MAX_CHUNK = 16, 1 << 16
+PIECE_PROBABILITIES = 1 << 22  # 32 MB of float64: the most either side holds at once
 
 
 def context_encode(symbols: torch.Tensor, alphabet: int, zero: int, kernel: int) -> torch.Tensor:
@@ -48,17 +50,19 @@ def context_encode(symbols: torch.Tensor, alphabet: int, zero: int, kernel: int)
     if high == low:
         return torch.frombuffer(head, dtype=torch.uint8)
     kernels = (flat - low).numpy().astype(np.int32).reshape(-1, kernel)
-    rounds = list(_rounds(kernels.shape[0], kernel))
-    model = _Counts(kernel, high - low + 1)
-    probabilities = []
-    for start, stop, position in rounds:
-        contexts = _contexts(kernels[start:stop, :position], zero - low)
-        probabilities.append(model.probabilities(contexts))
-        model.add(contexts, kernels[start:stop, position])
+    symbols, contexts, rounds = _coding_order(kernels, zero - low)
+    count = high - low + 1
+    # Each round's counts are the prior plus the symbols of every round before it, per context.
+    seen = np.bincount((rounds * kernel + contexts) * count + symbols, minlength=(int(rounds[-1]) + 1) * kernel * count)
+    seen = seen.reshape(-1, kernel, count)
+    before = PRIOR_COUNT + (np.cumsum(seen, axis=0) - seen)
+    tables = before / before.sum(axis=2, keepdims=True)
     coder = constriction.stream.stack.AnsCoder()
     family = constriction.stream.model.Categorical(perfect=False)
-    for (start, stop, position), table in zip(reversed(rounds), reversed(probabilities), strict=True):
-        coder.encode_reverse(np.ascontiguousarray(kernels[start:stop, position]), family, table)
+    piece = _piece(count)
+    for start in reversed(range(0, symbols.size, piece)):
+        part = slice(start, start + piece)
+        coder.encode_reverse(symbols[part], family, tables[rounds[part], contexts[part]])
     words = coder.get_compressed().astype("<u4").tobytes()
     return torch.frombuffer(bytearray(head + words), dtype=torch.uint8)
 
@@ -77,9 +81,12 @@ def context_decode(stream: torch.Tensor, alphabet: int, count: int, zero: int, k
     family = constriction.stream.model.Categorical(perfect=False)
     kernels = np.zeros((count // kernel, kernel), dtype=np.int32)
     model = _Counts(kernel, span + 1)
+    piece = _piece(span + 1)
     for start, stop, position in _rounds(kernels.shape[0], kernel):
         contexts = _contexts(kernels[start:stop, :position], zero - low)
-        kernels[start:stop, position] = coder.decode(family, model.probabilities(contexts))
+        for first in range(0, stop - start, piece):  # a round's symbols share its counts: decoded in pieces
+            part = slice(start + first, min(stop, start + first + piece))
+            kernels[part, position] = coder.decode(family, model.probabilities(contexts[first:first + piece]))
         model.add(contexts, kernels[start:stop, position])
     if not coder.is_empty():
         raise ValueError("the context stream does not end where its symbols do (truncated, extended or altered)")
@@ -99,6 +106,23 @@ class _Counts:
     def add(self, contexts: np.ndarray, symbols: np.ndarray) -> None:
         pairs = contexts * self.counts.shape[1] + symbols
         self.counts += np.bincount(pairs, minlength=self.counts.size).reshape(self.counts.shape)
+
+
+def _coding_order(kernels: np.ndarray, zero: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(symbol, context, round) of every code of `kernels` (kernels x positions), in coding order."""
+    nonzero = kernels != zero
+    contexts = np.cumsum(nonzero, axis=1) - nonzero  # nonzero codes before each in its kernel
+    order, rounds = [], []
+    for index, (start, stop, position) in enumerate(_rounds(*kernels.shape)):
+        order.append(np.arange(start, stop) * kernels.shape[1] + position)
+        rounds.append(np.full(stop - start, index))
+    order = np.concatenate(order)
+    return kernels.reshape(-1)[order], contexts.reshape(-1)[order], np.concatenate(rounds)
+
+
+def _piece(symbols: int) -> int:
+    """How many codes one call into the coder takes: at most PIECE_PROBABILITIES probabilities at once."""
+    return max(1, PIECE_PROBABILITIES // symbols)
 
 
 def _rounds(kernels: int, kernel: int):
