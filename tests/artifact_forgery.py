@@ -48,7 +48,7 @@ NAMES = sorted(p.stem for p in FIXTURES.glob("*.safetensors") if p.stem != "rebu
 CODES_ONLY = "big2small-codes"
 # Artifacts with coded streams: (compressor, settings, the stream codings some layer must use)
 CODED = {"quant-rans": ("quant", {"bits": 6}, {"rans"}),
-         "big2small-rans": ("big2small", {"target_ratio": 6, "storage": {"codes_below": 10**9},
+         "big2small-rans": ("big2small", {"target_ratio": 8, "storage": {"codes_below": 10**9},
                                           "refinement": {"enabled": False}}, {"rans", "context"})}
 ORIGINALS = sorted([*NAMES, CODES_ONLY, *CODED])
 KINDS = ("damage", "structure", "non-finite", "header value", "tensor value")
