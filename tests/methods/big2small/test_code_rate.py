@@ -129,3 +129,25 @@ def test_holding_moves_brings_refined_codes_within_the_limit_and_keeps_the_rest(
     assert 0 < held < int(moved.sum())  # only as many moves as the bits need are held back
     assert torch.equal(now[~moved], coded.codes[~moved].float())
     assert hold_within(rounding, rate, stored_bits) == 0  # already within
+
+
+def test_holding_to_stored_bytes_brings_context_coded_codes_within_the_byte_limit():
+    from big2small.methods.big2small.code_rate import hold_to_bytes
+
+    torch.manual_seed(0)
+    weight = torch.distributions.Laplace(0.0, 0.05).sample((32, 16, 3, 3))
+    weight[:, ::2] *= 0.05  # half the kernels nearly silent: their codes are zeros together
+    coded = weight_codes(weight, 3, rate_level=3, dead_zones=(0.5, 0.8))
+    rounding = RoundingOffsets({"w": weight}, {"w": coded})
+    rate = CodeRate({"w": coded})
+
+    def stored_bytes():
+        return rounding.codes({"w": coded})["w"].stored_size(True, True)[1]
+
+    limit = stored_bytes()
+    with torch.no_grad():
+        rounding.offsets[0].copy_(torch.randn(weight.shape) * 2)  # about half the codes move one level
+    assert stored_bytes() > 1.2 * limit
+    held = hold_to_bytes(rounding, rate, stored_bytes, limit)
+    assert stored_bytes() <= limit and held > 0
+    assert hold_to_bytes(rounding, rate, stored_bytes, limit) == 0  # already within

@@ -32,7 +32,7 @@ from big2small.graph.weights import frozen_copy, set_parameter
 from big2small.methods.base import Compressor
 from big2small.methods.big2small import artifact, tuned_values
 from big2small.methods.big2small.allocation import CODES, bit_candidates, choose_widths
-from big2small.methods.big2small.code_rate import CodeRate, hold_within
+from big2small.methods.big2small.code_rate import CodeRate, hold_to_bytes, hold_within
 from big2small.methods.big2small.codec_choice import (
     FP16,
     ErrorMeasure,
@@ -323,13 +323,15 @@ class Big2SmallCompressor(Compressor):
         def rest_of(plan: Big2SmallPlan, groups: list[INRGroup]) -> int:  # the artifact's bytes other than codes
             return len(self._pack(plan, groups, sizing_only=True).to_bytes()) - coded_bytes(plan)
 
-        def bit_growth(plan: Big2SmallPlan, groups: list[INRGroup]) -> float | None:  # what codes may grow by
+        def code_budget(plan: Big2SmallPlan, groups: list[INRGroup]) -> tuple[int, int] | None:
+            """The bytes the refined codes aim at and may not exceed, with the rest of the artifact."""
             if not self.refinement.rate_aware or not coded_bytes(plan):
                 return None
-            return (RATE_AWARE_AIM * target_bytes - rest_of(plan, groups)) / coded_bytes(plan)
+            rest = rest_of(plan, groups)
+            return int(RATE_AWARE_AIM * target_bytes - rest), int(target_bytes - rest)
 
         refined = self._refine(model, groups, plan, trainer_factory, inputs, seconds, refinement,
-                               bit_growth=bit_growth(plan, groups))
+                               code_bytes=code_budget(plan, groups))
         for last in (False, True):
             chosen_codes = coded_bytes(plan)
             if len(self._pack(refined, groups, sizing_only=True).to_bytes()) <= target_bytes or not chosen_codes:
@@ -347,7 +349,7 @@ class Big2SmallCompressor(Compressor):
             plan = self._start_codes(model, rechosen.with_nearest_codes(), inputs, refinement, seconds)
             keep = min(self.refinement.keep_zeros_above, LAST_ROUND_KEEP_ZEROS_ABOVE) if last else None
             refined = self._refine(model, groups, plan, trainer_factory, inputs, seconds, refinement, keep,
-                                   bit_growth(plan, groups))
+                                   code_budget(plan, groups))
         return refined, groups
 
     def _groups(self, plan: Big2SmallPlan, candidates: dict[str, dict[int, int]]) -> list[INRGroup]:
@@ -457,10 +459,12 @@ class Big2SmallCompressor(Compressor):
 
     def _refine(self, model, groups: list[INRGroup], plan: Big2SmallPlan, trainer_factory, inputs: torch.Tensor,
                 seconds: PhaseClock, refinement: RefinementSettings, keep_zeros_above: float | None = None,
-                bit_growth: float | None = None) -> Big2SmallPlan:
+                code_bytes: tuple[int, int] | None = None) -> Big2SmallPlan:
         """Refines the INRs in place; returns the plan with its coded layers' refined codes (`refinement`: the
-        settings with the run's budget; `keep_zeros_above`: theirs unless given; `bit_growth`: the codes' entropy
-        bits are held within this factor of the stored codes', code_rate.py)."""
+        settings with the run's budget; `keep_zeros_above`: theirs unless given; `code_bytes`: (aim, cap) of the
+        codes' bytes as stored: their entropy bits are held within aim / the stored codes' bytes x the stored codes'
+        bits, and after the refinement, where the codes as stored take more than cap, held until they fit,
+        code_rate.py)."""
         if keep_zeros_above is None:
             keep_zeros_above = refinement.keep_zeros_above
         inr_layers = {s.name for t in plan.targets if plan.widths[t.key] for s in t.segments}
@@ -475,8 +479,9 @@ class Big2SmallCompressor(Compressor):
         with seconds("refinement"):
             rounding = RoundingOffsets(plan.weights, plan.coded, learn_scales=refinement.scale_lr > 0,
                                        keep_zeros_above=keep_zeros_above)
-            rate = None if bit_growth is None else CodeRate(plan.coded)
-            bit_limit = 0.0 if rate is None else bit_growth * rate.bits([c.codes for c in plan.coded.values()])
+            rate = None if code_bytes is None else CodeRate(plan.coded)
+            bit_limit = 0.0 if rate is None else (code_bytes[0] / coded_bytes(plan)
+                                                  * rate.bits([c.codes for c in plan.coded.values()]))
             module = RefineModule(groups, plan.layer_codes(), student, teacher, inputs, refinement,
                                   inr_layers=inr_layers, rounding=rounding, seed=self.seed, rate=rate,
                                   bit_limit=bit_limit, tuned=list(plan.tuned))
@@ -486,6 +491,10 @@ class Big2SmallCompressor(Compressor):
             if rate is not None and (held := hold_within(rounding, rate, bit_limit)):
                 log.info("big2small: %d refined codes held at their stored codes to keep the codes' bits within "
                          "the target's", held)
+            if rate is not None and (held := hold_to_bytes(rounding, rate, lambda: coded_bytes(
+                    plan.with_codes(rounding.codes(plan.coded))), code_bytes[1])):
+                log.info("big2small: %d more refined codes held at their stored codes to keep the codes' stored "
+                         "bytes within the target's", held)
         tuned = {name: student.get_parameter(name).detach().cpu().clone() for name in plan.tuned}
         return plan.with_codes(rounding.codes(plan.coded)).with_tuned(tuned)
 
