@@ -83,11 +83,13 @@ def context_decode(stream: torch.Tensor, alphabet: int, count: int, zero: int, k
     model = _Counts(kernel, span + 1)
     piece = _piece(span + 1)
     for start, stop, position in _rounds(kernels.shape[0], kernel):
-        contexts = _contexts(kernels[start:stop, :position], zero - low)
+        if position == 0:  # a new chunk: no code of its kernels is decoded yet
+            contexts = np.zeros(stop - start, dtype=np.int64)
         for first in range(0, stop - start, piece):  # a round's symbols share its counts: decoded in pieces
             part = slice(start + first, min(stop, start + first + piece))
             kernels[part, position] = coder.decode(family, model.probabilities(contexts[first:first + piece]))
         model.add(contexts, kernels[start:stop, position])
+        contexts = contexts + (kernels[start:stop, position] != zero - low)
     if not coder.is_empty():
         raise ValueError("the context stream does not end where its symbols do (truncated, extended or altered)")
     symbols = torch.from_numpy(kernels.reshape(-1)).to(torch.int64)
@@ -133,8 +135,3 @@ def _rounds(kernels: int, kernel: int):
         for position in range(kernel):
             yield start, stop, position
         start, chunk = stop, min(2 * chunk, MAX_CHUNK)
-
-
-def _contexts(earlier: np.ndarray, zero: int) -> np.ndarray:
-    """Each kernel's count of nonzero codes among its earlier positions (`earlier`: kernels x positions so far)."""
-    return (earlier != zero).sum(axis=1) if earlier.shape[1] else np.zeros(earlier.shape[0], dtype=np.int64)
