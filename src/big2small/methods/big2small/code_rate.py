@@ -8,9 +8,9 @@ rounding_offsets.py, which prices a code lying between two levels as the linear 
 towards a cheaper level has a gradient). Refined codes' bits are measured exactly, as n times the empirical entropy
 of each layer's codes (what the coder's stream approaches).
 `hold_within` then returns the moves that cost most bits for least conviction to their stored codes until the
-refined codes' bits are within a limit, and `hold_to_bytes` does so until the codes as the artifact stores them
-(a context-coded stream codes them in fewer bytes than their entropy, by a share refinement may change) are within
-a byte limit.
+refined codes' bits are within a limit, and `hold_to_bytes` does so until the artifact that stores them is within
+a byte limit (a context-coded stream codes them in fewer bytes than their entropy, by a share refinement may
+change).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ UNSEEN_COUNT = 0.5  # a level no stored code takes is priced as if this many cod
 # hold_within: how many times it measures the bits again and holds more moves, and the least rounding margin a
 # move counts with (a move whose value lies on the rounding boundary is held first among equal savings).
 HOLD_ROUNDS, MARGIN_FLOOR = 20, 0.01
-BYTE_ROUNDS = 5  # hold_to_bytes: how many times it measures the stored bytes and tightens the bit limit
+BYTE_ROUNDS = 5  # hold_to_bytes: how many times it measures the stored bytes and lowers the bit limit
 
 
 def level_counts(codes: torch.Tensor, limit: int) -> torch.Tensor:
@@ -113,16 +113,15 @@ def hold_within(rounding: RoundingOffsets, rate: CodeRate, bit_limit: float) -> 
 
 
 def hold_to_bytes(rounding: RoundingOffsets, rate: CodeRate, stored_bytes: Callable[[], int], byte_limit: int) -> int:
-    """Holds moved codes of `rounding` (as hold_within) until `stored_bytes()`, the bytes of its codes as stored, are
-    within `byte_limit`, each round tightening the bit limit by the share the stored bytes are over; returns how many
-    were held."""
+    """Holds moved codes of `rounding` (as hold_within) until `stored_bytes()`, the bytes its codes take as stored
+    (or the artifact that stores them), are within `byte_limit`, each round lowering the codes' bit limit by the
+    bits of the bytes they are over; returns how many were held."""
     held = 0
     for _ in range(BYTE_ROUNDS):
-        stored = stored_bytes()
-        if stored <= byte_limit:
+        excess = stored_bytes() - byte_limit
+        if excess <= 0:
             break
-        now = rate.bits(rounding.rounded())
-        more = hold_within(rounding, rate, now * byte_limit / stored)
+        more = hold_within(rounding, rate, rate.bits(rounding.rounded()) - 8 * excess)
         if not more:
             break
         held += more

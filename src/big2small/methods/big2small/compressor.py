@@ -324,11 +324,10 @@ class Big2SmallCompressor(Compressor):
             return len(self._pack(plan, groups, sizing_only=True).to_bytes()) - coded_bytes(plan)
 
         def code_budget(plan: Big2SmallPlan, groups: list[INRGroup]) -> tuple[int, int] | None:
-            """The bytes the refined codes aim at and may not exceed, with the rest of the artifact."""
+            """The bytes the refined codes aim at, beside the rest of the artifact, and the artifact's limit."""
             if not self.refinement.rate_aware or not coded_bytes(plan):
                 return None
-            rest = rest_of(plan, groups)
-            return int(RATE_AWARE_AIM * target_bytes - rest), int(target_bytes - rest)
+            return int(RATE_AWARE_AIM * target_bytes - rest_of(plan, groups)), int(target_bytes)
 
         refined = self._refine(model, groups, plan, trainer_factory, inputs, seconds, refinement,
                                code_bytes=code_budget(plan, groups))
@@ -461,10 +460,10 @@ class Big2SmallCompressor(Compressor):
                 seconds: PhaseClock, refinement: RefinementSettings, keep_zeros_above: float | None = None,
                 code_bytes: tuple[int, int] | None = None) -> Big2SmallPlan:
         """Refines the INRs in place; returns the plan with its coded layers' refined codes (`refinement`: the
-        settings with the run's budget; `keep_zeros_above`: theirs unless given; `code_bytes`: (aim, cap) of the
-        codes' bytes as stored: their entropy bits are held within aim / the stored codes' bytes x the stored codes'
-        bits, and after the refinement, where the codes as stored take more than cap, held until they fit,
-        code_rate.py)."""
+        settings with the run's budget; `keep_zeros_above`: theirs unless given; `code_bytes`: the bytes the codes
+        as stored aim at and the artifact's limit: their entropy bits are held within aim / the stored codes' bytes
+        x the stored codes' bits, and after the refinement, where the artifact takes more than its limit, held
+        until it fits, code_rate.py)."""
         if keep_zeros_above is None:
             keep_zeros_above = refinement.keep_zeros_above
         inr_layers = {s.name for t in plan.targets if plan.widths[t.key] for s in t.segments}
@@ -491,11 +490,15 @@ class Big2SmallCompressor(Compressor):
             if rate is not None and (held := hold_within(rounding, rate, bit_limit)):
                 log.info("big2small: %d refined codes held at their stored codes to keep the codes' bits within "
                          "the target's", held)
-            if rate is not None and (held := hold_to_bytes(rounding, rate, lambda: coded_bytes(
-                    plan.with_codes(rounding.codes(plan.coded))), code_bytes[1])):
-                log.info("big2small: %d more refined codes held at their stored codes to keep the codes' stored "
-                         "bytes within the target's", held)
         tuned = {name: student.get_parameter(name).detach().cpu().clone() for name in plan.tuned}
+
+        def artifact_bytes() -> int:  # of the refined plan as it now stands
+            refined = plan.with_codes(rounding.codes(plan.coded)).with_tuned(tuned)
+            return len(self._pack(refined, groups, sizing_only=True).to_bytes())
+
+        if rate is not None and (held := hold_to_bytes(rounding, rate, artifact_bytes, code_bytes[1])):
+            log.info("big2small: %d more refined codes held at their stored codes to keep the artifact's bytes "
+                     "within the target's", held)
         return plan.with_codes(rounding.codes(plan.coded)).with_tuned(tuned)
 
     def accept_input_shape(self, shape: list[int] | None) -> None:
