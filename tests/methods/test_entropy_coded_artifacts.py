@@ -275,20 +275,43 @@ def test_a_ratio_no_inr_reaches_is_reached_by_codes_or_refused_before_refinement
             copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path / "far"))
 
 
-def test_context_coded_codes_buy_a_lower_error_at_the_same_target(tmp_path):
-    from big2small.errors import ConfigError
-
+def quiet_kernel_cnn() -> torch.nn.Module:
+    """laplace_cnn with half the kernels nearly silent, as some are in trained convs: their codes are zeros
+    together."""
     model = laplace_cnn(0, 40, 80)
-    with torch.no_grad():  # half the kernels nearly silent, as some are in trained convs: their codes are zeros together
+    with torch.no_grad():
         for module in model:
             if isinstance(module, torch.nn.Conv2d):
                 quiet = torch.rand(module.weight.shape[:2], generator=torch.Generator().manual_seed(2)) < 0.5
                 module.weight.mul_(torch.where(quiet, 0.01, 1.0)[:, :, None, None])
+    return model
+
+
+def test_context_coded_codes_hold_the_same_model_in_fewer_bytes(tmp_path):
+    model = quiet_kernel_cnn()
+    runs = {}
+    for context in (True, False):
+        method = Big2SmallCompressor(target_ratio=24.0, fit={"steps": 10}, input_shape=[1, 8, 8],
+                                     storage={"context_coding": context}, refinement={"enabled": False})
+        compressed = method.compress(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path / str(context)))
+        data = compressed.to_bytes()
+        runs[context] = compressed, len(data), weights(rebuild_model(Compressed.from_bytes(data), model))
+    assert "context" in {layer.get("code_coding") for layer in runs[True][0].meta["layers"]}
+    assert runs[True][1] < runs[False][1]
+    for name, weight in runs[False][2].items():
+        assert torch.equal(weight, runs[True][2][name])
+
+
+def test_a_budget_that_counts_context_coded_codes_buys_a_lower_error_at_the_same_target(tmp_path):
+    from big2small.errors import ConfigError
+
+    model = quiet_kernel_cnn()
     original = 4 * sum(w.numel() for w in weights(model).values())
     errors, codings = {}, {}
     for context in (True, False):
         method = Big2SmallCompressor(target_ratio=24.0, fit={"steps": 10}, input_shape=[1, 8, 8],
-                                     storage={"context_coding": context}, refinement={"enabled": False})
+                                     storage={"context_coding": context, "context_budget": context},
+                                     refinement={"enabled": False})
         compressed = method.compress(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path / str(context)))
         data = compressed.to_bytes()
         assert original / len(data) >= 24.0
@@ -299,3 +322,5 @@ def test_context_coded_codes_buy_a_lower_error_at_the_same_target(tmp_path):
     assert errors[True] < errors[False]
     with pytest.raises(ConfigError, match="context_coding"):
         Big2SmallCompressor(storage={"context_coding": "yes"})
+    with pytest.raises(ConfigError, match="context_budget"):
+        Big2SmallCompressor(storage={"context_budget": 1})

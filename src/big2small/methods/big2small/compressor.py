@@ -192,7 +192,8 @@ class Big2SmallCompressor(Compressor):
         with seconds("allocation"):
             plan = Big2SmallPlan.prepare(weights, orders, self.inr, self.outliers, self.storage.codes_below,
                                          self.storage.entropy_coding, self.storage.dead_zone,
-                                         self.storage.log_scales, self.storage.context_coding)
+                                         self.storage.log_scales, self.storage.context_coding,
+                                         self.storage.context_budget)
             if self.tunes_affine:  # counted from the start, so the budget leaves them their bytes
                 plan = plan.with_tuned({name: model.get_parameter(name).detach().clone()
                                         for name in artifact.tuned_names(model, weights)})
@@ -496,7 +497,8 @@ class Big2SmallCompressor(Compressor):
             refined = plan.with_codes(rounding.codes(plan.coded)).with_tuned(tuned)
             return len(self._pack(refined, groups, sizing_only=True).to_bytes())
 
-        if rate is not None and (held := hold_to_bytes(rounding, rate, artifact_bytes, code_bytes[1])):
+        if rate is not None and plan.budgets_context and (
+                held := hold_to_bytes(rounding, rate, artifact_bytes, code_bytes[1])):
             log.info("big2small: %d more refined codes held at their stored codes to keep the artifact's bytes "
                      "within the target's", held)
         return plan.with_codes(rounding.codes(plan.coded)).with_tuned(tuned)

@@ -6,7 +6,7 @@ width of every target (None: the target is stored in fp16 instead of as an INR; 
 b-bit codes, b in `code_bits`, the codes themselves in `coded` once chosen) and the storage bits of every INR
 (`inr_bits`). With `entropy_coding`, coded layers are stored as rANS streams where those are smaller (with
 `context_coding`, the smaller of a static and a context-coded stream), and every size the budget and the codec
-choice see is that of the stream (`stored_codes_size`).
+choice see is that of the stream (`stored_codes_size`; the static stream's unless `context_budget`).
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class Big2SmallPlan:
     inr_bits: dict[str, int] = field(default_factory=dict)      # target key -> storage bits, for INR targets
     entropy_coding: bool = False                                # coded layers as rANS streams where smaller
     context_coding: bool = False  # with entropy_coding, also as context-coded streams where smaller still
+    context_budget: bool = False  # the sizes the budget sees are those, else the static streams'
     dead_zone: bool = False                       # codes at rate levels >= 1 may round with a dead zone
     log_scales: bool = False                      # coded layers' scales on scale_grid's grid, else fp16
     # The model's 1-D parameters that are not replaced (BatchNorm scales and shifts, biases) and that the refinement
@@ -70,14 +71,15 @@ class Big2SmallPlan:
     @classmethod
     def prepare(cls, weights: dict[str, torch.Tensor], orders: list[ChannelOrder], inr: INRSettings,
                 outliers: OutlierSettings, codes_below: int = 0, entropy_coding: bool = False,
-                dead_zone: bool = False, log_scales: bool = False, context_coding: bool = False) -> Big2SmallPlan:
+                dead_zone: bool = False, log_scales: bool = False, context_coding: bool = False,
+                context_budget: bool = False) -> Big2SmallPlan:
         """The plan before the budget; layers under `codes_below` weights (stored as codes) are never part of a
         family INR (scope `model`)."""
         prepared = {name: outlier_coding.preprocess(w, outliers) for name, w in weights.items()}
         alone = {name for name, w in weights.items() if w.numel() < codes_below}
         targets = build_targets({n: p.target for n, p in prepared.items()}, inr.unit, inr.scope, alone)
         return cls(weights, prepared, targets, orders, entropy_coding=entropy_coding, dead_zone=dead_zone,
-                   log_scales=log_scales, context_coding=context_coding)
+                   log_scales=log_scales, context_coding=context_coding, context_budget=context_budget)
 
     def with_widths(self, widths: dict[str, int | None], code_bits: dict[str, int] | None = None,
                     default_bits: int = MAX_CODE_BITS, inr_bits: int | dict[str, int] | None = None) -> Big2SmallPlan:
@@ -103,6 +105,11 @@ class Big2SmallPlan:
                                 for t in self.targets if self.widths[t.key] == CODES for s in t.segments})
 
     @property
+    def budgets_context(self) -> bool:
+        """Whether the sizes the budget sees are the context-coded streams' where those are smaller."""
+        return self.context_coding and self.context_budget
+
+    @property
     def dead_zones(self) -> tuple[float, ...]:
         """The roundings the codes' search may take (layer_codes.dead_zone_round)."""
         return DEAD_ZONES if self.dead_zone else (NEAREST,)
@@ -120,7 +127,7 @@ class Big2SmallPlan:
         bits = option_bits(option)
         coded = self.coded.get(name)
         if coded is not None and coded.bits == bits:
-            return coded.stored_size(self.entropy_coding, self.context_coding)
+            return coded.stored_size(self.entropy_coding, self.budgets_context)
         shape = self.weights[name].shape
         if not self.entropy_coding:
             return PACKED, packed_codes_size(math.prod(shape), bits)
@@ -134,7 +141,7 @@ class Big2SmallPlan:
         codes = weight_codes_at_levels(self.weights[name], bits, rate_levels, self.dead_zones, self.log_scales)
         for level, coded in codes.items():
             if self.entropy_coding and (name, code_option(bits, level)) not in self.nearest_sizes:
-                self.nearest_sizes[(name, code_option(bits, level))] = coded.stored_size(True, self.context_coding)
+                self.nearest_sizes[(name, code_option(bits, level))] = coded.stored_size(True, self.budgets_context)
         return codes
 
     def stored_code_bytes(self, name: str, option: int) -> int:

@@ -160,10 +160,14 @@ class StorageSettings:
     # packed at a fixed width, and the budget and the codec choice count the stream's bytes; false: always packed
     # (the artifacts and curves of earlier versions)
     entropy_coding: bool = True
-    # With entropy coding, a coded layer may also be stored under an adaptive model whose context is how many of
-    # its kernel's earlier codes are nonzero (encodings/context_codes.py) wherever that stream is smaller still, and
-    # the budget counts it; false: one static model per layer (the artifacts of earlier versions)
+    # With entropy coding, a coded layer's codes of up to 4 bits are also stored under an adaptive model whose
+    # context is how many of its kernel's earlier codes are nonzero (encodings/context_codes.py) wherever that stream
+    # is smaller still; false: one static model per layer (the artifacts of earlier versions)
     context_coding: bool = True
+    # With context coding, the codec choice and the refinement's byte limit count the context-coded sizes, so the
+    # bytes it saves buy codes; false: they count the static streams, and the bytes it saves lift the ratio above the
+    # target. Counting them was worse at 32x on ResNet-20 (docs/results.md, "Context-coded codes")
+    context_budget: bool = False
     # With entropy coding, each code width is also offered at this many rate levels (layer_codes.RATE_PRICES):
     # scales chosen for least error plus a price per coded bit, fewer bytes for more error; 0: least-error scales only
     rate_levels: int = 4
@@ -187,6 +191,7 @@ class StorageSettings:
         self.layer_choice = _choice("storage", "layer_choice", self.layer_choice, ("inr", "lower_error"))
         self.entropy_coding = _flag("storage", "entropy_coding", self.entropy_coding)
         self.context_coding = _flag("storage", "context_coding", self.context_coding)
+        self.context_budget = _flag("storage", "context_budget", self.context_budget)
         self.rate_levels = _integer("storage", "rate_levels", self.rate_levels, 0)
         self.dead_zone = _flag("storage", "dead_zone", self.dead_zone)
         self.log_scales = _flag("storage", "log_scales", self.log_scales)
