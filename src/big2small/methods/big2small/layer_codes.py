@@ -43,9 +43,9 @@ RATE_LEVELS = len(RATE_PRICES)
 NEAREST = 0.5
 DEAD_ZONES = (NEAREST, 0.65, 0.8, 1.0)
 DEAD_ZONE_MAX_BITS = 4
-# Codes of at most this many bits may also be stored context-coded (encodings/context_codes.py): wider codes have
-# few zeros, the context saves at most 0.2 % of their bytes on ResNet-20 (benchmarks/context_coding.py), and their
-# alphabets make the per-code models slow to build.
+# Codes of at most this many bits may also be stored context-coded (encodings/context_codes.py): at 4 bits the
+# context saves at most 0.2 % of the bytes on ResNet-20 (benchmarks/context_coding.py), wider codes have fewer zeros
+# still, and their alphabets make the per-code models slow to build.
 CONTEXT_MAX_BITS = 4
 
 
