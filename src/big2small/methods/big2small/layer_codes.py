@@ -23,7 +23,7 @@ import torch
 
 from big2small.encodings.bitpack import pack_uint, packed_size, unpack_uint
 from big2small.encodings.context_codes import CONTEXT, context_decode, context_encode
-from big2small.encodings.entropy_codes import PACKED, RANS, rans_decode, rans_encode, smaller_coding
+from big2small.encodings.entropy_codes import PACKED, RANS, rans_decode, rans_encode
 from big2small.methods.big2small import scale_grid
 from big2small.methods.big2small.storage import levels
 
@@ -71,16 +71,11 @@ class WeightCodes:
 
     def stored(self, entropy_coding: bool, context_coding: bool = False) -> tuple[str, torch.Tensor]:
         """(coding, bytes) of the codes as the artifact holds them: fixed-width packed, or with entropy_coding
-        the rANS stream where it is smaller, and with context_coding too the context-coded stream where it is
-        smaller still."""
-        if not entropy_coding:
+        the smallest entropy-coded stream (`_stream`) where it is smaller."""
+        if not entropy_coding or self.codes.numel() == 0:
             return PACKED, self.packed()
-        coding, data = smaller_coding(self.symbols(), self.alphabet(), self.packed())
-        if context_coding and self.bits <= CONTEXT_MAX_BITS and self.codes.numel():
-            stream = context_encode(self.symbols(), self.alphabet(), code_limit(self.bits), self.kernel())
-            if stream.numel() < data.numel():
-                return CONTEXT, stream
-        return coding, data
+        coding, stream = self._stream(context_coding)
+        return (coding, stream) if stream.numel() < self.packed_size() else (PACKED, self.packed())
 
     def packed_size(self) -> int:
         """Bytes of the codes packed at their fixed width (scales not included)."""
@@ -91,13 +86,18 @@ class WeightCodes:
         them."""
         if not entropy_coding or self.codes.numel() == 0:
             return PACKED, self.packed_size()
-        stream_bytes = rans_encode(self.symbols(), self.alphabet()).numel()
-        best = (RANS, stream_bytes) if stream_bytes < self.packed_size() else (PACKED, self.packed_size())
+        coding, stream = self._stream(context_coding)
+        return (coding, stream.numel()) if stream.numel() < self.packed_size() else (PACKED, self.packed_size())
+
+    def _stream(self, context_coding: bool) -> tuple[str, torch.Tensor]:
+        """(coding, bytes) of the smaller of the codes' rANS stream and, with context_coding for codes of up to
+        CONTEXT_MAX_BITS, their context-coded stream."""
+        coding, stream = RANS, rans_encode(self.symbols(), self.alphabet())
         if context_coding and self.bits <= CONTEXT_MAX_BITS:
-            context_bytes = context_encode(self.symbols(), self.alphabet(), code_limit(self.bits), self.kernel()).numel()
-            if context_bytes < best[1]:
-                return CONTEXT, context_bytes
-        return best
+            context = context_encode(self.symbols(), self.alphabet(), code_limit(self.bits), self.kernel())
+            if context.numel() < stream.numel():
+                coding, stream = CONTEXT, context
+        return coding, stream
 
     def alphabet(self) -> int:
         """How many symbols the codes may take: 2 x code_limit + 1."""
