@@ -324,3 +324,24 @@ def test_a_budget_that_counts_context_coded_codes_buys_a_lower_error_at_the_same
         Big2SmallCompressor(storage={"context_coding": "yes"})
     with pytest.raises(ConfigError, match="context_budget"):
         Big2SmallCompressor(storage={"context_budget": 1})
+
+
+def test_a_refinement_that_spends_the_context_saved_bytes_moves_more_codes_within_the_target(tmp_path):
+    """With storage.context_refinement the refinement's bit limit grows by the share the context-coded streams save:
+    the refined artifact takes more of the bytes the target allows than the one whose saving lifts the ratio, and
+    still stays within them."""
+    from big2small.errors import ConfigError
+
+    model = quiet_kernel_cnn()
+    original = 4 * sum(w.numel() for w in weights(model).values())
+    sizes = {}
+    for spend in (True, False):
+        method = Big2SmallCompressor(target_ratio=24.0, fit={"steps": 10}, input_shape=[1, 8, 8],
+                                     storage={"context_refinement": spend},
+                                     refinement={**SHORT_REFINEMENT, "steps": 30, "code_lr": 0.1})
+        compressed = method.compress(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path / str(spend)))
+        sizes[spend] = len(compressed.to_bytes())
+        assert "context" in {layer.get("code_coding") for layer in compressed.meta["layers"]}
+    assert sizes[False] < sizes[True] <= original / 24.0
+    with pytest.raises(ConfigError, match="context_refinement and context_budget"):
+        Big2SmallCompressor(storage={"context_refinement": True, "context_budget": True})

@@ -48,7 +48,7 @@ from big2small.methods.big2small.compensation import compensated_codes
 from big2small.methods.big2small.fit_checkpoints import LastCheckpoint, resumable_checkpoint
 from big2small.methods.big2small.fitting import INRFitModule, INRGroup
 from big2small.methods.big2small.inr_prediction import predicted_inr_targets
-from big2small.methods.big2small.layer_codes import MAX_CODE_BITS, TERNARY
+from big2small.methods.big2small.layer_codes import MAX_CODE_BITS, TERNARY, context_share
 from big2small.methods.big2small.networks import build_network
 from big2small.methods.big2small.plan import Big2SmallPlan, stacks_of
 from big2small.methods.big2small.refinement import RefineModule
@@ -334,7 +334,7 @@ class Big2SmallCompressor(Compressor):
                                code_bytes=code_budget(plan, groups))
         for last in (False, True):
             chosen_codes = coded_bytes(plan)
-            if len(self._pack(refined, groups, sizing_only=True).to_bytes()) <= target_bytes or not chosen_codes:
+            if self._stored_bytes(refined, groups) <= target_bytes or not chosen_codes:
                 break
             growth = coded_bytes(refined) / chosen_codes
             rest = rest_of(plan, groups)
@@ -482,26 +482,40 @@ class Big2SmallCompressor(Compressor):
             rate = None if code_bytes is None else CodeRate(plan.coded)
             bit_limit = 0.0 if rate is None else (code_bytes[0] / coded_bytes(plan)
                                                   * rate.bits([c.codes for c in plan.coded.values()]))
+            spends_context = rate is not None and self._spends_context(plan)
             module = RefineModule(groups, plan.layer_codes(), student, teacher, inputs, refinement,
                                   inr_layers=inr_layers, rounding=rounding, seed=self.seed, rate=rate,
-                                  bit_limit=bit_limit, tuned=list(plan.tuned))
+                                  bit_limit=bit_limit, tuned=list(plan.tuned),
+                                  bit_scale=(lambda: context_share(rounding.codes(plan.coded).values()))
+                                  if spends_context else None)
             trainer = trainer_factory(max_steps=refinement.steps, max_epochs=-1, use_distributed_sampler=False,
                                       enable_checkpointing=False)
             trainer.fit(module)
+            bit_limit = module.bit_limit
             if rate is not None and (held := hold_within(rounding, rate, bit_limit)):
                 log.info("big2small: %d refined codes held at their stored codes to keep the codes' bits within "
                          "the target's", held)
         tuned = {name: student.get_parameter(name).detach().cpu().clone() for name in plan.tuned}
 
-        def artifact_bytes() -> int:  # of the refined plan as it now stands
-            refined = plan.with_codes(rounding.codes(plan.coded)).with_tuned(tuned)
-            return len(self._pack(refined, groups, sizing_only=True).to_bytes())
+        def artifact_bytes() -> int:  # of the refined plan as it now stands, as stored
+            return self._stored_bytes(plan.with_codes(rounding.codes(plan.coded)).with_tuned(tuned), groups)
 
-        if rate is not None and plan.budgets_context and (
+        if rate is not None and (plan.budgets_context or spends_context) and (
                 held := hold_to_bytes(rounding, rate, artifact_bytes, code_bytes[1])):
             log.info("big2small: %d more refined codes held at their stored codes to keep the artifact's bytes "
                      "within the target's", held)
         return plan.with_codes(rounding.codes(plan.coded)).with_tuned(tuned)
+
+    def _spends_context(self, plan: Big2SmallPlan) -> bool:
+        """Whether the refinement spends the bytes the context-coded streams save (storage.context_refinement)."""
+        return self.storage.context_refinement and plan.entropy_coding and plan.context_coding
+
+    def _stored_bytes(self, plan: Big2SmallPlan, groups: list[INRGroup]) -> int:
+        """The artifact's bytes as the budget counts them; with storage.context_refinement, as stored (context-coded
+        streams where smaller, where the budget counts the static streams)."""
+        if plan.budgets_context or not self._spends_context(plan):
+            return len(self._pack(plan, groups, sizing_only=True).to_bytes())
+        return len(self._pack(plan, groups).to_bytes())
 
     def accept_input_shape(self, shape: list[int] | None) -> None:
         if self.input_shape is None and shape is not None:

@@ -17,6 +17,7 @@ its stored code (rounding_offsets.py), chosen for the network's output instead o
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -99,6 +100,15 @@ class WeightCodes:
                 coding, stream = CONTEXT, context
         return coding, stream
 
+    def stream_sizes(self) -> tuple[int, int]:
+        """Bytes of the codes as entropy coding stores them (`stored_size(True, ...)`): under one static model, and
+        also offered the context-coded stream."""
+        static = self.stored_size(True)[1]
+        if self.bits > CONTEXT_MAX_BITS or self.codes.numel() == 0:
+            return static, static
+        context = context_encode(self.symbols(), self.alphabet(), code_limit(self.bits), self.kernel()).numel()
+        return static, min(static, context)
+
     def alphabet(self) -> int:
         """How many symbols the codes may take: 2 x code_limit + 1."""
         return 2 * code_limit(self.bits) + 1
@@ -106,6 +116,14 @@ class WeightCodes:
     def kernel(self) -> int:
         """Codes per kernel, the context coder's unit: a conv's kh x kw (1 for a linear layer)."""
         return math.prod(self.codes.shape[2:])
+
+
+def context_share(coded: Iterable[WeightCodes]) -> float:
+    """How many times more bytes the `coded` layers' codes take under static models than as stored with context
+    coding (1.0: the context saves nothing)."""
+    sizes = [codes.stream_sizes() for codes in coded]
+    stored = sum(size for _, size in sizes)
+    return sum(size for size, _ in sizes) / stored if stored else 1.0
 
 
 RATE_OPTION_STEP = 100  # a code option is bits + RATE_OPTION_STEP x rate level (codec_choice's option keys)

@@ -9,6 +9,8 @@ refinement is a Lightning fit of the INR parameters and rounding offsets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import lightning as L
 import torch
 from torch import nn
@@ -35,6 +37,9 @@ from big2small.methods.big2small.views import views_of
 # How fast the weight of the codes' bits in the loss follows their excess over the limit: each step it grows by this
 # times (bits / limit - 1), and never falls below 0 (a Lagrange multiplier by dual ascent).
 RATE_WEIGHT_STEP = 3.0
+# With a `bit_scale` (storage.context_refinement), every this many steps the bit limit is set again to the first
+# limit times the scale the codes as they stand give (the share their context-coded streams save).
+CONTEXT_RECOUNT_STEPS = 25
 
 # The most memory the teacher's outputs on every refinement input may take to be computed once and kept; beyond it
 # the teacher runs beside the student on every batch (ResNet-20's layer outputs on 256 CIFAR inputs: about 0.2 GB).
@@ -62,17 +67,20 @@ class RefineModule(L.LightningModule):
     With a `rate` (code_rate.CodeRate of the coded layers) and `bit_limit`, the codes' bits are held near the limit:
     the loss adds w x (its own value, held constant) x soft bits / bit_limit, where the weight w rises while the
     codes' measured bits exceed the limit and falls back towards 0 while they are under it (RATE_WEIGHT_STEP), so
-    code moves are paid for in bits only as far as the bytes require.
+    code moves are paid for in bits only as far as the bytes require. With a `bit_scale` as well, the limit is the
+    first one times what `bit_scale` gives, measured again every CONTEXT_RECOUNT_STEPS steps.
     """
 
 
     def __init__(self, groups: list[INRGroup], codes: dict[str, LayerCode], student: nn.Module, teacher: nn.Module,
                  inputs: torch.Tensor, settings: RefinementSettings, inr_layers: set[str], rounding: RoundingOffsets,
-                 seed: int, rate: CodeRate | None = None, bit_limit: float = 0.0, tuned: list[str] = ()) -> None:
+                 seed: int, rate: CodeRate | None = None, bit_limit: float = 0.0, tuned: list[str] = (),
+                 bit_scale: Callable[[], float] | None = None) -> None:
         super().__init__()
         self.seed = seed
         self.settings, self.inr_layers, self.rounding = settings, inr_layers, rounding
         self.rate, self.bit_limit, self.rate_weight = rate, bit_limit, 0.0
+        self.first_bit_limit, self.bit_scale = bit_limit, bit_scale
         self.bf16 = False  # whether the student runs under bf16 autocast: set on the trainer's device (on_fit_start)
         self.progress_label = refined_label(bool(groups), bool(rounding.names), settings.inputs)  # logs.PhaseProgressBar shows it
         # Submodules and buffers, so that all of it is on the trainer's device from setup on: the INRs with their
@@ -170,6 +178,8 @@ class RefineModule(L.LightningModule):
         loss = hard_sample_mean(per_input, self.settings.hard_weight)
         self.log("refine_loss", per_input.mean(), prog_bar=True)
         if self.rate is not None:
+            if self.bit_scale is not None and self.global_step % CONTEXT_RECOUNT_STEPS == 0:
+                self.bit_limit = self.first_bit_limit * self.bit_scale()
             if priced:
                 loss = loss + self.rate_weight * loss.detach() * coded.soft_bits / self.bit_limit
             used = entropy_bits(coded.counts) / self.bit_limit

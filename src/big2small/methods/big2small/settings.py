@@ -168,6 +168,11 @@ class StorageSettings:
     # bytes it saves buy codes; false: they count the static streams, and the bytes it saves lift the ratio above the
     # target. Counting them was worse at 32x on ResNet-20 (docs/results.md, "Context-coded codes")
     context_budget: bool = False
+    # With context coding and the static budget, the refinement spends the bytes the context saves on code moves: its
+    # bit limit grows by the share the context-coded streams save on the codes as they stand (measured again every
+    # refinement.CONTEXT_RECOUNT_STEPS steps), and moves are then held until the artifact as stored fits the target;
+    # false: the bytes the context saves lift the ratio above the target
+    context_refinement: bool = False
     # With entropy coding, each code width is also offered at this many rate levels (layer_codes.RATE_PRICES):
     # scales chosen for least error plus a price per coded bit, fewer bytes for more error; 0: least-error scales only
     rate_levels: int = 4
@@ -192,6 +197,10 @@ class StorageSettings:
         self.entropy_coding = _flag("storage", "entropy_coding", self.entropy_coding)
         self.context_coding = _flag("storage", "context_coding", self.context_coding)
         self.context_budget = _flag("storage", "context_budget", self.context_budget)
+        self.context_refinement = _flag("storage", "context_refinement", self.context_refinement)
+        if self.context_refinement and self.context_budget:
+            raise ConfigError("big2small.storage.context_refinement and context_budget both spend the bytes the "
+                              "context saves (on code moves, on the codec choice); set one of them")
         self.rate_levels = _integer("storage", "rate_levels", self.rate_levels, 0)
         self.dead_zone = _flag("storage", "dead_zone", self.dead_zone)
         self.log_scales = _flag("storage", "log_scales", self.log_scales)
