@@ -6,8 +6,8 @@ one static model per layer, at every code option of a CIFAR ResNet, and how fast
 Every conv and linear weight Big2Small replaces is coded at each width and rate level with dead zones searched, as
 the codec choice offers them (nearest codes, before refinement). Bytes are the codes alone, summed over the layers:
 `static` is WeightCodes.stored_size(True) (the rANS stream or the packed codes, the smaller), `context` is
-stored_size(True, True) (the context-coded stream where it is smaller still; codes of up to CONTEXT_MAX_BITS
-only), and the time each took to size every option is printed. --speed also times decoding the codes
+stored_size(True, True) (the context-coded stream where it is smaller still; codes of at most
+context_codes.MAX_ALPHABET symbols only), and the time each took to size every option is printed. --speed also times decoding the codes
 of torchvision's ResNet-50 (random weights, 3-bit codes at rate level 2, 26 M weights) with each coder, best of
 three, in MB of fp32 weights per second.
 """
@@ -22,11 +22,10 @@ import torch
 import torchvision
 from big2small_common import CIFAR_CHECKPOINTS, cifar_resnet, setup
 
-from big2small.encodings.context_codes import context_decode, context_encode
+from big2small.encodings.context_codes import MAX_ALPHABET, context_decode, context_encode
 from big2small.encodings.entropy_codes import rans_decode, rans_encode
 from big2small.methods.big2small.compressor import Big2SmallCompressor
 from big2small.methods.big2small.layer_codes import (
-    CONTEXT_MAX_BITS,
     DEAD_ZONES,
     RATE_LEVELS,
     TERNARY,
@@ -68,7 +67,7 @@ def main() -> None:
                   f"{100 * (1 - context[level] / static[level]):.1f} % | {8 * static[level] / count:.3f} | "
                   f"{8 * context[level] / count:.3f} |")
     print(f"\nsizing all {len(WIDTHS) * len(levels) * len(weights)} options: static {seconds['static']:.2f} s, "
-          f"with context coding {seconds['context']:.2f} s (codes of up to {CONTEXT_MAX_BITS} bits are offered it)")
+          f"with context coding {seconds['context']:.2f} s (codes of at most {MAX_ALPHABET} symbols are offered it)")
     if args.speed:
         decode_speed()
 

@@ -47,7 +47,7 @@ FIXTURES = PROJECT_ROOT / "tests" / "fixtures" / "format_v1"
 NAMES = sorted(p.stem for p in FIXTURES.glob("*.safetensors") if p.stem != "rebuilt_logits")
 CODES_ONLY = "big2small-codes"
 # Artifacts with coded streams: (compressor, settings, the stream codings some layer must use)
-CODED = {"quant-rans": ("quant", {"bits": 6}, {"rans"}),
+CODED = {"quant-rans": ("quant", {"bits": 4}, {"rans", "context"}),
          "big2small-rans": ("big2small", {"target_ratio": 8, "storage": {"codes_below": 10**9},
                                           "refinement": {"enabled": False}}, {"rans", "context"})}
 ORIGINALS = sorted([*NAMES, CODES_ONLY, *CODED])

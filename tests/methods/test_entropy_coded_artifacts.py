@@ -345,3 +345,26 @@ def test_a_refinement_that_spends_the_context_saved_bytes_moves_more_codes_withi
     assert sizes[False] < sizes[True] <= original / 24.0
     with pytest.raises(ConfigError, match="context_refinement and context_budget"):
         Big2SmallCompressor(storage={"context_refinement": True, "context_budget": True})
+
+
+@pytest.mark.parametrize("make", [lambda context: UniformQuantizer(bits=3, context_coding=context),
+                                  lambda context: KMeansSharing(bits=2, context_coding=context)])
+def test_quant_and_kmeans_store_quiet_kernels_context_coded_in_fewer_bytes(make, tmp_path):
+    """Kernels of codes at the level nearest zero together code to fewer bytes under their kernel's context, and
+    rebuild the same weights."""
+    model = quiet_kernel_cnn()
+    (tmp_path / "static").mkdir(), (tmp_path / "context").mkdir()
+    static, rebuilt_static, ratio_static = round_trip(make(False), model, tmp_path / "static")
+    context, rebuilt_context, ratio_context = round_trip(make(True), model, tmp_path / "context")
+    assert "context" not in {layer.get("coding") for layer in static.meta["layers"]}
+    assert "context" in {layer.get("coding") for layer in context.meta["layers"]}
+    assert ratio_context > ratio_static
+    for name, weight in weights(rebuilt_static).items():
+        assert torch.equal(weight, rebuilt_context.get_parameter(name))
+
+
+def test_a_context_coding_claimed_for_wide_codes_is_refused():
+    model = peaked_model()
+    compressed = UniformQuantizer(bits=6).compress(copy.deepcopy(model))
+    with pytest.raises(ArtifactError, match="never context-coded"):
+        rebuild_model(forge(compressed, lambda layer: layer.__setitem__("coding", "context")), model)

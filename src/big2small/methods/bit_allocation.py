@@ -25,12 +25,15 @@ class BitAllocatingCompressor(Compressor):
     MIN_BITS: ClassVar[int]
     MAX_BITS: ClassVar[int]
 
-    def __init__(self, bits: int | None, target_ratio, layer_types, min_params, entropy_coding: bool = False) -> None:
+    def __init__(self, bits: int | None, target_ratio, layer_types, min_params, entropy_coding: bool = False,
+                 context_coding: bool = False) -> None:
         super().__init__(target_ratio, layer_types, min_params)
         self.bits = fixed_bits(self.name, bits, target_ratio, self.MIN_BITS, self.MAX_BITS)
-        if not isinstance(entropy_coding, bool):
-            raise ConfigError(f"{self.name}: entropy_coding must be true or false (got {entropy_coding!r})")
+        for key, value in (("entropy_coding", entropy_coding), ("context_coding", context_coding)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{self.name}: {key} must be true or false (got {value!r})")
         self.entropy_coding = entropy_coding  # codes as rANS streams where smaller (methods/code_streams.py)
+        self.context_coding = context_coding  # with entropy coding, also context-coded streams where smaller still
 
     def fit(self, model, *, data=None, trainer_factory=None) -> Compressed:
         weights = self.select(model)

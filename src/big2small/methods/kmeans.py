@@ -57,8 +57,9 @@ class KMeansSharing(BitAllocatingCompressor):
     MIN_BITS, MAX_BITS = MIN_BITS, MAX_BITS
 
     def __init__(self, bits: int | None = 4, iterations: int = 30, target_ratio=None,
-                 layer_types=("conv", "linear"), min_params=0, entropy_coding: bool = True) -> None:
-        super().__init__(bits, target_ratio, layer_types, min_params, entropy_coding)
+                 layer_types=("conv", "linear"), min_params=0, entropy_coding: bool = True,
+                 context_coding: bool = True) -> None:
+        super().__init__(bits, target_ratio, layer_types, min_params, entropy_coding, context_coding)
         if int(iterations) != iterations or int(iterations) < 0:
             raise ConfigError(f"kmeans: iterations must be an integer >= 0 (got {iterations})")
         self.iterations = int(iterations)
@@ -66,7 +67,7 @@ class KMeansSharing(BitAllocatingCompressor):
 
     def settings(self) -> dict:
         return {**super().settings(), "bits": self.bits, "iterations": self.iterations,
-                "entropy_coding": self.entropy_coding}
+                "entropy_coding": self.entropy_coding, "context_coding": self.context_coding}
 
     def coded_bytes(self, name: str, weight: torch.Tensor, clusters: int) -> int:
         """Bytes of one layer's indices into `clusters` centroids as stored; memoised per fit."""
@@ -79,8 +80,9 @@ class KMeansSharing(BitAllocatingCompressor):
     def _layer_codes(self, weight: torch.Tensor, clusters: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
         """(header fields, stored index bytes, codebook) of one layer clustered into `clusters` centroids."""
         centroids, assignment = kmeans_1d(weight.reshape(-1), clusters, self.iterations)
+        context = (nearest_zero(centroids), math.prod(weight.shape[2:])) if self.context_coding else None
         fields, data = code_streams.store(assignment, clusters, pack_uint(assignment, index_bits(clusters)),
-                                          self.entropy_coding)
+                                          self.entropy_coding, context)
         return fields, data, centroids
 
     def fixed_levels(self, weights: dict[str, torch.Tensor]) -> dict[str, int]:
@@ -165,16 +167,24 @@ class KMeansSharing(BitAllocatingCompressor):
             bits = index_bits(clusters)
             count = math.prod(shape)
             size = code_streams.stored_bytes(layer, packed_size(count, bits))
+            centroids = codebooks[centroid_offset : centroid_offset + clusters].float()
+            if centroids.numel() != clusters:
+                raise ValueError("kmeans artifact: payload size does not match its layer list")
             assignment = code_streams.load(layer, codes[byte_offset : byte_offset + size], clusters, count,
-                                           lambda data, bits=bits, count=count: unpack_uint(data, bits, count))
+                                           lambda data, bits=bits, count=count: unpack_uint(data, bits, count),
+                                           (nearest_zero(centroids), math.prod(shape[2:])))
             if assignment.numel() and int(assignment.max()) >= clusters:
                 raise ValueError(f"kmeans artifact: {layer['name']} indexes past its codebook")
-            centroids = codebooks[centroid_offset : centroid_offset + clusters].float()
             set_parameter(model, layer["name"], centroids[assignment].reshape(shape))
             byte_offset, centroid_offset = byte_offset + size, centroid_offset + clusters
         if byte_offset != codes.numel() or centroid_offset != codebooks.numel():
             raise ValueError("kmeans artifact: payload size does not match its layer list")
         return model
+
+
+def nearest_zero(centroids: torch.Tensor) -> int:
+    """The index of the centroid nearest 0: the context coder's zero symbol (its kernels' runs of small weights)."""
+    return int(centroids.abs().argmin())
 
 
 def index_bits(clusters: int) -> int:

@@ -55,12 +55,13 @@ class UniformQuantizer(BitAllocatingCompressor):
     MIN_BITS, MAX_BITS = MIN_BITS, MAX_BITS
 
     def __init__(self, bits: int | None = 8, target_ratio=None, layer_types=("conv", "linear"), min_params=0,
-                 entropy_coding: bool = True):
-        super().__init__(bits, target_ratio, layer_types, min_params, entropy_coding)
+                 entropy_coding: bool = True, context_coding: bool = True):
+        super().__init__(bits, target_ratio, layer_types, min_params, entropy_coding, context_coding)
         self._coded_sizes: dict[tuple[str, int], int] = {}
 
     def settings(self) -> dict:
-        return {**super().settings(), "bits": self.bits, "entropy_coding": self.entropy_coding}
+        return {**super().settings(), "bits": self.bits, "entropy_coding": self.entropy_coding,
+                "context_coding": self.context_coding}
 
     def coded_bytes(self, name: str, weight: torch.Tensor, bits: int) -> int:
         """Bytes of one layer's codes at `bits` as stored (the stream where it is smaller); memoised per fit."""
@@ -74,7 +75,9 @@ class UniformQuantizer(BitAllocatingCompressor):
         """(header fields, stored code bytes, channel ranges) of one layer at `bits`."""
         q, channel_range = quantize(weight, bits)
         offset = 2 ** (bits - 1) - 1
-        fields, data = code_streams.store(q + offset, 2 * offset + 1, pack_uint(q + offset, bits), self.entropy_coding)
+        context = (offset, math.prod(weight.shape[2:])) if self.context_coding else None
+        fields, data = code_streams.store(q + offset, 2 * offset + 1, pack_uint(q + offset, bits), self.entropy_coding,
+                                          context)
         return fields, data, channel_range
 
     def why_not_closer(self) -> str:
@@ -138,9 +141,11 @@ class UniformQuantizer(BitAllocatingCompressor):
             shape, bits = layer["shape"], int(layer["bits"])
             count, channels = math.prod(shape), shape[0]
             size = code_streams.stored_bytes(layer, packed_size(count, bits))
-            q = code_streams.load(layer, codes[byte_offset : byte_offset + size], 2 ** bits - 1, count,
-                                  lambda data, bits=bits, count=count: unpack_uint(data, bits, count))
-            q = q - (2 ** (bits - 1) - 1)
+            offset = 2 ** (bits - 1) - 1
+            q = code_streams.load(layer, codes[byte_offset : byte_offset + size], 2 * offset + 1, count,
+                                  lambda data, bits=bits, count=count: unpack_uint(data, bits, count),
+                                  (offset, math.prod(shape[2:])))
+            q = q - offset
             weight = dequantize(q.reshape(shape), ranges[channel_offset : channel_offset + channels], bits)
             set_parameter(model, layer["name"], weight)
             byte_offset, channel_offset = byte_offset + size, channel_offset + channels

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from big2small.encodings.bitpack import pack_uint, packed_size, unpack_uint
-from big2small.encodings.context_codes import CONTEXT, context_decode, context_encode
+from big2small.encodings.context_codes import CONTEXT, MAX_ALPHABET, context_decode, context_encode
 from big2small.encodings.entropy_codes import PACKED, RANS, rans_decode, rans_encode
 from big2small.methods.big2small import scale_grid
 from big2small.methods.big2small.storage import levels
@@ -44,10 +44,6 @@ RATE_LEVELS = len(RATE_PRICES)
 NEAREST = 0.5
 DEAD_ZONES = (NEAREST, 0.65, 0.8, 1.0)
 DEAD_ZONE_MAX_BITS = 4
-# Codes of at most this many bits may also be stored context-coded (encodings/context_codes.py): at 4 bits the
-# context saves at most 0.2 % of the bytes on ResNet-20 (benchmarks/context_coding.py), wider codes have fewer zeros
-# still, and their alphabets make the per-code models slow to build.
-CONTEXT_MAX_BITS = 4
 
 
 @dataclass
@@ -92,9 +88,9 @@ class WeightCodes:
 
     def _stream(self, context_coding: bool) -> tuple[str, torch.Tensor]:
         """(coding, bytes) of the smaller of the codes' rANS stream and, with context_coding for codes of up to
-        CONTEXT_MAX_BITS, their context-coded stream."""
+        context_codes.MAX_ALPHABET symbols, their context-coded stream."""
         coding, stream = RANS, rans_encode(self.symbols(), self.alphabet())
-        if context_coding and self.bits <= CONTEXT_MAX_BITS:
+        if context_coding and self.alphabet() <= MAX_ALPHABET:
             context = context_encode(self.symbols(), self.alphabet(), code_limit(self.bits), self.kernel())
             if context.numel() < stream.numel():
                 coding, stream = CONTEXT, context
@@ -104,7 +100,7 @@ class WeightCodes:
         """Bytes of the codes as entropy coding stores them (`stored_size(True, ...)`): under one static model, and
         also offered the context-coded stream."""
         static = self.stored_size(True)[1]
-        if self.bits > CONTEXT_MAX_BITS or self.codes.numel() == 0:
+        if self.alphabet() > MAX_ALPHABET or self.codes.numel() == 0:
             return static, static
         context = context_encode(self.symbols(), self.alphabet(), code_limit(self.bits), self.kernel()).numel()
         return static, min(static, context)
