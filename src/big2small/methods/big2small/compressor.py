@@ -464,7 +464,8 @@ class Big2SmallCompressor(Compressor):
         settings with the run's budget; `keep_zeros_above`: theirs unless given; `code_bytes`: the bytes the codes
         as stored aim at and the artifact's limit: their entropy bits are held within aim / the stored codes' bytes
         x the stored codes' bits, and after the refinement, where the artifact takes more than its limit, held
-        until it fits, code_rate.py)."""
+        until it fits, code_rate.py; with storage.context_refinement the bit limit grows by the share the context
+        saves on the codes as they stand, and the limit is the artifact's as stored)."""
         if keep_zeros_above is None:
             keep_zeros_above = refinement.keep_zeros_above
         inr_layers = {s.name for t in plan.targets if plan.widths[t.key] for s in t.segments}

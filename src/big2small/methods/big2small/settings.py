@@ -171,7 +171,8 @@ class StorageSettings:
     # With context coding and the static budget, the refinement spends the bytes the context saves on code moves: its
     # bit limit grows by the share the context-coded streams save on the codes as they stand (measured again every
     # refinement.CONTEXT_RECOUNT_STEPS steps), and moves are then held until the artifact as stored fits the target;
-    # false: the bytes the context saves lift the ratio above the target
+    # false: the bytes the context saves lift the ratio above the target. Spending them was worse at 32x on ResNet-20
+    # (docs/results.md, "The context's bytes on refined moves")
     context_refinement: bool = False
     # With entropy coding, each code width is also offered at this many rate levels (layer_codes.RATE_PRICES):
     # scales chosen for least error plus a price per coded bit, fewer bytes for more error; 0: least-error scales only
