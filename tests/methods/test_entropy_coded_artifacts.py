@@ -326,10 +326,12 @@ def test_a_budget_that_counts_context_coded_codes_buys_a_lower_error_at_the_same
         Big2SmallCompressor(storage={"context_budget": 1})
 
 
-def test_a_refinement_that_spends_the_context_saved_bytes_moves_more_codes_within_the_target(tmp_path):
-    """With storage.context_refinement the refinement's bit limit grows by the share the context-coded streams save:
-    the refined artifact takes more of the bytes the target allows than the one whose saving lifts the ratio, and
-    still stays within them."""
+@pytest.mark.parametrize("spend_on", ["context_refinement", "context_budget"])
+def test_refined_codes_that_spend_the_context_saved_bytes_stay_within_the_target(spend_on, tmp_path):
+    """Spending the bytes the context-coded streams save, on refined moves (the refinement's bit limit grows by the
+    share they save) or on codes (the choice counts them; the bit limit follows that share as the codes move), the
+    refined artifact takes more of the bytes the target allows than the one whose saving lifts the ratio, and still
+    stays within them."""
     from big2small.errors import ConfigError
 
     model = quiet_kernel_cnn()
@@ -337,7 +339,7 @@ def test_a_refinement_that_spends_the_context_saved_bytes_moves_more_codes_withi
     sizes = {}
     for spend in (True, False):
         method = Big2SmallCompressor(target_ratio=24.0, fit={"steps": 10}, input_shape=[1, 8, 8],
-                                     storage={"context_refinement": spend},
+                                     storage={spend_on: spend},
                                      refinement={**SHORT_REFINEMENT, "steps": 30, "code_lr": 0.1})
         compressed = method.compress(copy.deepcopy(model), trainer_factory=trainer_factory(tmp_path / str(spend)))
         sizes[spend] = len(compressed.to_bytes())

@@ -464,8 +464,9 @@ class Big2SmallCompressor(Compressor):
         settings with the run's budget; `keep_zeros_above`: theirs unless given; `code_bytes`: the bytes the codes
         as stored aim at and the artifact's limit: their entropy bits are held within aim / the stored codes' bytes
         x the stored codes' bits, and after the refinement, where the artifact takes more than its limit, held
-        until it fits, code_rate.py; with storage.context_refinement the bit limit grows by the share the context
-        saves on the codes as they stand, and the limit is the artifact's as stored)."""
+        until it fits, code_rate.py; where the context's bytes are spent, storage.context_budget or
+        context_refinement, the bit limit follows the share the context saves on the codes as they stand, and the
+        limit is the artifact's as stored)."""
         if keep_zeros_above is None:
             keep_zeros_above = refinement.keep_zeros_above
         inr_layers = {s.name for t in plan.targets if plan.widths[t.key] for s in t.segments}
@@ -484,11 +485,13 @@ class Big2SmallCompressor(Compressor):
             bit_limit = 0.0 if rate is None else (code_bytes[0] / coded_bytes(plan)
                                                   * rate.bits([c.codes for c in plan.coded.values()]))
             spends_context = rate is not None and self._spends_context(plan)
+            bit_scale = None
+            if spends_context:  # a limit from context-coded sizes already counts the stored codes' share
+                first_share = context_share(plan.coded.values()) if plan.budgets_context else 1.0
+                bit_scale = lambda: context_share(rounding.codes(plan.coded).values()) / first_share  # noqa: E731
             module = RefineModule(groups, plan.layer_codes(), student, teacher, inputs, refinement,
                                   inr_layers=inr_layers, rounding=rounding, seed=self.seed, rate=rate,
-                                  bit_limit=bit_limit, tuned=list(plan.tuned),
-                                  bit_scale=(lambda: context_share(rounding.codes(plan.coded).values()))
-                                  if spends_context else None)
+                                  bit_limit=bit_limit, tuned=list(plan.tuned), bit_scale=bit_scale)
             trainer = trainer_factory(max_steps=refinement.steps, max_epochs=-1, use_distributed_sampler=False,
                                       enable_checkpointing=False)
             trainer.fit(module)
@@ -501,15 +504,17 @@ class Big2SmallCompressor(Compressor):
         def artifact_bytes() -> int:  # of the refined plan as it now stands, as stored
             return self._stored_bytes(plan.with_codes(rounding.codes(plan.coded)).with_tuned(tuned), groups)
 
-        if rate is not None and (plan.budgets_context or spends_context) and (
+        if spends_context and (
                 held := hold_to_bytes(rounding, rate, artifact_bytes, code_bytes[1])):
             log.info("big2small: %d more refined codes held at their stored codes to keep the artifact's bytes "
                      "within the target's", held)
         return plan.with_codes(rounding.codes(plan.coded)).with_tuned(tuned)
 
     def _spends_context(self, plan: Big2SmallPlan) -> bool:
-        """Whether the refinement spends the bytes the context-coded streams save (storage.context_refinement)."""
-        return self.storage.context_refinement and plan.entropy_coding and plan.context_coding
+        """Whether the bytes the context-coded streams save are spent: on codes (storage.context_budget) or on
+        refined moves (storage.context_refinement)."""
+        return plan.entropy_coding and (plan.budgets_context or (self.storage.context_refinement
+                                                                 and plan.context_coding))
 
     def _stored_bytes(self, plan: Big2SmallPlan, groups: list[INRGroup]) -> int:
         """The artifact's bytes as the budget counts them; with storage.context_refinement, as stored (context-coded

@@ -165,8 +165,10 @@ class StorageSettings:
     # is smaller still; false: one static model per layer (the artifacts of earlier versions)
     context_coding: bool = True
     # With context coding, the codec choice and the refinement's byte limit count the context-coded sizes, so the
-    # bytes it saves buy codes; false: they count the static streams, and the bytes it saves lift the ratio above the
-    # target. Counting them was worse at 32x on ResNet-20 (docs/results.md, "Context-coded codes")
+    # bytes it saves buy codes (the refinement's bit limit follows the share the context saves on the codes as they
+    # stand, measured every refinement.CONTEXT_RECOUNT_STEPS steps); false: they count the static streams, and the
+    # bytes it saves lift the ratio above the target. Counting them was worse at 32x on ResNet-20 (docs/results.md,
+    # "Context-coded codes")
     context_budget: bool = False
     # With context coding and the static budget, the refinement spends the bytes the context saves on code moves: its
     # bit limit grows by the share the context-coded streams save on the codes as they stand (measured again every
