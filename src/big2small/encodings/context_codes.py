@@ -26,10 +26,11 @@ import constriction
 import numpy as np
 import torch
 
-from big2small.encodings.entropy_codes import symbol_range, word_coder
+from big2small.encodings.entropy_codes import RANS, symbol_range, word_coder
 from big2small.encodings.varints import MAX_VARINT_BYTES, write_varint
 
 CONTEXT = "context"  # the coding of a tensor stored as a stream of this module
+STREAMS = (RANS, CONTEXT)  # the codings of integer codes stored as a stream instead of packed at their width
 PRIOR_COUNT = 0.5
 FIRST_CHUNK, MAX_CHUNK = 16, 1 << 16
 PIECE_PROBABILITIES = 1 << 22  # 32 MB of float64: the most either side holds at once

@@ -14,11 +14,10 @@ from collections.abc import Callable
 
 import torch
 
-from big2small.encodings.context_codes import CONTEXT, MAX_ALPHABET, context_decode, context_encode
+from big2small.encodings.context_codes import CONTEXT, MAX_ALPHABET, STREAMS, context_decode, context_encode
 from big2small.encodings.entropy_codes import RANS, rans_decode, smaller_coding
 from big2small.methods.header import Field
 
-STREAMS = (RANS, CONTEXT)
 # The per-layer header fields of a coded layer, for a compressor's LAYER_FIELDS.
 CODING_FIELDS = {"coding": Field(choices=STREAMS, optional=True), "code_bytes": Field(1, None, optional=True)}
 

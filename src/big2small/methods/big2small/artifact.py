@@ -29,8 +29,8 @@ from torch import nn
 from big2small.codec import Compressed
 from big2small.encodings import index_codes
 from big2small.encodings.bitpack import pack_uint, unpack_uint
-from big2small.encodings.context_codes import CONTEXT
-from big2small.encodings.entropy_codes import PACKED, RANS
+from big2small.encodings.context_codes import STREAMS
+from big2small.encodings.entropy_codes import PACKED
 from big2small.graph.weights import set_parameter
 from big2small.methods.base import require_at_least
 from big2small.methods.big2small import scale_grid, tuned_values
@@ -61,7 +61,6 @@ MAX_STORED_WIDTH = 1 << 16  # far above any inr.max_width a budget picks
 MAX_STORED_DEPTH = 64       # far above any inr.depth fitted, as the frequencies below: a forged header's size
 MAX_STORED_FREQUENCIES = 64  # is bounded before anything is built from it
 MAX_ORDER_BITS = 32         # bits per stored channel index
-STREAMS = (RANS, CONTEXT)   # the code_coding values of a coded layer stored as a stream of code_bytes bytes
 # The coded layers' scales on scale_grid's grid (header `log_scales`): a step per output channel, a top per layer.
 SCALE_STEPS, SCALE_TOPS = "layer_scale_steps", "layer_scale_tops"
 
