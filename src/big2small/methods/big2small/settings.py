@@ -167,9 +167,9 @@ class StorageSettings:
     # With context coding, the codec choice and the refinement's byte limit count the context-coded sizes, so the
     # bytes it saves buy codes (the refinement's bit limit follows the share the context saves on the codes as they
     # stand, measured every refinement.CONTEXT_RECOUNT_STEPS steps); false: they count the static streams, and the
-    # bytes it saves lift the ratio above the target. At 32x on ResNet-20 counting them lowered the training images'
-    # KL on three seeds; off until 8x and 16x are measured with it (docs/results.md, "The context's bytes on refined
-    # moves")
+    # bytes it saves lift the ratio above the target. On ResNet-20 counting them lowered the training images' KL at
+    # 32x (three seeds) and raised it at 16x (two seeds), so it is off (docs/results.md, "The context's bytes on
+    # refined moves")
     context_budget: bool = False
     # With context coding and the static budget, the refinement spends the bytes the context saves on code moves: its
     # bit limit grows by the share the context-coded streams save on the codes as they stand (measured again every
