@@ -40,6 +40,14 @@ PIECE_PROBABILITIES = 1 << 22  # 32 MB of float64: the most either side holds at
 MAX_ALPHABET = 16
 
 
+def offered_context_stream(symbols: torch.Tensor, alphabet: int, context: tuple[int, int] | None) -> torch.Tensor | None:
+    """The context-coded stream of `symbols` where they are offered one: a `context` of (the zero symbol, codes per
+    kernel) given, an alphabet of at most MAX_ALPHABET symbols, and symbols to code; else None."""
+    if context is None or alphabet > MAX_ALPHABET or symbols.numel() == 0:
+        return None
+    return context_encode(symbols, alphabet, *context)
+
+
 def context_encode(symbols: torch.Tensor, alphabet: int, zero: int, kernel: int) -> torch.Tensor:
     """Integers in 0..alphabet-1 (numel a multiple of `kernel`, kernels contiguous) -> the uint8 stream above;
     `zero` is the symbol of the code 0."""

@@ -14,7 +14,13 @@ from collections.abc import Callable
 
 import torch
 
-from big2small.encodings.context_codes import CONTEXT, MAX_ALPHABET, STREAMS, context_decode, context_encode
+from big2small.encodings.context_codes import (
+    CONTEXT,
+    MAX_ALPHABET,
+    STREAMS,
+    context_decode,
+    offered_context_stream,
+)
 from big2small.encodings.entropy_codes import RANS, rans_decode, smaller_coding
 from big2small.methods.header import Field
 
@@ -30,10 +36,9 @@ def store(symbols: torch.Tensor, alphabet: int, packed: torch.Tensor, entropy_co
     if not entropy_coding:
         return {}, packed
     coding, data = smaller_coding(symbols, alphabet, packed)
-    if context is not None and alphabet <= MAX_ALPHABET and symbols.numel():
-        stream = context_encode(symbols, alphabet, *context)
-        if stream.numel() < data.numel():
-            coding, data = CONTEXT, stream
+    stream = offered_context_stream(symbols, alphabet, context)
+    if stream is not None and stream.numel() < data.numel():
+        coding, data = CONTEXT, stream
     return ({"coding": coding, "code_bytes": int(data.numel())} if coding in STREAMS else {}), data
 
 

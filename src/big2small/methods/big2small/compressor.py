@@ -485,13 +485,16 @@ class Big2SmallCompressor(Compressor):
             bit_limit = 0.0 if rate is None else (code_bytes[0] / coded_bytes(plan)
                                                   * rate.bits([c.codes for c in plan.coded.values()]))
             spends_context = rate is not None and self._spends_context(plan)
-            bit_scale = None
-            if spends_context:  # a limit from context-coded sizes already counts the stored codes' share
-                first_share = context_share(plan.coded.values()) if plan.budgets_context else 1.0
-                bit_scale = lambda: context_share(rounding.codes(plan.coded).values()) / first_share  # noqa: E731
+            # A limit from context-coded sizes already counts the stored codes' share.
+            first_share = context_share(plan.coded.values()) if spends_context and plan.budgets_context else 1.0
+
+            def bit_scale() -> float:  # the share the context saves on the codes as they stand, over the first
+                return context_share(rounding.codes(plan.coded).values()) / first_share
+
             module = RefineModule(groups, plan.layer_codes(), student, teacher, inputs, refinement,
                                   inr_layers=inr_layers, rounding=rounding, seed=self.seed, rate=rate,
-                                  bit_limit=bit_limit, tuned=list(plan.tuned), bit_scale=bit_scale)
+                                  bit_limit=bit_limit, tuned=list(plan.tuned),
+                                  bit_scale=bit_scale if spends_context else None)
             trainer = trainer_factory(max_steps=refinement.steps, max_epochs=-1, use_distributed_sampler=False,
                                       enable_checkpointing=False)
             trainer.fit(module)

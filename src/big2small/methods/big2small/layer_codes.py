@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from big2small.encodings.bitpack import pack_uint, packed_size, unpack_uint
-from big2small.encodings.context_codes import CONTEXT, MAX_ALPHABET, context_decode, context_encode
+from big2small.encodings.context_codes import CONTEXT, context_decode, offered_context_stream
 from big2small.encodings.entropy_codes import PACKED, RANS, rans_decode, rans_encode
 from big2small.methods.big2small import scale_grid
 from big2small.methods.big2small.storage import levels
@@ -90,20 +90,21 @@ class WeightCodes:
         """(coding, bytes) of the smaller of the codes' rANS stream and, with context_coding for codes of up to
         context_codes.MAX_ALPHABET symbols, their context-coded stream."""
         coding, stream = RANS, rans_encode(self.symbols(), self.alphabet())
-        if context_coding and self.alphabet() <= MAX_ALPHABET:
-            context = context_encode(self.symbols(), self.alphabet(), code_limit(self.bits), self.kernel())
-            if context.numel() < stream.numel():
-                coding, stream = CONTEXT, context
+        context = offered_context_stream(self.symbols(), self.alphabet(), self._context() if context_coding else None)
+        if context is not None and context.numel() < stream.numel():
+            coding, stream = CONTEXT, context
         return coding, stream
 
     def stream_sizes(self) -> tuple[int, int]:
         """Bytes of the codes as entropy coding stores them (`stored_size(True, ...)`): under one static model, and
         also offered the context-coded stream."""
         static = self.stored_size(True)[1]
-        if self.alphabet() > MAX_ALPHABET or self.codes.numel() == 0:
-            return static, static
-        context = context_encode(self.symbols(), self.alphabet(), code_limit(self.bits), self.kernel()).numel()
-        return static, min(static, context)
+        context = offered_context_stream(self.symbols(), self.alphabet(), self._context())
+        return static, static if context is None else min(static, context.numel())
+
+    def _context(self) -> tuple[int, int]:
+        """The context coder's zero symbol and codes per kernel."""
+        return code_limit(self.bits), self.kernel()
 
     def alphabet(self) -> int:
         """How many symbols the codes may take: 2 x code_limit + 1."""
