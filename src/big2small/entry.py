@@ -17,6 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from big2small.config_store import register_compressor_defaults
 from big2small.errors import ArtifactError, ConfigError, FittingError, OutputError
+from big2small.process_memory import keep_freed_memory
 
 USER_ERRORS = (ArtifactError, ConfigError, FittingError, OutputError)
 USER_ERROR_EXIT_CODE = 2
@@ -41,8 +42,10 @@ def report(error: BaseException) -> None:
 
 def run_hydra_main(main: Callable[[], None]) -> None:
     """Call a @hydra.main function; a user error anywhere ends the process with one line and exit code 2.
-    The compressors' defaults are registered with Hydra first, since the run config takes them from there."""
+    The compressors' defaults are registered with Hydra first, since the run config takes them from there; the
+    process keeps freed memory for reuse (process_memory.py)."""
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    keep_freed_memory()
     try:
         register_compressor_defaults()
         main()

@@ -48,22 +48,28 @@ def optimistic_errors(plan: Big2SmallPlan, candidates: dict[str, dict[int, int]]
         count = sum(w.numel() for w in layers)
         nothing = sum(measure(s.name, torch.zeros_like(plan.weights[s.name]), plan.weights[s.name])
                       for s in target.segments)
+        spectra = [squared_singular_values(w) for w in layers]  # one SVD per layer, whatever the INR's size
+        energy = max(sum(float(w.pow(2).sum()) for w in layers), ENERGY_FLOOR)
         errors[target.key] = {}
         for bits, width in candidates[target.key].items():
             size = target_inr_bytes(plan, inr, bits, width, target)
-            structured = sum(float(w.pow(2).sum()) * low_rank_relative_error(w, size * w.numel() // count)
-                             for w in layers) / max(sum(float(w.pow(2).sum()) for w in layers), ENERGY_FLOOR)
+            structured = sum(float(w.pow(2).sum()) * low_rank_relative_error(squares, w, size * w.numel() // count)
+                             for w, squares in zip(layers, spectra, strict=True)) / energy
             errors[target.key][bits] = nothing * min(optimistic_relative_error(8 * size / count),
                                                      structured / OPTIMISM)
     return errors
 
 
-def low_rank_relative_error(weight: torch.Tensor, size: int) -> float:
-    """The squared error over the energy of `weight`'s best approximation (as an output channels x rest matrix) of
-    the rank whose two factors, one byte per entry, fit in `size` bytes."""
-    matrix = weight.detach().float().reshape(weight.shape[0], -1)
-    rank = size // sum(matrix.shape)
-    squares = torch.linalg.svdvals(matrix).pow(2)
+def squared_singular_values(weight: torch.Tensor) -> torch.Tensor:
+    """The squared singular values of `weight` as an output channels x rest matrix, largest first."""
+    return torch.linalg.svdvals(weight.detach().float().reshape(weight.shape[0], -1)).pow(2)
+
+
+def low_rank_relative_error(squares: torch.Tensor, weight: torch.Tensor, size: int) -> float:
+    """The squared error over the energy of `weight`'s best approximation (as an output channels x rest matrix,
+    whose squared singular values are `squares`) of the rank whose two factors, one byte per entry, fit in `size`
+    bytes."""
+    rank = size // (weight.shape[0] + weight[0].numel())
     return float(squares[rank:].sum() / squares.sum().clamp_min(ENERGY_FLOOR))
 
 
