@@ -461,36 +461,3 @@ def test_affine_bits_is_2_to_8_or_null(bits):
     with pytest.raises(ConfigError, match="affine_bits"):
         RefinementSettings(affine_bits=bits)
     assert RefinementSettings(affine_bits=None).affine_bits is None
-
-
-def test_the_codes_round_from_the_offsets_averaged_over_the_last_share_of_the_steps(tmp_path, monkeypatch):
-    from big2small.methods.big2small.refinement import RefineModule
-
-    after_step, at_end = [], []
-    step_end, train_end = RefineModule.on_train_batch_end, RefineModule.on_train_end
-
-    def record_step(self, *args):
-        after_step.append([offset.detach().clone() for offset in self.rounding.offsets])
-        step_end(self, *args)
-
-    def record_end(self):
-        train_end(self)
-        at_end.extend(offset.detach().clone() for offset in self.rounding.offsets)
-
-    monkeypatch.setattr(RefineModule, "on_train_batch_end", record_step)
-    monkeypatch.setattr(RefineModule, "on_train_end", record_end)
-    Big2SmallCompressor(target_ratio=4, fit={"steps": 3}, input_shape=[1, 8, 8],
-                        refinement={"steps": 8, "input_steps": 2, "num_inputs": 16, "batch_size": 8, "code_lr": 0.1,
-                                    "light_above_bits": None, "average_share": 0.5}).fit(
-        tiny_cnn(), trainer_factory=trainer_factory(tmp_path))
-    assert len(after_step) == 8
-    for index, offset in enumerate(at_end):
-        mean = torch.stack([step[index] for step in after_step[4:]]).mean(dim=0)
-        torch.testing.assert_close(offset, mean)
-        assert not torch.equal(offset, after_step[-1][index])  # the last step's offsets are not what is kept
-
-
-@pytest.mark.parametrize("share", [-0.1, 1.0])
-def test_an_average_share_outside_zero_to_one_is_refused(share):
-    with pytest.raises(ConfigError, match="average_share"):
-        RefinementSettings(average_share=share)

@@ -105,10 +105,6 @@ class RefineModule(L.LightningModule):
         self.inputs = inputs
         self.wanted: list[torch.Tensor] | None = None  # the teacher's logits then features per input, once cached
         self.wanted_sums: torch.Tensor | None = None  # and their input_sums, stacked: (outputs, inputs, 2)
-        # settings.average_share: the values averaged over the last steps, and their running means (made once the
-        # averaging starts)
-        self.averaged = [*rounding.offsets, *self.tuned] if settings.average_share > 0 else []
-        self.averages: list[torch.Tensor] = []
 
     def on_fit_start(self) -> None:
         self.bf16 = self.settings.precision == "bf16" or (self.settings.precision == "auto"
@@ -190,24 +186,6 @@ class RefineModule(L.LightningModule):
             self.rate_weight = max(0.0, self.rate_weight + RATE_WEIGHT_STEP * (used - 1))
             self.log("bits_over_limit", used, prog_bar=True)
         return loss
-
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        """Over the last settings.average_share of the steps, fold the averaged values into their running means."""
-        first = self.settings.steps - round(self.settings.average_share * self.settings.steps)
-        if not self.averaged or self.global_step <= first:
-            return
-        with torch.no_grad():
-            if not self.averages:
-                self.averages = [value.detach().clone() for value in self.averaged]
-            else:
-                for mean, value in zip(self.averages, self.averaged, strict=True):
-                    mean.lerp_(value.detach(), 1.0 / (self.global_step - first))
-
-    def on_train_end(self) -> None:
-        """The averaged values take their means: the refined codes round from them (settings.average_share)."""
-        with torch.no_grad():
-            for value, mean in zip(self.averaged, self.averages, strict=False):
-                value.copy_(mean)
 
     def configure_optimizers(self):
         parameters = [{"params": [p for group in self.groups for p in group.net.parameters()]},

@@ -344,11 +344,6 @@ class RefinementSettings:
     # the rounding throughout. 0 = the rounded codes from the first step, as on the light budget (light_above_bits):
     # there the codes are fine and the blend was no better (docs/decisions.md)
     soft_share: float = 0.8
-    # Over this last share of the steps the rounding offsets and the tuned 1-D parameters are averaged (a running
-    # mean after every step, as stochastic weight averaging and Polyak averaging take), and the refined codes round
-    # from the averages: a code that flips between two levels in the last steps takes the level it held most.
-    # 0 = the last step's values
-    average_share: float = 0.0
     # Adam's step on the log of each coded channel's scale; 0 = the scales stay those of least weight error
     scale_lr: float = 0.0
     # Adam's step on the model's 1-D parameters that are not compressed (BatchNorm scales and shifts, biases), tuned
@@ -412,9 +407,6 @@ class RefinementSettings:
         self.soft_share = _positive(g, "soft_share", self.soft_share, allow_zero=True)
         if self.soft_share > 1:
             raise ConfigError(f"big2small.refinement.soft_share is a share in [0, 1] (got {self.soft_share})")
-        self.average_share = _positive(g, "average_share", self.average_share, allow_zero=True)
-        if self.average_share >= 1:
-            raise ConfigError(f"big2small.refinement.average_share is a share in [0, 1) (got {self.average_share})")
         self.scale_lr = _positive(g, "scale_lr", self.scale_lr, allow_zero=True)
         self.affine_lr = _positive(g, "affine_lr", self.affine_lr, allow_zero=True)
         if self.affine_bits is not None:
