@@ -3,10 +3,10 @@
 PyTorch allocates CPU tensors with the C allocator and has no cache of its own there. glibc's malloc serves a
 block over its mmap threshold with fresh pages from the kernel and gives them back on free, and trims the heap's
 free top beyond its trim threshold; both start low (128 KB) and only the first rises on its own. A training step
-that frees and makes the same activations again then faults in and zeroes every page of them anew: on ResNet-20's
-synthesis (chunks of 128 CIFAR images) about an eighth of a step's time went to the kernel. `keep_freed_memory` raises the mmap
-threshold to glibc's largest (32 MB) and the trim threshold to KEPT_FREE_BYTES, so steps reuse their pages; blocks
-over 32 MB are still handed back at once (benchmarks/allocator_speed.py measures both).
+that frees and makes the same activations again then faults in and zeroes every page of them anew: a pass of
+ResNet-20 to 128 CIFAR images took about a sixth more time so. `keep_freed_memory` raises the mmap threshold to
+glibc's largest (32 MB) and the trim threshold to KEPT_FREE_BYTES, so steps reuse their pages; blocks over 32 MB
+are still handed back at once (benchmarks/allocator_speed.py measures both ways).
 """
 
 from __future__ import annotations

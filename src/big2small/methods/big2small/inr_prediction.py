@@ -49,12 +49,13 @@ def optimistic_errors(plan: Big2SmallPlan, candidates: dict[str, dict[int, int]]
         nothing = sum(measure(s.name, torch.zeros_like(plan.weights[s.name]), plan.weights[s.name])
                       for s in target.segments)
         spectra = [squared_singular_values(w) for w in layers]  # one SVD per layer, whatever the INR's size
-        energy = max(sum(float(w.pow(2).sum()) for w in layers), ENERGY_FLOOR)
+        energies = [float(w.pow(2).sum()) for w in layers]
+        energy = max(sum(energies), ENERGY_FLOOR)
         errors[target.key] = {}
         for bits, width in candidates[target.key].items():
             size = target_inr_bytes(plan, inr, bits, width, target)
-            structured = sum(float(w.pow(2).sum()) * low_rank_relative_error(squares, w, size * w.numel() // count)
-                             for w, squares in zip(layers, spectra, strict=True)) / energy
+            structured = sum(e * low_rank_relative_error(squares, w, size * w.numel() // count)
+                             for w, squares, e in zip(layers, spectra, energies, strict=True)) / energy
             errors[target.key][bits] = nothing * min(optimistic_relative_error(8 * size / count),
                                                      structured / OPTIMISM)
     return errors
