@@ -7,6 +7,7 @@ folded into one line here. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import sys
@@ -43,11 +44,14 @@ def report(error: BaseException) -> None:
 def run_hydra_main(main: Callable[[], None]) -> None:
     """Call a @hydra.main function; a user error anywhere ends the process with one line and exit code 2.
     The compressors' defaults are registered with Hydra first, since the run config takes them from there; the
-    process keeps freed memory for reuse (process_memory.py)."""
+    process keeps freed memory for reuse (process_memory.py), and the objects the imports made are moved out of the
+    cyclic collector's way (gc.freeze), so that the full collections between a fit's phases take milliseconds
+    rather than a fifth of a second."""
     os.environ["HYDRA_FULL_ERROR"] = "1"
     keep_freed_memory()
     try:
         register_compressor_defaults()
+        gc.freeze()  # the libraries' objects, loaded by now, live as long as the process: collections skip them
         main()
     except (*USER_ERRORS, HydraException, OmegaConfBaseException) as error:
         report(error)

@@ -21,6 +21,7 @@ from big2small.codec import Compressed, first_nonfinite
 from big2small.errors import ConfigError, FittingError
 from big2small.graph.weights import architecture_signature, compressible_weights
 from big2small.methods.header import Field, check_declared_header, check_payload_sizes
+from big2small.process_memory import release_garbage
 from big2small.values import as_integer, as_number
 
 TrainerFactory = Callable[..., Any]
@@ -110,6 +111,7 @@ class Compressor(ABC):
             compressed = self.fit(model, data=data, trainer_factory=trainer_factory)
         finally:
             self.model_signature = None
+        release_garbage()  # what the fit's trainers and modules left in reference cycles, before the caller allocates
         bad = first_nonfinite(compressed.tensors)
         if bad is not None:  # refused here as the fit's fault, before a reader would refuse it as the file's
             raise FittingError(f"{self.name}: the fit produced NaN or inf values in its tensor {bad!r}")

@@ -1,8 +1,10 @@
 import copy
 import dataclasses
+import gc
 import logging
 import math
 
+import lightning as L
 import pytest
 import torch
 from torch import nn
@@ -461,3 +463,19 @@ def test_affine_bits_is_2_to_8_or_null(bits):
     with pytest.raises(ConfigError, match="affine_bits"):
         RefinementSettings(affine_bits=bits)
     assert RefinementSettings(affine_bits=None).affine_bits is None
+
+
+def test_compressing_leaves_no_trainer_or_module_alive_for_the_collector_to_find(tmp_path):
+    """Lightning's trainers and modules hold each other in cycles, with the teacher's outputs and the inputs; each
+    phase that runs trainers frees the earlier ones, and compress the last (process_memory.release_garbage)."""
+    compressor = Big2SmallCompressor(target_ratio=4.0, fit={"steps": 5}, input_shape=[1, 8, 8],
+                                     refinement={"steps": 3, "input_steps": 3, "num_inputs": 8, "batch_size": 4})
+    gc.collect()
+    gc.disable()  # as while the collector's thresholds are not reached
+    try:
+        compressed = compressor.compress(tiny_cnn().eval(), trainer_factory=trainer_factory(tmp_path))
+        alive = [type(o).__name__ for o in gc.get_objects() if isinstance(o, (L.Trainer, L.LightningModule))]
+    finally:
+        gc.enable()
+    assert {"input_synthesis", "refinement"} <= set(compressed.phase_seconds)
+    assert alive == []
