@@ -95,7 +95,7 @@ class PhaseClock:
     """Wall seconds per named phase: `with clock("refinement"): ...` adds that block's time to phases[name]. A phase
     that runs Lightning trainers starts by freeing what earlier trainers left in reference cycles
     (process_memory.release_garbage), in its time, so that it does not allocate on top of them; the other phases
-    skip it (a full collection takes about a fifth of a second), and Compressor.compress frees the last ones."""
+    make no trainers and skip it, and Compressor.compress frees the last ones."""
 
     TRAINER_PHASES = frozenset({"weight_fitting", "input_synthesis", "refinement"})
 
