@@ -184,6 +184,22 @@ def test_resume_continues_an_interrupted_fit(tmp_path, caplog):
     assert [p.name for p in (tmp_path / "ckpt2").rglob("*") if p.is_file()] == ["last.ckpt"]
 
 
+def test_the_artifact_is_the_same_wherever_the_fits_keep_their_checkpoints(tmp_path):
+    # Where (and whether) a fit keeps checkpoints is no setting of the result: the stored header must not hold the
+    # folder, or the budget left to the codes, and so the codes, would follow the length of a path.
+    model = tiny_cnn()
+    artifacts = []
+    for folder in ("c", "a_much_longer_folder_name_that_a_user_might_have_chosen/for/their/fits"):
+        settings = dict(target_ratio=8, fit={"steps": 5, "checkpoint_dir": str(tmp_path / folder)},
+                        refinement=SHORT_REFINEMENT)
+        compressed = Big2SmallCompressor(**settings).compress(copy.deepcopy(model),
+                                                              trainer_factory=trainer_factory(tmp_path))
+        assert "checkpoint_dir" not in compressed.config["fit"]
+        artifacts.append(compressed.to_bytes())
+    assert artifacts[0] == artifacts[1]
+    assert b"their/fits" not in artifacts[1]
+
+
 def test_without_resume_a_fit_writes_no_checkpoint(tmp_path):
     settings = dict(target_ratio=4, fit={"steps": 5, "checkpoint_dir": str(tmp_path / "ckpt"), "checkpoint_every": 2},
                     refinement=NO_REFINEMENT)  # the default codec choice, with its screening callback

@@ -57,6 +57,7 @@ from big2small.methods.big2small.screening import ERROR_FALL_BOUND, ScreenINRs
 from big2small.methods.big2small.seeds import input_seed, inr_seed
 from big2small.methods.big2small.sensitivity import output_sensitivity
 from big2small.methods.big2small.settings import (
+    RESUME_FIELDS,
     FitSettings,
     INRSettings,
     LossSettings,
@@ -168,8 +169,9 @@ class Big2SmallCompressor(Compressor):
     def settings(self) -> dict:
         groups = {"inr": self.inr, "outliers": self.outliers, "loss": self.loss, "storage": self.storage,
                   "fit": self.fit_settings, "permutation": self.permutation, "refinement": self.refinement}
-        return {**super().settings(), **{k: dict(vars(v)) for k, v in groups.items()},
-                "input_shape": self.input_shape, "seed": self.seed}
+        stored = {k: dict(vars(v)) for k, v in groups.items()}
+        stored["fit"] = {k: v for k, v in stored["fit"].items() if k not in RESUME_FIELDS}
+        return {**super().settings(), **stored, "input_shape": self.input_shape, "seed": self.seed}
 
     # ---------------------------------------------------------------- fitting
     def fit(self, model, *, data=None, trainer_factory=None) -> Compressed:
@@ -404,10 +406,7 @@ class Big2SmallCompressor(Compressor):
 
     def _fit_key(self, weights, widths) -> str:
         """Checkpoints of a fit are found again only by a fit of the same weights with the same settings."""
-        settings = self.settings()
-        settings["fit"] = {k: v for k, v in settings["fit"].items()  # where and whether to resume is not the fit
-                           if k not in ("resume", "checkpoint_dir", "checkpoint_every")}
-        digest = hashlib.sha256(json.dumps([settings, widths], sort_keys=True, default=str).encode())
+        digest = hashlib.sha256(json.dumps([self.settings(), widths], sort_keys=True, default=str).encode())
         for name, weight in weights.items():
             digest.update(name.encode())
             digest.update(weight.numpy().tobytes())

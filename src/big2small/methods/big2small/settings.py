@@ -219,6 +219,12 @@ class StorageSettings:
         return tuple(sorted(self.bits if isinstance(self.bits, list) else [self.bits], reverse=True))
 
 
+# The FitSettings fields that say whether and where a fit keeps checkpoints to resume from. They do not change the
+# fit, so neither the artifact's stored settings nor a fit's checkpoint key hold them: an artifact's bytes (and so the
+# codes its budget leaves room for) must not depend on the folder a run keeps its cache in.
+RESUME_FIELDS = ("resume", "checkpoint_dir", "checkpoint_every")
+
+
 @dataclass
 class FitSettings:
     """The weight-space fitting loop (Adam, cosine schedule), run by a Lightning Trainer."""
