@@ -26,6 +26,7 @@ import json, resource, sys
 import torch
 from big2small.models.cifar_resnet import CifarResNet
 from big2small.process_memory import keep_freed_memory
+STEPS_MEASURED = 20
 if sys.argv[1] == "kept":
     keep_freed_memory()
 torch.manual_seed(0)
@@ -34,9 +35,9 @@ x = torch.randn(64, 3, 32, 32, requires_grad=True)
 for _ in range(2):
     model(x).square().mean().backward()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
+for _ in range(STEPS_MEASURED):
     model(x).square().mean().backward()
-print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5))
+print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / STEPS_MEASURED))
 """
 
 
