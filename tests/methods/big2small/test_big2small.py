@@ -426,6 +426,28 @@ def test_choice_error_decides_whether_a_layer_of_small_weights_gets_fewer_bits(t
         assert abs(bits["0.weight"] - bits["1.weight"]) <= 1 and min(bits.values()) >= 3
 
 
+def test_a_small_layer_keeps_four_bits_even_where_its_squared_error_would_give_them_away(tmp_path):
+    model = nn.Sequential(nn.Linear(256, 256), nn.Linear(256, 3))  # a classifier of 768 weights
+    noise = torch.randn(3, 256, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # at a thousandth of the scale its squared error is negligible at any bits
+        model[1].weight.copy_(noise * 1e-3)
+    compressor = Big2SmallCompressor(target_ratio=8, storage={"codes_below": 10**6}, refinement=NO_REFINEMENT,
+                                     input_shape=[256])
+    compressed, ratio, _, _ = _round_trip(compressor, model, tmp_path)
+    assert ratio >= 7.6
+    assert compressed.layer_stats["1.weight"]["code_bits"] >= 4
+
+
+def test_where_four_bits_for_every_small_layer_do_not_fit_the_fewest_layers_go_below(tmp_path):
+    model = nn.Sequential(*[nn.Linear(31, 31) for _ in range(6)])  # six layers of 961 weights: all small
+    compressor = Big2SmallCompressor(target_ratio=10, storage={"codes_below": 10**6}, refinement=NO_REFINEMENT,
+                                     input_shape=[31])
+    compressed, ratio, _, _ = _round_trip(compressor, model, tmp_path)
+    bits = [row["code_bits"] for row in compressed.layer_stats.values()]
+    assert ratio >= 10  # 4 bits everywhere would land near 8x
+    assert sum(b >= 4 for b in bits) == 5
+
+
 def test_a_low_target_ratio_is_met_with_layers_in_fp16(tmp_path):
     model = nn.Sequential(nn.Linear(256, 256), nn.Linear(256, 256))
     compressor = Big2SmallCompressor(target_ratio=2.5, storage={"codes_below": 10**6}, refinement=NO_REFINEMENT,

@@ -22,7 +22,7 @@ from big2small.encodings.dtype_bytes import FP16_BYTES
 from big2small.methods.big2small.allocation import CODES, inr_bytes
 from big2small.methods.big2small.coords import FitTarget
 from big2small.methods.big2small.fitting import INRGroup
-from big2small.methods.big2small.layer_codes import CODE_CHOICES, code_option
+from big2small.methods.big2small.layer_codes import CODE_CHOICES, code_option, option_bits
 from big2small.methods.big2small.plan import Big2SmallPlan
 from big2small.methods.big2small.reconstruct import reconstruct
 from big2small.methods.big2small.settings import INRSettings
@@ -120,6 +120,10 @@ def inr_option_bits(option: int) -> int:
     return -option
 
 
+SMALL_TARGET_WEIGHTS = 1000  # a target with fewer weights (a stem, a classifier, a segmentation head) is coded at
+SMALL_TARGET_BITS = 4  # no fewer bits while the budget allows: its few bytes set every later layer's inputs,
+                       # which its squared weight error does not count
+
 SIZING_ROUNDS = 5  # tries to absorb a header that grew by more than the slack before keeping the fitted plan
 BUDGET_UNITS = 4000  # the knapsack's resolution: each option's bytes are rounded up to budget / BUDGET_UNITS
 
@@ -164,6 +168,20 @@ def fixed_options(plan: Big2SmallPlan) -> Options:
     return options
 
 
+def with_small_target_floor(options: Options, plan: Big2SmallPlan) -> Options:
+    """The options with every small target's codes under SMALL_TARGET_BITS charged more error than all other
+    choices together can differ by: the choice takes as few of them as the budget allows, then the least error."""
+    penalty = 1.0 + 2 * sum(max(error for _, error in choices.values()) for choices in options.values())
+    floored: Options = {}
+    for target in plan.targets:
+        small = sum(math.prod(segment.shape) for segment in target.segments) < SMALL_TARGET_WEIGHTS
+        floored[target.key] = {
+            option: (size, error + penalty if small and not is_inr_option(option) and option != FP16
+                     and option_bits(option) < SMALL_TARGET_BITS else error)
+            for option, (size, error) in options[target.key].items()}
+    return floored
+
+
 def choose_codecs(plan: Big2SmallPlan, inr_error: InrErrors, candidates: dict[str, dict[int, int]], stored: Options,
                   inr: INRSettings, measure: Callable[[Big2SmallPlan], int], limit: int | None = None) -> Big2SmallPlan:
     """The plan with each target stored the way that leaves the least total error within `limit` bytes (None: the
@@ -181,6 +199,7 @@ def choose_codecs(plan: Big2SmallPlan, inr_error: InrErrors, candidates: dict[st
     fitted_bytes = measure(plan)
     limit = fitted_bytes if limit is None else limit
     budget = _bytes(options, fitted) + limit - fitted_bytes
+    options = with_small_target_floor(options, plan)
     for _ in range(SIZING_ROUNDS):
         chosen = least_error_within(options, budget)
         if chosen is None or (fitted_bytes <= limit and _error(options, chosen) >= _error(options, fitted)):
