@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from big2small.methods.big2small.codec_choice import least_error_within
+from big2small.methods.big2small.codec_choice import BUDGET_UNITS, least_error_within
 
 
 def _brute_force(options, budget):
@@ -34,10 +34,9 @@ def test_the_choice_fits_the_budget_and_its_error_is_the_least_possible(seed):
     smallest = sum(min(size for size, _ in choices.values()) for choices in options.values())
     budget = smallest + rng.randint(0, 8000)
     chosen = least_error_within(options, budget)
+    assert budget <= BUDGET_UNITS  # so the choice is made to the byte
     assert sum(options[k][o][0] for k, o in chosen.items()) <= budget
-    error = sum(options[k][o][1] for k, o in chosen.items())
-    # bytes are rounded up to 1/4000 of the budget, so the optimum may be missed by what that rounding excludes
-    assert error <= _brute_force(options, budget - len(options) * budget / 4000) + 1e-9
+    assert sum(options[k][o][1] for k, o in chosen.items()) == pytest.approx(_brute_force(options, budget))
 
 
 def test_no_choice_when_even_the_smallest_options_exceed_the_budget():

@@ -6,7 +6,8 @@ rebuild by `storage.choice_error` (ErrorMeasure): its fitted INR (with its outli
 bits when `storage.bits` lists several), codes at every width, fp16. One option per target is chosen so that the total error is least within the bytes target_ratio
 allows (a multiple-choice knapsack, solved by dynamic programming over the budget); the fitted plan stays unless
 the choice has less total error. An INR is therefore kept unless the bytes it takes buy less error as codes, here
-or in another layer.
+or in another layer. One rule stands above the error: a target of fewer than SMALL_TARGET_WEIGHTS weights is not
+coded under SMALL_TARGET_BITS while the budget allows (with_small_target_floor).
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ SMALL_TARGET_BITS = 4  # no fewer bits while the budget allows: its few bytes se
                        # which its squared weight error does not count
 
 SIZING_ROUNDS = 5  # tries to absorb a header that grew by more than the slack before keeping the fitted plan
-BUDGET_UNITS = 4000  # the knapsack's resolution: each option's bytes are rounded up to budget / BUDGET_UNITS
+BUDGET_UNITS = 65536  # the knapsack's resolution: each option's bytes are rounded up to budget / BUDGET_UNITS
+                      # (whole bytes for budgets up to 64 KiB): coarser steps move a plan's layers by tens of bytes
 
 Options = dict[str, dict[int, tuple[int, float]]]  # target key -> {option: (bytes, squared error)}
 
