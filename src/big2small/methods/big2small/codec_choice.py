@@ -101,8 +101,12 @@ def target_code_bytes(plan: Big2SmallPlan, target: FitTarget, option: int) -> in
     return sum(plan.stored_code_bytes(segment.name, option) for segment in target.segments)
 
 
+def target_weights(target: FitTarget) -> int:
+    return sum(math.prod(segment.shape) for segment in target.segments)
+
+
 def target_fp16_bytes(target: FitTarget) -> int:
-    return sum(FP16_BYTES * math.prod(segment.shape) for segment in target.segments)
+    return FP16_BYTES * target_weights(target)
 
 
 FP16 = 16  # the option of storing a target's weights in fp16; CODE_CHOICES code it at those bits, inr_option(b)
@@ -176,7 +180,7 @@ def with_small_target_floor(options: Options, plan: Big2SmallPlan) -> Options:
     penalty = 1.0 + 2 * sum(max(error for _, error in choices.values()) for choices in options.values())
     floored: Options = {}
     for target in plan.targets:
-        small = sum(math.prod(segment.shape) for segment in target.segments) < SMALL_TARGET_WEIGHTS
+        small = target_weights(target) < SMALL_TARGET_WEIGHTS
         floored[target.key] = {
             option: (size, error + penalty if small and not is_inr_option(option) and option != FP16
                      and option_bits(option) < SMALL_TARGET_BITS else error)
