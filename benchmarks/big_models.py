@@ -1,7 +1,8 @@
 """Every compressor end to end on ImageNet-size models, on this machine: does it finish, how long, how much memory.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/big_models.py --data-root ../shared/data/cifar10 \
-        [--models resnet18,resnet50,cifar_resnet56,unet_resnet34] [--compressors quant,...] [--fit-steps N]
+        [--models resnet18,resnet50,cifar_resnet56,unet_resnet34] [--compressors quant,...] [--fit-steps N] \
+        [--set trainer=gpu ...]
 
 Each (model, compressor) is one real run of `src/train.py` in its own process: the model (seeded random
 weights, saved once as a .safetensors checkpoint and given as `model.checkpoint`) is compressed at
@@ -13,7 +14,8 @@ runs its defaults (it fits only the INRs predicted to win; `--fit-steps` sets fi
 fit_scale.py projects them). Printed per run: seconds, peak resident memory of the run's process against the bound
 10 x the model's fp32 size + 2 GB, the measured compression ratio and the base and rebuilt metric (random weights:
 the metrics show that the rebuilt model runs, not how good the method is); then, for the runs that time their
-phases, the seconds of each phase and the layers predicted and stored as INRs.
+phases, the seconds of each phase and the layers predicted and stored as INRs. `--set` adds an override to every
+run: `--set trainer=gpu` runs every loop on one GPU (the peak memory is then the process's host memory only).
 """
 
 from __future__ import annotations
@@ -84,10 +86,13 @@ def main() -> None:
                         help="Big2Small fitting steps (default: the compressor's; the default fits only the INRs "
                              "predicted to win)")
     parser.add_argument("--keep", help="keep run folders and logs here instead of a temporary folder")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a Hydra override for every run, e.g. trainer=gpu (repeatable)")
     args = parser.parse_args()
     steps = "its default fitting steps" if args.fit_steps is None else f"{args.fit_steps} fitting step(s)"
-    print(f"CPU, {torch.get_num_threads()} thread(s); every compressor at target_ratio 8; Big2Small {steps}",
-          flush=True)
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    print(f"CPU, {torch.get_num_threads()} thread(s), {gpu}; overrides {args.set or 'none'}; every compressor at "
+          f"target_ratio 8; Big2Small {steps}", flush=True)
     phase_rows = []
     print("| model | fp32 MB | compressor | exit | s | peak GB | bound GB | within | ratio | base | rebuilt |")
     print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
@@ -104,7 +109,7 @@ def main() -> None:
                 if name.startswith("big2small") and args.fit_steps is not None:  # big2small, big2small_paper
                     extra.append(f"compressor.fit.steps={args.fit_steps}")
                 run_dir = folder / f"{model}-{name}"
-                code, seconds, peak, last = run([*overrides, *extra], run_dir)
+                code, seconds, peak, last = run([*overrides, *extra, *args.set], run_dir)
                 row = f"| {model} | {weight_bytes / 1e6:.1f} | {name} | {code} | {seconds:.0f} | {peak / 1e9:.2f} | " \
                       f"{bound / 1e9:.2f} | {'yes' if peak <= bound else 'NO'} |"
                 metrics_file = run_dir / "metrics.json"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -54,13 +55,30 @@ def build_parts(cfg: DictConfig) -> RunParts:
     compressor = _build(cfg.compressor)
     # Synthetic inputs (Big2Small's refinement) must have the data's shape; a user's own data module may not say.
     data_shape = getattr(data, "input_shape", None)
-    compressor.accept_input_shape(data_shape() if callable(data_shape) else None)
+    data_shape = data_shape() if callable(data_shape) else None
+    if data_shape is not None:
+        _check_model_takes(model, data_shape, cfg.model.get("name", "model"))
+    compressor.accept_input_shape(data_shape)
     tracker = _build(cfg.logger) if cfg.get("logger") else Tracker()
     checkpoint = cfg.model.get("checkpoint")
     if checkpoint and not Path(checkpoint).is_file():
         raise ConfigError(f"model.checkpoint: file not found: {checkpoint}")
     _check_trainer(cfg)
     return RunParts(data, task, model, compressor, tracker)
+
+
+def _check_model_takes(model: nn.Module, shape: list[int], name: str) -> None:
+    """Run `model` once on an input of the data's `shape`, so that a model the data does not fit (images too small
+    for its downsampling, another channel count) is a one-line error before any training, not a traceback in it."""
+    training = model.training
+    try:
+        with torch.inference_mode():
+            model.eval()(torch.zeros(1, *shape))
+    except RuntimeError as error:
+        raise ConfigError(f"model: {name} cannot take the data's inputs of shape {list(shape)}: "
+                          f"{first_line(error)}") from None
+    finally:
+        model.train(training)
 
 
 def _check_trainer(cfg: DictConfig) -> None:

@@ -36,6 +36,8 @@ CASES = [
     pytest.param(["compressor=quant", "trainer=ddp_gpu"], "ConfigError: trainer:", marks=NEEDS_NO_GPU),
     (["trainer.devices=0"], "ConfigError: trainer:"),
     (["compressor=quant", "store_uncompressed=maybe"], "store_uncompressed must be true or false"),
+    # its downsampling leaves nothing of the digits' 8 x 8 images
+    (["model=torchvision", "model.name=squeezenet1_1"], "model: squeezenet1_1 cannot take the data's inputs"),
 ]
 
 

@@ -45,3 +45,15 @@ def test_single_run_writes_metrics_artifact_and_offline_wandb_run(tmp_path):
     assert "compressor quant: bits=4" in result.stdout and "_target_" not in result.stdout
     log = (run_dir / "train.log").read_text()
     assert summary[0] in log and "compressor quant: bits=4" in log
+
+
+def test_a_torchvision_classifier_runs_on_the_grey_digits(tmp_path):
+    """torchvision builds for 3 channels; on the default 1-channel digits its stem takes 1 (models/torchvision_models)."""
+    run_dir = tmp_path / "run"
+    result = _cli(["model=torchvision", "model.name=resnet18", "compressor=quant", "compressor.bits=8",
+                   "logger=none", f"hydra.run.dir={run_dir}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["model"] == "resnet18" and metrics["compression_ratio"] > 3.5
+    assert metrics["base_metric"] > 0.8  # it learns the digits through its new stem
+    assert abs(metrics["compressed_metric"] - metrics["base_metric"]) < 0.02  # and 8-bit codes keep what it learned

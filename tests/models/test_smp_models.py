@@ -1,4 +1,5 @@
-"""smp segmentation builders: output resolution and channels, and clear errors for bad names."""
+"""smp segmentation and torchvision classification builders: output resolution and channels, and clear errors for
+bad names."""
 
 from __future__ import annotations
 
@@ -34,3 +35,20 @@ def test_torchvision_classifier_by_name_without_weights():
     assert model.fc.out_features == 10
     with pytest.raises(ConfigError, match="unknown torchvision classification model"):
         torchvision_classifier("resnet_typo")
+
+
+@pytest.mark.parametrize(("name", "in_channels", "stem"), [("resnet18", 1, "conv1"),
+                                                            ("mobilenet_v3_small", 4, "features.0.0")])
+def test_torchvision_classifier_takes_the_data_channels_at_its_stem(name, in_channels, stem):
+    torch.manual_seed(0)
+    rgb = torchvision_classifier(name, num_classes=10)
+    torch.manual_seed(0)
+    model = torchvision_classifier(name, num_classes=10, in_channels=in_channels).eval()
+    assert model.get_submodule(stem).in_channels == in_channels
+    # the stem starts from the kernels the builder drew, channel i from channel i mod 3
+    drawn = rgb.get_submodule(stem).weight
+    assert torch.equal(model.get_submodule(stem).weight, drawn[:, [i % 3 for i in range(in_channels)]])
+    with torch.no_grad():
+        assert model(torch.randn(2, in_channels, 64, 64)).shape == (2, 10)
+    with pytest.raises(ConfigError, match="in_channels must be >= 1"):
+        torchvision_classifier(name, in_channels=0)
