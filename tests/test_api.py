@@ -114,9 +114,10 @@ def test_a_signed_artifact_loads_only_with_its_key_and_a_forgery_is_refused(tmp_
     lambda: SmallCNN(in_channels=1, num_classes=10, channels=(8, 16)),
     lambda: torchvision_classifier("squeezenet1_1", num_classes=10),
     lambda: torchvision_classifier("squeezenet1_1", num_classes=10, in_channels=1),
+    lambda: torchvision_classifier("mnasnet0_5", num_classes=10),  # its loader needs the state's version
     lambda: segmentation_model("Unet", "tu-resnet18", None, in_channels=1, num_classes=1, encoder_depth=2,
                                decoder_channels=[16, 8]),
-], ids=["cifar_resnet", "small_cnn", "torchvision", "torchvision_grey", "smp"])
+], ids=["cifar_resnet", "small_cnn", "torchvision", "torchvision_grey", "mnasnet", "smp"])
 def test_an_artifact_of_a_known_architecture_loads_without_a_model(build, tmp_path):
     model = build().eval()
     big2small.save(big2small.compress(model, "quant", target_ratio=None, bits=8), tmp_path / "a.safetensors")

@@ -4,6 +4,7 @@ from safetensors.torch import save_file
 
 from big2small.checkpoints import load_checkpoint
 from big2small.errors import ConfigError
+from big2small.models.torchvision_models import torchvision_classifier
 from tests.conftest import tiny_cnn
 
 
@@ -29,6 +30,14 @@ def test_safetensors_checkpoint_loads(tmp_path):
     save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(tmp_path / "w.safetensors"))
     target = load_checkpoint(tiny_cnn(seed=6), tmp_path / "w.safetensors")
     assert torch.equal(target.features[0].weight, source.features[0].weight)
+
+
+def test_a_safetensors_checkpoint_loads_into_a_model_whose_loader_wants_its_state_version(tmp_path):
+    torch.manual_seed(0)
+    source = torchvision_classifier("mnasnet0_5", num_classes=10)  # refuses a state without a version
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    target = load_checkpoint(torchvision_classifier("mnasnet0_5", num_classes=10), tmp_path / "w.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values(), strict=True))
 
 
 def test_pickled_code_is_refused_unless_trusted(tmp_path):

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_save
 from torch import nn
 
-from big2small.checkpoints import load_checkpoint
+from big2small.checkpoints import load_checkpoint, load_state
 from big2small.files import write_atomically
 from big2small.tasks.base import Task, TrainerFactory
 
@@ -42,7 +42,7 @@ def obtain_base_model(
         return load_checkpoint(model, checkpoint, trusted_pickle=trusted_pickle), f"checkpoint:{checkpoint}"
     cached = cache_dir / f"{cache_key}.safetensors"
     if cached.is_file():
-        model.load_state_dict(load_file(str(cached)), strict=True)
+        load_state(model, load_file(str(cached)))
         log.info("base model loaded from cache %s", cached)
         return model, f"cache:{cached}"
     L.seed_everything(seed, workers=True, verbose=False)

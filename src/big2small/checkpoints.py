@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import re
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -56,6 +57,15 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, trusted_pickle: bool 
             f"model.checkpoint: {path}: {len(wrong_shape)} tensors have the wrong shape, e.g. {k}: "
             f"{tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the model"
         )
+    return load_state(model, state)
+
+
+def load_state(model: nn.Module, tensors: dict[str, torch.Tensor]) -> nn.Module:
+    """`model.load_state_dict(tensors, strict=True)` with the model's own per-module metadata beside the tensors: a
+    file of bare tensors (safetensors, an artifact) has none, and some modules' loaders need their state's version
+    (torchvision's MNASNet refuses a state without one)."""
+    state = OrderedDict(tensors)
+    state._metadata = getattr(model.state_dict(), "_metadata", OrderedDict())  # type: ignore[attr-defined]
     model.load_state_dict(state, strict=True)
     return model
 

@@ -74,7 +74,7 @@ def _check_model_takes(model: nn.Module, shape: list[int], name: str) -> None:
     try:
         with torch.inference_mode():
             model.eval()(torch.zeros(1, *shape))
-    except RuntimeError as error:
+    except Exception as error:  # noqa: BLE001 - models refuse inputs by RuntimeError, AssertionError, ValueError ...
         raise ConfigError(f"model: {name} cannot take the data's inputs of shape {list(shape)}: "
                           f"{first_line(error)}") from None
     finally:

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from big2small.checkpoints import load_state
 from big2small.codec import UNCOMPRESSED_PREFIX, Compressed, first_nonfinite
 from big2small.errors import ArtifactError, first_line
 from big2small.graph.weights import architecture_signature
@@ -76,8 +77,7 @@ def rebuild_model(compressed: Compressed, model: nn.Module, *, source: str = "ar
                             f"{_reason(error)}") from None
     model = copy.deepcopy(model)  # only now: the checks read the model, and refusing costs no copy
     if compressed.uncompressed:
-        state = model.state_dict()
-        model.load_state_dict({**state, **compressed.uncompressed}, strict=True)
+        load_state(model, {**model.state_dict(), **compressed.uncompressed})
     with torch.no_grad():
         for name in replaced:
             model.get_parameter(name).fill_(math.nan)

@@ -38,6 +38,7 @@ CASES = [
     (["compressor=quant", "store_uncompressed=maybe"], "store_uncompressed must be true or false"),
     # its downsampling leaves nothing of the digits' 8 x 8 images
     (["model=torchvision", "model.name=squeezenet1_1"], "model: squeezenet1_1 cannot take the data's inputs"),
+    (["model=torchvision", "model.name=vit_b_16"], "model: vit_b_16 cannot take the data's inputs"),  # 224 x 224 only
 ]
 
 

@@ -52,3 +52,10 @@ def test_torchvision_classifier_takes_the_data_channels_at_its_stem(name, in_cha
         assert model(torch.randn(2, in_channels, 64, 64)).shape == (2, 10)
     with pytest.raises(ConfigError, match="in_channels must be >= 1"):
         torchvision_classifier(name, in_channels=0)
+
+
+def test_torchvision_classifiers_with_side_heads_train_on_one_output():
+    model = torchvision_classifier("googlenet", num_classes=10).train()  # aux_logits off: one tensor in training
+    assert isinstance(model(torch.randn(2, 3, 64, 64)), torch.Tensor)
+    with pytest.raises(ConfigError, match="aux_logits returns several outputs"):
+        torchvision_classifier("googlenet", aux_logits=True)

@@ -14,6 +14,8 @@ from torchvision import models
 from big2small.errors import ConfigError
 from big2small.models.recipe import remember_recipe
 
+AUX_LOGITS_MODELS = ("googlenet", "inception_v3")  # classifiers with auxiliary heads (torchvision's aux_logits)
+
 
 def torchvision_classifier(name: str = "resnet18", num_classes: int = 1000, in_channels: int = 3,
                            **model_settings) -> nn.Module:
@@ -26,6 +28,10 @@ def torchvision_classifier(name: str = "resnet18", num_classes: int = 1000, in_c
         raise ConfigError(f"model: in_channels must be >= 1 (got {in_channels})")
     if int(num_classes) < 2:
         raise ConfigError(f"model: num_classes must be >= 2 (got {num_classes})")
+    if name in AUX_LOGITS_MODELS:  # in training their forward returns a tuple with the side heads' logits
+        if model_settings.setdefault("aux_logits", False):
+            raise ConfigError(f"model: torchvision {name} with aux_logits returns several outputs in training; the "
+                              "tasks train on one (leave aux_logits false)")
     try:
         model = models.get_model(name, weights=None, num_classes=int(num_classes), **model_settings)
     except (TypeError, ValueError) as error:
