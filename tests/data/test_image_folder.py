@@ -32,6 +32,18 @@ def test_loads_resizes_and_labels_by_folder(tmp_path):
     assert labels.tolist() == [0, 0, 0, 1, 1, 1]
 
 
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_one_mean_and_std_serve_every_channel(tmp_path, in_channels):
+    write_tree(tmp_path)
+    data = ImageFolderDataModule(root=str(tmp_path), num_classes=2, image_size=16, in_channels=in_channels,
+                                 mean=0.5, std=[0.25])
+    data.setup()
+    images, _ = data.splits["test"].tensors
+    assert images.shape[1] == in_channels and float(images.min()) >= -2 and float(images.max()) <= 2
+    with pytest.raises(ConfigError, match="mean and std need 3 values each"):
+        ImageFolderDataModule(root=str(tmp_path), num_classes=2, mean=[0.5, 0.5], std=0.25)
+
+
 def test_num_classes_must_match_the_folders(tmp_path):
     write_tree(tmp_path)
     with pytest.raises(ConfigError, match="num_classes is 10 but .* has 2 class folders"):

@@ -42,6 +42,13 @@ def test_split_crops_and_binary_masks(tmp_path):
     assert data.calibration_images(3).shape == (3, 1, 32, 32)
 
 
+def test_no_validation_pairs_means_no_validation(tmp_path):
+    write_pairs(tmp_path, 4)
+    data = module(tmp_path, val_size=0)  # the mask_folder config's default
+    data.setup()
+    assert data.val_dataloader() == [] and len(data.train_dataloader().dataset) == 2 * 3  # 4 pairs, 2 for testing
+
+
 def test_split_is_fixed_by_seed(tmp_path):
     write_pairs(tmp_path, 9)
     assert module(tmp_path).split_names == module(tmp_path).split_names

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from big2small.data.in_memory import InMemoryDataModule, check_fixed_classes, check_normalisation
+from big2small.data.in_memory import InMemoryDataModule, channel_normalisation, check_fixed_classes
 from big2small.data.splits import split_indices
 from big2small.errors import ConfigError
 
@@ -124,14 +124,12 @@ class Cifar10DataModule(InMemoryDataModule):
     ) -> None:
         super().__init__(batch_size, eval_batch_size, shuffle_seed=split_seed)
         check_fixed_classes("cifar10", num_classes, in_channels, (10, 3))
-        check_normalisation(mean, std, 3)
+        self.mean, self.std = channel_normalisation(mean, std, 3)
         if int(heldout_size) < 0:
             raise ConfigError(f"data: heldout_size must be >= 0 (got {heldout_size})")
         self.name, self.root, self.download = name, Path(root), bool(download)
         self.train_file, self.test_file = train_file, test_file
         self.layout = self._detect_layout()
-        self.mean = torch.tensor([float(m) for m in mean]).view(1, 3, 1, 1)
-        self.std = torch.tensor([float(s) for s in std]).view(1, 3, 1, 1)
         self.augment, self.heldout_size, self.split_seed = bool(augment), int(heldout_size), int(split_seed)
 
     def _detect_layout(self) -> str:

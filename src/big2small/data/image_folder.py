@@ -16,7 +16,7 @@ from PIL import Image
 from torch.utils.data import TensorDataset
 
 from big2small.data.image_files import list_images, read_image
-from big2small.data.in_memory import InMemoryDataModule, check_normalisation
+from big2small.data.in_memory import InMemoryDataModule, channel_normalisation
 from big2small.data.splits import split_indices
 from big2small.errors import ConfigError
 
@@ -33,8 +33,8 @@ class ImageFolderDataModule(InMemoryDataModule):
         num_classes: int = 10,
         in_channels: int = 3,
         image_size: int = 32,
-        mean: list[float] | tuple[float, ...] = (0.5, 0.5, 0.5),
-        std: list[float] | tuple[float, ...] = (0.25, 0.25, 0.25),
+        mean: float | list[float] | tuple[float, ...] = 0.5,
+        std: float | list[float] | tuple[float, ...] = 0.25,
         heldout_size: int = 0,
         split_seed: int = 0,
         batch_size: int = 64,
@@ -43,13 +43,11 @@ class ImageFolderDataModule(InMemoryDataModule):
         super().__init__(batch_size, eval_batch_size, shuffle_seed=split_seed)
         if int(in_channels) not in (1, 3):
             raise ConfigError(f"data: in_channels must be 1 (grey) or 3 (RGB) (got {in_channels})")
-        check_normalisation(mean, std, int(in_channels))
+        self.mean, self.std = channel_normalisation(mean, std, int(in_channels))
         if int(image_size) < 1 or int(heldout_size) < 0:
             raise ConfigError(f"data: image_size must be >= 1 and heldout_size >= 0 (got {image_size}, {heldout_size})")
         self.name, self.root = name, Path(root)
         self.in_channels, self.image_size = int(in_channels), int(image_size)
-        self.mean = torch.tensor([float(m) for m in mean]).view(1, -1, 1, 1)
-        self.std = torch.tensor([float(s) for s in std]).view(1, -1, 1, 1)
         self.heldout_size, self.split_seed = int(heldout_size), int(split_seed)
         self.classes = self._class_names(self.root / train_dir)
         if len(self.classes) != int(num_classes):

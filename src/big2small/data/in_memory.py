@@ -71,7 +71,12 @@ def check_fixed_classes(data_name: str, num_classes: int, in_channels: int, fixe
                           "do not override them")
 
 
-def check_normalisation(mean, std, channels: int) -> None:
-    """Per-channel mean and std: one value per input channel, std > 0."""
-    if len(mean) != channels or len(std) != channels or any(float(s) <= 0 for s in std):
-        raise ConfigError(f"data: mean and std need {channels} values each, std > 0 (got {list(mean)}, {list(std)})")
+def channel_normalisation(mean, std, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std as (1, channels, 1, 1) tensors, from one value per channel or one value (a number or
+    a one-item list) for every channel; std > 0."""
+    values = [[mean] if isinstance(mean, int | float) else list(mean), [std] if isinstance(std, int | float) else list(std)]
+    values = [v * channels if len(v) == 1 else v for v in values]
+    if any(len(v) != channels for v in values) or any(float(s) <= 0 for s in values[1]):
+        raise ConfigError(f"data: mean and std need {channels} values each (or one for every channel), std > 0 "
+                          f"(got {mean}, {std})")
+    return tuple(torch.tensor([float(x) for x in v]).view(1, channels, 1, 1) for v in values)

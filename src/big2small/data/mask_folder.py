@@ -107,6 +107,8 @@ class MaskFolderDataModule(InMemoryDataModule):
                 "train": sorted(order[test_size + val_size :])}
 
     def _load(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        if not indices:  # a split the user asked to be empty (val_size: 0)
+            return torch.zeros(0, self.in_channels, 0, 0), torch.zeros(0, 0, 0, dtype=torch.int64)
         images, masks = [], []
         for index in indices:
             image_path, mask_path = self.pairs[index]
