@@ -56,8 +56,8 @@ def build_parts(cfg: DictConfig) -> RunParts:
     # Synthetic inputs (Big2Small's refinement) must have the data's shape; a user's own data module may not say.
     data_shape = getattr(data, "input_shape", None)
     data_shape = data_shape() if callable(data_shape) else None
-    if data_shape is not None:
-        _check_model_takes(model, data_shape, cfg.model.get("name", "model"))
+    output = None if data_shape is None else _output_on(model, data_shape, cfg.model.get("name", "model"))
+    task.check_fits(data, cfg.data.get("name", "data"), output, data_shape)
     compressor.accept_input_shape(data_shape)
     tracker = _build(cfg.logger) if cfg.get("logger") else Tracker()
     checkpoint = cfg.model.get("checkpoint")
@@ -67,13 +67,13 @@ def build_parts(cfg: DictConfig) -> RunParts:
     return RunParts(data, task, model, compressor, tracker)
 
 
-def _check_model_takes(model: nn.Module, shape: list[int], name: str) -> None:
-    """Run `model` once on an input of the data's `shape`, so that a model the data does not fit (images too small
+def _output_on(model: nn.Module, shape: list[int], name: str):
+    """The model's output on one input of the data's `shape`, so that a model the data does not fit (images too small
     for its downsampling, another channel count) is a one-line error before any training, not a traceback in it."""
     training = model.training
     try:
         with torch.inference_mode():
-            model.eval()(torch.zeros(1, *shape))
+            return model.eval()(torch.zeros(1, *shape))
     except Exception as error:  # noqa: BLE001 - models refuse inputs by RuntimeError, AssertionError, ValueError ...
         raise ConfigError(f"model: {name} cannot take the data's inputs of shape {list(shape)}: "
                           f"{first_line(error)}") from None

@@ -39,6 +39,9 @@ CASES = [
     # its downsampling leaves nothing of the digits' 8 x 8 images
     (["model=torchvision", "model.name=squeezenet1_1"], "model: squeezenet1_1 cannot take the data's inputs"),
     (["model=torchvision", "model.name=vit_b_16"], "model: vit_b_16 cannot take the data's inputs"),  # 224 x 224 only
+    (["model=unet"], "task classification needs one row of class scores per input"),
+    (["task=segmentation", "model=cifar_resnet20"], "task segmentation needs class scores for every pixel"),
+    (["task=segmentation", "data=digits"], "task segmentation learns from masks, but data digits gives labels"),
 ]
 
 

@@ -98,6 +98,7 @@ class AugmentedImages(Dataset):
 
 
 class Cifar10DataModule(InMemoryDataModule):
+    targets = "labels"  # one class per image (tasks/base.py)
     num_classes = 10
     in_channels = 3
 

@@ -13,6 +13,7 @@ from big2small.errors import ConfigError
 
 
 class DigitsDataModule(InMemoryDataModule):
+    targets = "labels"  # one class per image (tasks/base.py)
     num_classes = 10
     in_channels = 1
 

@@ -22,6 +22,7 @@ from big2small.errors import ConfigError
 
 
 class ImageFolderDataModule(InMemoryDataModule):
+    targets = "labels"  # one class per image (tasks/base.py)
     val_split = "heldout"
 
     def __init__(

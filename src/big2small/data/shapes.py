@@ -54,6 +54,7 @@ def render_shapes(count: int, size: int, max_shapes: int, seed: int) -> tuple[np
 
 
 class ShapesDataModule(InMemoryDataModule):
+    targets = "masks"  # one class per pixel (tasks/base.py)
     in_channels = 3
 
     def input_shape(self) -> list[int]:

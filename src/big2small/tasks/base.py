@@ -19,6 +19,9 @@ TrainerFactory = Callable[..., L.Trainer]
 class Task(ABC):
     # The headline metric's name in metrics.json (higher is better for every task here).
     metric_name: str
+    # What the task learns from: "labels" (one class per input) or "masks" (one class per pixel). A data module
+    # that names its `targets` must give these.
+    targets: str
 
     def __init__(self, name: str, epochs: int = 10, lr: float = 1e-3, weight_decay: float = 0.0,
                  weight_penalty: Callable[[nn.Module], Any] | None = None) -> None:
@@ -40,6 +43,21 @@ class Task(ABC):
         penalty = getattr(self.weight_penalty, "settings", lambda: repr(self.weight_penalty))()
         return {"task": self.name, "epochs": self.epochs, "lr": self.lr, "weight_decay": self.weight_decay,
                 "weight_penalty": penalty if self.weight_penalty is not None else None}
+
+    def check_fits(self, data: L.LightningDataModule, data_name: str, output: torch.Tensor | None,
+                   input_shape: list[int] | None) -> None:
+        """A ConfigError, before any training, where `data` gives other targets than this task learns from, or the
+        model's `output` on one input of `input_shape` (None: not run) is not what the task compares them with."""
+        given = getattr(data, "targets", None)
+        if given is not None and given != self.targets:
+            raise ConfigError(f"task {self.name} learns from {self.targets}, but data {data_name} gives {given}; "
+                              f"choose a {self.name} data set or the task for this one")
+        if output is not None:
+            self.check_output(output, input_shape)
+
+    @abstractmethod
+    def check_output(self, output: torch.Tensor, input_shape: list[int]) -> None:
+        """A ConfigError where the model's `output` on one input of `input_shape` does not fit this task."""
 
     @abstractmethod
     def lightning_module(self, model: nn.Module, data: L.LightningDataModule) -> L.LightningModule:

@@ -8,11 +8,13 @@ from torch import nn
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
+from big2small.errors import ConfigError
 from big2small.tasks.base import Task
 
 
 class ClassificationTask(Task):
     metric_name = "accuracy"
+    targets = "labels"
 
     def __init__(self, name: str = "classification", epochs: int = 15, lr: float = 3e-3,
                  weight_decay: float = 1e-4, label_smoothing: float = 0.0, weight_penalty=None) -> None:
@@ -21,6 +23,12 @@ class ClassificationTask(Task):
 
     def training_settings(self) -> dict:
         return {**super().training_settings(), "label_smoothing": self.label_smoothing}
+
+    def check_output(self, output: torch.Tensor, input_shape: list[int]) -> None:
+        if not isinstance(output, torch.Tensor) or output.dim() != 2:
+            shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else type(output).__name__
+            raise ConfigError(f"task classification needs one row of class scores per input; the model gives {shape} "
+                              "per input (a segmentation model? then task=segmentation)")
 
     def lightning_module(self, model: nn.Module, data: L.LightningDataModule) -> L.LightningModule:
         return ClassificationModule(model, data.num_classes, self)

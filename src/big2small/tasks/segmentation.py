@@ -23,6 +23,7 @@ from big2small.tasks.base import Task
 
 class SegmentationTask(Task):
     metric_name = "dice"
+    targets = "masks"
 
     def __init__(self, name: str = "segmentation", epochs: int = 8, lr: float = 3e-3, weight_decay: float = 1e-4,
                  dice_weight: float = 1.0, weight_penalty=None) -> None:
@@ -33,6 +34,13 @@ class SegmentationTask(Task):
 
     def training_settings(self) -> dict:
         return {**super().training_settings(), "dice_weight": self.dice_weight}
+
+    def check_output(self, output: torch.Tensor, input_shape: list[int]) -> None:
+        wanted = tuple(input_shape[1:])
+        if not isinstance(output, torch.Tensor) or output.dim() != 2 + len(wanted) or tuple(output.shape[2:]) != wanted:
+            shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else type(output).__name__
+            raise ConfigError(f"task segmentation needs class scores for every pixel, (classes, {', '.join(map(str, wanted))}) "
+                              f"per input; the model gives {shape} (a classifier? then task=classification)")
 
     def lightning_module(self, model: nn.Module, data: L.LightningDataModule) -> L.LightningModule:
         return SegmentationModule(model, int(data.num_classes), self)
