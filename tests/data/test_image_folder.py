@@ -40,8 +40,10 @@ def test_one_mean_and_std_serve_every_channel(tmp_path, in_channels):
     data.setup()
     images, _ = data.splits["test"].tensors
     assert images.shape[1] == in_channels and float(images.min()) >= -2 and float(images.max()) <= 2
-    with pytest.raises(ConfigError, match="mean and std need 3 values each"):
+    with pytest.raises(ConfigError, match="mean and std need 3 numbers each"):
         ImageFolderDataModule(root=str(tmp_path), num_classes=2, mean=[0.5, 0.5], std=0.25)
+    with pytest.raises(ConfigError, match="mean and std need 3 numbers each"):
+        ImageFolderDataModule(root=str(tmp_path), num_classes=2, mean="abc", std=0.25)  # not three values
 
 
 def test_num_classes_must_match_the_folders(tmp_path):

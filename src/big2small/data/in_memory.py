@@ -74,9 +74,13 @@ def check_fixed_classes(data_name: str, num_classes: int, in_channels: int, fixe
 def channel_normalisation(mean, std, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std as (1, channels, 1, 1) tensors, from one value per channel or one value (a number or
     a one-item list) for every channel; std > 0."""
-    values = [[mean] if isinstance(mean, int | float) else list(mean), [std] if isinstance(std, int | float) else list(std)]
+    values = [list(v) if isinstance(v, list | tuple) else [v] for v in (mean, std)]
     values = [v * channels if len(v) == 1 else v for v in values]
-    if any(len(v) != channels for v in values) or any(float(s) <= 0 for s in values[1]):
-        raise ConfigError(f"data: mean and std need {channels} values each (or one for every channel), std > 0 "
+    try:
+        numbers = [[float(x) for x in v if not isinstance(x, bool | str)] for v in values]
+    except (TypeError, ValueError):
+        numbers = [[], []]
+    if any(len(n) != channels for n in numbers) or any(s <= 0 for s in numbers[1]):
+        raise ConfigError(f"data: mean and std need {channels} numbers each (or one for every channel), std > 0 "
                           f"(got {mean}, {std})")
-    return tuple(torch.tensor([float(x) for x in v]).view(1, channels, 1, 1) for v in values)
+    return tuple(torch.tensor(n).view(1, channels, 1, 1) for n in numbers)
