@@ -50,6 +50,7 @@ class RandomCrops(Dataset):
 
 class MaskFolderDataModule(InMemoryDataModule):
     targets = "masks"  # one class per pixel (tasks/base.py)
+
     def __init__(
         self,
         name: str = "mask_folder",

@@ -50,14 +50,14 @@ def _replace_stem(model: nn.Module, name: str, in_channels: int) -> None:
     if getattr(model, "transform_input", False):  # GoogLeNet / Inception v3 re-normalise 3 channels before the stem
         raise ConfigError(f"model: torchvision {name} with transform_input takes 3 input channels (data has "
                           f"{in_channels})")
-    stems = [(path, m) for path, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.in_channels == 3]
-    if not stems or stems[0][1].groups != 1:
+    path, stem = next(((path, m) for path, m in model.named_modules()
+                       if isinstance(m, nn.Conv2d) and m.in_channels == 3), (None, None))
+    if stem is None or stem.groups != 1:
         raise ConfigError(f"model: torchvision {name} has no stem convolution of 3 input channels to give "
                           f"{in_channels}")
-    path, stem = stems[0]
     parent, _, attribute = path.rpartition(".")
-    replacement = nn.Conv2d(in_channels, stem.out_channels, stem.kernel_size, stem.stride, stem.padding, stem.dilation,
-                      bias=stem.bias is not None, padding_mode=stem.padding_mode)
+    replacement = nn.Conv2d(in_channels, stem.out_channels, stem.kernel_size, stem.stride, stem.padding,
+                            stem.dilation, bias=stem.bias is not None, padding_mode=stem.padding_mode)
     with torch.no_grad():
         replacement.weight.copy_(stem.weight[:, torch.arange(in_channels) % 3])
         if stem.bias is not None:

@@ -59,6 +59,11 @@ class Task(ABC):
     def check_output(self, output: torch.Tensor, input_shape: list[int]) -> None:
         """A ConfigError where the model's `output` on one input of `input_shape` does not fit this task."""
 
+    @staticmethod
+    def per_input(output) -> object:
+        """What a model gave per input, for an error message: a tensor's shape without the batch dim, else its type."""
+        return tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else type(output).__name__
+
     @abstractmethod
     def lightning_module(self, model: nn.Module, data: L.LightningDataModule) -> L.LightningModule:
         """Wrap `model` in the module whose training/test steps define this task."""

@@ -26,9 +26,8 @@ class ClassificationTask(Task):
 
     def check_output(self, output: torch.Tensor, input_shape: list[int]) -> None:
         if not isinstance(output, torch.Tensor) or output.dim() != 2:
-            shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else type(output).__name__
-            raise ConfigError(f"task classification needs one row of class scores per input; the model gives {shape} "
-                              "per input (a segmentation model? then task=segmentation)")
+            raise ConfigError(f"task classification needs one row of class scores per input; the model gives "
+                              f"{self.per_input(output)} per input (a segmentation model? then task=segmentation)")
 
     def lightning_module(self, model: nn.Module, data: L.LightningDataModule) -> L.LightningModule:
         return ClassificationModule(model, data.num_classes, self)

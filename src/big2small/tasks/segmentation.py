@@ -37,10 +37,10 @@ class SegmentationTask(Task):
 
     def check_output(self, output: torch.Tensor, input_shape: list[int]) -> None:
         wanted = tuple(input_shape[1:])
-        if not isinstance(output, torch.Tensor) or output.dim() != 2 + len(wanted) or tuple(output.shape[2:]) != wanted:
-            shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else type(output).__name__
-            raise ConfigError(f"task segmentation needs class scores for every pixel, (classes, {', '.join(map(str, wanted))}) "
-                              f"per input; the model gives {shape} (a classifier? then task=classification)")
+        if not isinstance(output, torch.Tensor) or tuple(output.shape[2:]) != wanted or output.dim() != 2 + len(wanted):
+            raise ConfigError(f"task segmentation needs class scores for every pixel, (classes, "
+                              f"{', '.join(map(str, wanted))}) per input; the model gives {self.per_input(output)} "
+                              "(a classifier? then task=classification)")
 
     def lightning_module(self, model: nn.Module, data: L.LightningDataModule) -> L.LightningModule:
         return SegmentationModule(model, int(data.num_classes), self)
